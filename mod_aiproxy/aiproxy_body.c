@@ -1,0 +1,125 @@
+/* Keeps the request body: read whole before forwarding (it must be checked
+ * and priced), then replayed to mod_proxy by an input filter. */
+#include <string.h>
+#include <apr_strings.h>
+
+#include "httpd.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_filter.h"
+
+#include "aiproxy_request.h"
+
+#define BODY_FILTER "AIPROXY_BODY"
+
+typedef struct {
+    const char *buf;
+    apr_size_t len, off;
+} replay_t;
+
+int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
+                      apr_size_t *len)
+{
+    apr_bucket_brigade *bb;
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_size_t size = 0, room = 8192;
+    char *data;
+    int eos = 0;
+
+    if (cl) {
+        char *end;
+        apr_off_t n;
+
+        if (apr_strtoff(&n, cl, &end, 10) != APR_SUCCESS || *end || n < 0)
+            return HTTP_BAD_REQUEST;
+        if (n > limit)
+            return HTTP_REQUEST_ENTITY_TOO_LARGE;
+        room = (apr_size_t)n;
+    }
+    data = apr_palloc(r->pool, room + 1);
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    while (!eos) {
+        apr_bucket *b;
+        apr_status_t rv = ap_get_brigade(r->input_filters, bb,
+                                         AP_MODE_READBYTES, APR_BLOCK_READ,
+                                         HUGE_STRING_LEN);
+
+        if (rv != APR_SUCCESS)
+            return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+             b = APR_BUCKET_NEXT(b)) {
+            const char *d;
+            apr_size_t n;
+
+            if (APR_BUCKET_IS_EOS(b)) {
+                eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(b))
+                continue;
+            if ((rv = apr_bucket_read(b, &d, &n, APR_BLOCK_READ)) != APR_SUCCESS)
+                return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+            if ((apr_off_t)(size + n) > limit)
+                return HTTP_REQUEST_ENTITY_TOO_LARGE;
+            if (size + n > room) {
+                char *bigger;
+
+                /* Chunked bodies only: a Content-Length sized it exactly. */
+                while (size + n > room)
+                    room *= 2;
+                bigger = apr_palloc(r->pool, room + 1);
+                memcpy(bigger, data, size);
+                data = bigger;
+            }
+            memcpy(data + size, d, n);
+            size += n;
+        }
+        apr_brigade_cleanup(bb);
+    }
+    data[size] = '\0';
+    *buf = data;
+    *len = size;
+    return OK;
+}
+
+void aiproxy_body_replay(request_rec *r, const char *buf, apr_size_t len)
+{
+    replay_t *ctx = apr_pcalloc(r->pool, sizeof(*ctx));
+
+    ctx->buf = buf;
+    ctx->len = len;
+    apr_table_setn(r->headers_in, "Content-Length",
+                   apr_psprintf(r->pool, "%" APR_SIZE_T_FMT, len));
+    apr_table_unset(r->headers_in, "Transfer-Encoding");
+    /* The body is in hand: a 100-continue to or from upstream is moot. */
+    apr_table_unset(r->headers_in, "Expect");
+    r->expecting_100 = 0;
+    /* Our filter's length is exact, so mod_proxy may stream it with a
+     * Content-Length instead of chunking or spooling it. */
+    apr_table_setn(r->subprocess_env, "proxy-sendunchangedcl", "1");
+    ap_add_input_filter(BODY_FILTER, ctx, r, r->connection);
+}
+
+apr_status_t aiproxy_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                 ap_input_mode_t mode, apr_read_type_e block,
+                                 apr_off_t readbytes)
+{
+    replay_t *ctx = f->ctx;
+    apr_bucket_alloc_t *ba = f->c->bucket_alloc;
+    apr_size_t n;
+
+    if (mode != AP_MODE_READBYTES || !ctx)
+        return ap_get_brigade(f->next, bb, mode, block, readbytes);
+    n = ctx->len - ctx->off;
+    if (readbytes > 0 && (apr_off_t)n > readbytes)
+        n = (apr_size_t)readbytes;
+    if (n)
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_immortal_create(
+                                    ctx->buf + ctx->off, n, ba));
+    ctx->off += n;
+    if (ctx->off == ctx->len) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+        ap_remove_input_filter(f);
+    }
+    return APR_SUCCESS;
+}

@@ -1,0 +1,561 @@
+#include <string.h>
+#include <stdlib.h>
+#include <apr_strings.h>
+#include <apr_file_io.h>
+
+#include "httpd.h"
+#include "http_log.h"
+
+#include "aiproxy_config.h"
+#include "aiproxy_ledger.h"
+
+#define UNSET -1
+
+static const char *const openai_endpoints[] = {
+    "chat/completions", "embeddings", "models", "responses", NULL
+};
+static const char *const anthropic_endpoints[] = { "messages", NULL };
+
+aiproxy_global_t *aiproxy_global(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &aiproxy_module);
+}
+
+void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
+{
+    aiproxy_global_t *g = apr_pcalloc(p, sizeof(*g));
+
+    (void)s;
+    g->store_uri = "mongodb://127.0.0.1:27017";
+    g->store_db = "aiproxy";
+    g->store_timeout_ms = 1500;
+    g->token_leeway = 60;
+    g->token_max = 8192;
+    g->providers = apr_hash_make(p);
+    g->prices = apr_hash_make(p);
+    g->default_cap = 2 * AIPROXY_PICO_PER_USD;   /* what the original charged */
+    g->admins = apr_hash_make(p);
+    g->max_body = 8 * 1024 * 1024;
+    g->default_max_tokens = 4096;
+    g->hold_ttl = 600;
+    return g;
+}
+
+/* Every server directive is global-only, so virtual hosts share the main
+ * server's settings. */
+void *aiproxy_merge_server_config(apr_pool_t *p, void *base, void *add)
+{
+    (void)p;
+    (void)add;
+    return base;
+}
+
+void *aiproxy_create_dir_config(apr_pool_t *p, char *dir)
+{
+    aiproxy_dir_conf_t *d = apr_pcalloc(p, sizeof(*d));
+
+    d->prefix = dir;
+    return d;
+}
+
+void *aiproxy_merge_dir_config(apr_pool_t *p, void *basev, void *addv)
+{
+    aiproxy_dir_conf_t *base = basev, *add = addv;
+    aiproxy_dir_conf_t *d = apr_pcalloc(p, sizeof(*d));
+
+    d->prefix = add->provider_name ? add->prefix : base->prefix;
+    d->provider_name = add->provider_name ? add->provider_name
+                                          : base->provider_name;
+    d->provider = add->provider ? add->provider : base->provider;
+    d->endpoints = add->endpoints ? add->endpoints : base->endpoints;
+    d->models = add->models ? add->models : base->models;
+    d->model_list = add->models ? add->model_list : base->model_list;
+    return d;
+}
+
+static const char *global_only(cmd_parms *cmd)
+{
+    return ap_check_cmd_context(cmd, GLOBAL_ONLY);
+}
+
+static aiproxy_global_t *cmd_global(cmd_parms *cmd)
+{
+    return aiproxy_global(cmd->server);
+}
+
+static const char *set_store(cmd_parms *cmd, void *dc, const char *uri)
+{
+    const char *err = global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    /* The URI may hold a password: never echo it. */
+    if (aiproxy_ledger_check_uri(cmd->pool, uri))
+        return "AIProxyStore: not a valid mongodb:// URI";
+    cmd_global(cmd)->store_uri = uri;
+    return NULL;
+}
+
+static const char *set_store_db(cmd_parms *cmd, void *dc, const char *db)
+{
+    const char *err = global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!*db || strpbrk(db, "/\\. \"$"))
+        return "AIProxyStoreDatabase: not a valid database name";
+    cmd_global(cmd)->store_db = db;
+    return NULL;
+}
+
+/* A positive integer within [min, max], or an error naming the directive. */
+static const char *parse_int(cmd_parms *cmd, const char *arg, apr_int64_t min,
+                             apr_int64_t max, apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t v = apr_strtoi64(arg, &end, 10);
+
+    if (!*arg || *end || v < min || v > max)
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a whole number from "
+                            "%" APR_INT64_T_FMT " to %" APR_INT64_T_FMT,
+                            cmd->cmd->name, arg, min, max);
+    *out = v;
+    return NULL;
+}
+
+static const char *set_int(cmd_parms *cmd, void *dc, const char *arg)
+{
+    aiproxy_global_t *g = cmd_global(cmd);
+    const char *err = global_only(cmd);
+    const char *name = cmd->cmd->name;
+    apr_int64_t v;
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!strcasecmp(name, "AIProxyStoreTimeout")) {
+        if (!(err = parse_int(cmd, arg, 100, 60000, &v)))
+            g->store_timeout_ms = (int)v;
+    }
+    else if (!strcasecmp(name, "AIProxyTokenLeeway")) {
+        if (!(err = parse_int(cmd, arg, 0, 3600, &v)))
+            g->token_leeway = (int)v;
+    }
+    else if (!strcasecmp(name, "AIProxyTokenMaxLength")) {
+        if (!(err = parse_int(cmd, arg, 64, 1 << 20, &v)))
+            g->token_max = (apr_size_t)v;
+    }
+    else if (!strcasecmp(name, "AIProxyMaxBody")) {
+        if (!(err = parse_int(cmd, arg, 1024, APR_INT64_C(1) << 30, &v)))
+            g->max_body = (apr_off_t)v;
+    }
+    else if (!strcasecmp(name, "AIProxyDefaultMaxTokens")) {
+        if (!(err = parse_int(cmd, arg, 1, 10000000, &v)))
+            g->default_max_tokens = v;
+    }
+    else if (!strcasecmp(name, "AIProxyHoldTTL")) {
+        if (!(err = parse_int(cmd, arg, 10, 86400, &v)))
+            g->hold_ttl = (int)v;
+    }
+    return err;
+}
+
+static int valid_secret_spec(const char *spec)
+{
+    return (!strncmp(spec, "env:", 4) && spec[4]) ||
+           (!strncmp(spec, "file:", 5) && spec[5]);
+}
+
+static const char *set_secret(cmd_parms *cmd, void *dc, const char *spec)
+{
+    const char *err = global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!valid_secret_spec(spec))
+        return "AIProxyTokenSecret: give env:VARIABLE or file:/path, never "
+               "the secret itself";
+    cmd_global(cmd)->secret_spec = spec;
+    return NULL;
+}
+
+static const char *set_provider(cmd_parms *cmd, void *dc, const char *args)
+{
+    aiproxy_global_t *g = cmd_global(cmd);
+    const char *err = global_only(cmd);
+    aiproxy_provider_t *pv;
+    char *word;
+    apr_uri_t uri;
+
+    (void)dc;
+    if (err)
+        return err;
+    pv = apr_pcalloc(cmd->pool, sizeof(*pv));
+    pv->key_specs = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    pv->defined_in = apr_psprintf(cmd->pool, "%s:%d",
+                                  cmd->directive->filename,
+                                  cmd->directive->line_num);
+    pv->name = ap_getword_conf(cmd->pool, &args);
+    word = ap_getword_conf(cmd->pool, &args);
+    if (!*pv->name || !*word)
+        return "AIProxyProvider: usage: AIProxyProvider NAME BASE-URL "
+               "[api=openai|anthropic] key=env:VAR|file:PATH ...";
+    if (strspn(pv->name, "abcdefghijklmnopqrstuvwxyz0123456789-_") !=
+        strlen(pv->name))
+        return apr_psprintf(cmd->pool, "AIProxyProvider: name '%s' may use "
+                            "only a-z, 0-9, '-' and '_'", pv->name);
+    if (apr_uri_parse(cmd->pool, word, &uri) != APR_SUCCESS || !uri.scheme ||
+        !uri.hostname || (strcmp(uri.scheme, "http") &&
+                          strcmp(uri.scheme, "https")) ||
+        uri.query || uri.user || uri.password)
+        return apr_psprintf(cmd->pool, "AIProxyProvider %s: base URL must be "
+                            "http(s)://host[:port][/path] without "
+                            "credentials or query", pv->name);
+    while (*word && word[strlen(word) - 1] == '/')
+        word[strlen(word) - 1] = '\0';
+    pv->base_url = word;
+    while (*(word = ap_getword_conf(cmd->pool, &args))) {
+        if (!strcmp(word, "api=openai"))
+            pv->api = AIPROXY_API_OPENAI;
+        else if (!strcmp(word, "api=anthropic"))
+            pv->api = AIPROXY_API_ANTHROPIC;
+        else if (!strncmp(word, "key=", 4) && valid_secret_spec(word + 4))
+            APR_ARRAY_PUSH(pv->key_specs, const char *) = word + 4;
+        else
+            return apr_psprintf(cmd->pool, "AIProxyProvider %s: unknown "
+                                "option '%.*s' (api=openai|anthropic, "
+                                "key=env:VAR|file:PATH)", pv->name,
+                                (int)strcspn(word, "="), word);
+    }
+    if (pv->key_specs->nelts == 0)
+        return apr_psprintf(cmd->pool, "AIProxyProvider %s: needs at least "
+                            "one key=env:VAR or key=file:PATH", pv->name);
+    if (apr_hash_get(g->providers, pv->name, APR_HASH_KEY_STRING))
+        return apr_psprintf(cmd->pool, "AIProxyProvider %s: defined twice",
+                            pv->name);
+    apr_hash_set(g->providers, pv->name, APR_HASH_KEY_STRING, pv);
+    return NULL;
+}
+
+static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
+{
+    aiproxy_global_t *g = cmd_global(cmd);
+    const char *err = global_only(cmd);
+    const char *model, *word;
+    aiproxy_price_t *price;
+    int has_input = 0, has_cached = 0;
+
+    (void)dc;
+    if (err)
+        return err;
+    model = ap_getword_conf(cmd->pool, &args);
+    if (!*model)
+        return "AIProxyPrice: usage: AIProxyPrice MODEL input=USD "
+               "[cached=USD] [cache_write=USD] [output=USD] (per 1M tokens)";
+    price = apr_pcalloc(cmd->pool, sizeof(*price));
+    while (*(word = ap_getword_conf(cmd->pool, &args))) {
+        const char *eq = strchr(word, '=');
+        const char *name = eq ? apr_pstrmemdup(cmd->pool, word, eq - word) : word;
+        aiproxy_money_t *field = NULL;
+
+        if (!strcmp(name, "input"))
+            field = &price->input, has_input = 1;
+        else if (!strcmp(name, "cached"))
+            field = &price->cached_input, has_cached = 1;
+        else if (!strcmp(name, "cache_write"))
+            field = &price->cache_write;
+        else if (!strcmp(name, "output"))
+            field = &price->output;
+        if (!field || !eq)
+            return apr_psprintf(cmd->pool, "AIProxyPrice %s: unknown field "
+                                "'%s' (input=, cached=, cache_write=, "
+                                "output=)", model, name);
+        if ((err = aiproxy_price_parse(cmd->pool, eq + 1, field)))
+            return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s", model, err);
+    }
+    if (!has_input)
+        return apr_psprintf(cmd->pool, "AIProxyPrice %s: input= is required",
+                            model);
+    if (!has_cached)
+        price->cached_input = price->input;
+    apr_hash_set(g->prices, model, APR_HASH_KEY_STRING, price);
+    return NULL;
+}
+
+static const char *set_cap(cmd_parms *cmd, void *dc, const char *usd)
+{
+    const char *err = global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = aiproxy_money_parse(cmd->pool, usd, &cmd_global(cmd)->default_cap)))
+        return apr_pstrcat(cmd->pool, "AIProxyMonthlyCap: ", err, NULL);
+    return NULL;
+}
+
+static const char *add_admin(cmd_parms *cmd, void *dc, const char *email)
+{
+    const char *err = global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!strchr(email, '@'))
+        return apr_psprintf(cmd->pool, "AIProxyAdmins: '%s' is not an email",
+                            email);
+    apr_hash_set(cmd_global(cmd)->admins, email, APR_HASH_KEY_STRING, "");
+    return NULL;
+}
+
+/* Routes of every virtual host, kept on pconf for the start-up checks. */
+static apr_array_header_t *config_routes(apr_pool_t *pconf)
+{
+    void *v = NULL;
+
+    apr_pool_userdata_get(&v, "aiproxy-routes", pconf);
+    if (!v) {
+        v = apr_array_make(pconf, 4, sizeof(aiproxy_dir_conf_t *));
+        apr_pool_userdata_set(v, "aiproxy-routes", apr_pool_cleanup_null,
+                              pconf);
+    }
+    return v;
+}
+
+static const char *set_route(cmd_parms *cmd, void *dcv, const char *name)
+{
+    aiproxy_dir_conf_t *d = dcv;
+
+    if (!cmd->path || cmd->info)
+        return "AIProxyRoute: belongs in a <Location> section";
+    d->provider_name = name;
+    d->prefix = cmd->path;
+    APR_ARRAY_PUSH(config_routes(cmd->pool), aiproxy_dir_conf_t *) = d;
+    return NULL;
+}
+
+static const char *add_endpoint(cmd_parms *cmd, void *dcv, const char *ep)
+{
+    aiproxy_dir_conf_t *d = dcv;
+
+    while (*ep == '/')
+        ep++;
+    if (!*ep || strstr(ep, ".."))
+        return "AIProxyEndpoints: give paths below the route, like "
+               "chat/completions";
+    if (!d->endpoints)
+        d->endpoints = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    APR_ARRAY_PUSH(d->endpoints, const char *) = ep;
+    return NULL;
+}
+
+static const char *add_model(cmd_parms *cmd, void *dcv, const char *model)
+{
+    aiproxy_dir_conf_t *d = dcv;
+
+    if (!d->models) {
+        d->models = apr_hash_make(cmd->pool);
+        d->model_list = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    }
+    if (!apr_hash_get(d->models, model, APR_HASH_KEY_STRING))
+        APR_ARRAY_PUSH(d->model_list, const char *) = model;
+    apr_hash_set(d->models, model, APR_HASH_KEY_STRING, model);
+    return NULL;
+}
+
+const command_rec aiproxy_directives[] = {
+    AP_INIT_TAKE1("AIProxyStore", set_store, NULL, RSRC_CONF,
+                  "MongoDB URI of the ledger"),
+    AP_INIT_TAKE1("AIProxyStoreDatabase", set_store_db, NULL, RSRC_CONF,
+                  "database name (default aiproxy)"),
+    AP_INIT_TAKE1("AIProxyStoreTimeout", set_int, NULL, RSRC_CONF,
+                  "milliseconds to find the store before failing (1500)"),
+    AP_INIT_TAKE1("AIProxyTokenSecret", set_secret, NULL, RSRC_CONF,
+                  "env:VAR or file:PATH holding the HS256 secret"),
+    AP_INIT_TAKE1("AIProxyTokenLeeway", set_int, NULL, RSRC_CONF,
+                  "seconds of clock skew allowed on exp and nbf (60)"),
+    AP_INIT_TAKE1("AIProxyTokenMaxLength", set_int, NULL, RSRC_CONF,
+                  "longest token accepted, in bytes (8192)"),
+    AP_INIT_RAW_ARGS("AIProxyProvider", set_provider, NULL, RSRC_CONF,
+                     "NAME BASE-URL [api=openai|anthropic] key=env:VAR|file:PATH ..."),
+    AP_INIT_RAW_ARGS("AIProxyPrice", set_price, NULL, RSRC_CONF,
+                     "MODEL input=USD [cached=USD] [cache_write=USD] [output=USD]"),
+    AP_INIT_TAKE1("AIProxyMonthlyCap", set_cap, NULL, RSRC_CONF,
+                  "default monthly cap per user in USD (2)"),
+    AP_INIT_ITERATE("AIProxyAdmins", add_admin, NULL, RSRC_CONF,
+                    "emails allowed to read /usage"),
+    AP_INIT_TAKE1("AIProxyMaxBody", set_int, NULL, RSRC_CONF,
+                  "largest request body in bytes (8388608)"),
+    AP_INIT_TAKE1("AIProxyDefaultMaxTokens", set_int, NULL, RSRC_CONF,
+                  "output tokens reserved when a request sets no limit (4096)"),
+    AP_INIT_TAKE1("AIProxyHoldTTL", set_int, NULL, RSRC_CONF,
+                  "seconds after which an unsettled reservation expires (600)"),
+    AP_INIT_TAKE1("AIProxyRoute", set_route, NULL, ACCESS_CONF,
+                  "provider this <Location> forwards to"),
+    AP_INIT_ITERATE("AIProxyEndpoints", add_endpoint, NULL, ACCESS_CONF,
+                    "endpoints allowed below the route"),
+    AP_INIT_ITERATE("AIProxyModels", add_model, NULL, ACCESS_CONF,
+                    "models allowed on the route"),
+    { NULL }
+};
+
+/* Reads env:VAR or file:PATH. The value is never logged. */
+static const char *read_secret(apr_pool_t *p, const char *directive,
+                               const char *spec, char **out, apr_size_t *len)
+{
+    char *v;
+
+    if (!strncmp(spec, "env:", 4)) {
+        const char *e = getenv(spec + 4);
+
+        if (!e || !*e)
+            return apr_psprintf(p, "%s: environment variable %s is not set "
+                                "or empty", directive, spec + 4);
+        v = apr_pstrdup(p, e);
+    }
+    else {
+        apr_file_t *f;
+        apr_finfo_t fi;
+        apr_size_t n;
+        apr_status_t rv = apr_file_open(&f, spec + 5, APR_READ, 0, p);
+
+        if (rv != APR_SUCCESS ||
+            apr_file_info_get(&fi, APR_FINFO_SIZE, f) != APR_SUCCESS)
+            return apr_psprintf(p, "%s: cannot read %s", directive, spec + 5);
+        if (fi.size > 65536) {
+            apr_file_close(f);
+            return apr_psprintf(p, "%s: %s is too large for a secret",
+                                directive, spec + 5);
+        }
+        n = (apr_size_t)fi.size;
+        v = apr_palloc(p, n + 1);
+        rv = apr_file_read_full(f, v, n, &n);
+        apr_file_close(f);
+        if (rv != APR_SUCCESS && rv != APR_EOF)
+            return apr_psprintf(p, "%s: cannot read %s", directive, spec + 5);
+        v[n] = '\0';
+    }
+    /* A trailing newline from `echo > file` is not part of the secret. */
+    *len = strlen(v);
+    while (*len && (v[*len - 1] == '\n' || v[*len - 1] == '\r'))
+        v[--*len] = '\0';
+    if (!*len)
+        return apr_psprintf(p, "%s: %s is empty", directive, spec);
+    *out = v;
+    return NULL;
+}
+
+static const char *finish_providers(apr_pool_t *p, aiproxy_global_t *g)
+{
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(p, g->providers); hi; hi = apr_hash_next(hi)) {
+        aiproxy_provider_t *pv = apr_hash_this_val(hi);
+        int i;
+
+        pv->auth = apr_array_make(p, pv->key_specs->nelts, sizeof(char *));
+        for (i = 0; i < pv->key_specs->nelts; i++) {
+            const char *spec = APR_ARRAY_IDX(pv->key_specs, i, const char *);
+            const char *err;
+            char *key;
+            apr_size_t len;
+
+            if ((err = read_secret(p, apr_psprintf(p, "AIProxyProvider %s "
+                                                   "(%s)", pv->name,
+                                                   pv->defined_in),
+                                   spec, &key, &len)))
+                return err;
+            if (strpbrk(key, "\r\n"))
+                return apr_psprintf(p, "AIProxyProvider %s: key from %s has "
+                                    "a line break", pv->name, spec);
+            APR_ARRAY_PUSH(pv->auth, char *) =
+                pv->api == AIPROXY_API_ANTHROPIC ? key
+                : apr_pstrcat(p, "Bearer ", key, NULL);
+        }
+    }
+    return NULL;
+}
+
+static const char *finish_route(apr_pool_t *p, aiproxy_global_t *g,
+                                aiproxy_dir_conf_t *d)
+{
+    apr_hash_index_t *hi;
+
+    d->provider = apr_hash_get(g->providers, d->provider_name,
+                               APR_HASH_KEY_STRING);
+    if (!d->provider)
+        return apr_psprintf(p, "AIProxyRoute %s (in <Location %s>): no "
+                            "AIProxyProvider of that name", d->provider_name,
+                            d->prefix);
+    if (!d->models)
+        return NULL;
+    for (hi = apr_hash_first(p, d->models); hi; hi = apr_hash_next(hi)) {
+        const char *model = apr_hash_this_key(hi);
+
+        if (!apr_hash_get(g->prices, model, APR_HASH_KEY_STRING))
+            return apr_psprintf(p, "AIProxyModels: model '%s' (in <Location "
+                                "%s>) has no AIProxyPrice; it would be billed "
+                                "at $0", model, d->prefix);
+    }
+    return NULL;
+}
+
+const char *aiproxy_config_finish(apr_pool_t *p, server_rec *s)
+{
+    aiproxy_global_t *g = aiproxy_global(s);
+    apr_array_header_t *routes = config_routes(p);
+    const char *err;
+    int i;
+
+    if (routes->nelts == 0)
+        return NULL;
+    if (!g->secret_spec)
+        return "AIProxyTokenSecret: required when any AIProxyRoute is "
+               "configured";
+    if ((err = read_secret(p, "AIProxyTokenSecret", g->secret_spec,
+                           (char **)&g->secret, &g->secret_len)))
+        return err;
+    if ((err = finish_providers(p, g)))
+        return err;
+    for (i = 0; i < routes->nelts; i++)
+        if ((err = finish_route(p, g, APR_ARRAY_IDX(routes, i,
+                                                    aiproxy_dir_conf_t *))))
+            return err;
+    return NULL;
+}
+
+int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d, const char *ep)
+{
+    const char *const *known;
+    int i;
+
+    if (d->endpoints) {
+        for (i = 0; i < d->endpoints->nelts; i++)
+            if (!strcmp(APR_ARRAY_IDX(d->endpoints, i, const char *), ep))
+                return 1;
+        return 0;
+    }
+    known = d->provider && d->provider->api == AIPROXY_API_ANTHROPIC
+            ? anthropic_endpoints : openai_endpoints;
+    for (; *known; known++)
+        if (!strcmp(*known, ep))
+            return 1;
+    return 0;
+}
+
+const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d)
+{
+    const char *const *known;
+    const char *out = NULL;
+
+    if (d->endpoints)
+        return apr_array_pstrcat(p, d->endpoints, ',');
+    known = d->provider && d->provider->api == AIPROXY_API_ANTHROPIC
+            ? anthropic_endpoints : openai_endpoints;
+    for (; *known; known++)
+        out = out ? apr_pstrcat(p, out, ",", *known, NULL) : *known;
+    return out;
+}

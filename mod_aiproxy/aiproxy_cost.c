@@ -1,0 +1,109 @@
+#include <apr_strings.h>
+
+#include "aiproxy_cost.h"
+
+#define MONEY_MAX APR_INT64_MAX
+
+const char *aiproxy_decimal_parse(apr_pool_t *p, const char *s, int scale,
+                                  apr_int64_t *out)
+{
+    apr_int64_t v = 0;
+    int frac = -1, digits = 0;
+    const char *c;
+
+    for (c = s; *c; c++) {
+        if (*c == '.' && frac < 0) {
+            frac = 0;
+            continue;
+        }
+        if (*c < '0' || *c > '9')
+            return apr_psprintf(p, "'%s' is not a plain decimal number", s);
+        if (frac >= 0 && ++frac > scale)
+            return apr_psprintf(p, "'%s' has more than %d decimals", s, scale);
+        if (v > (APR_INT64_MAX - 9) / 10)
+            return apr_psprintf(p, "'%s' is too large", s);
+        v = v * 10 + (*c - '0');
+        digits++;
+    }
+    if (!digits)
+        return apr_psprintf(p, "'%s' is not a number", s);
+    for (frac = frac < 0 ? 0 : frac; frac < scale; frac++) {
+        if (v > APR_INT64_MAX / 10)
+            return apr_psprintf(p, "'%s' is too large", s);
+        v *= 10;
+    }
+    *out = v;
+    return NULL;
+}
+
+const char *aiproxy_money_parse(apr_pool_t *p, const char *usd,
+                                aiproxy_money_t *out)
+{
+    return aiproxy_decimal_parse(p, usd, 12, out);
+}
+
+const char *aiproxy_price_parse(apr_pool_t *p, const char *usd_per_million,
+                                aiproxy_money_t *out)
+{
+    return aiproxy_decimal_parse(p, usd_per_million, 6, out);
+}
+
+char *aiproxy_money_format(apr_pool_t *p, aiproxy_money_t m)
+{
+    const char *sign = "";
+    apr_uint64_t u, whole, frac;
+    char fbuf[13];
+    int n;
+
+    if (m < 0) {
+        sign = "-";
+        u = (apr_uint64_t)(-(m + 1)) + 1;
+    }
+    else {
+        u = (apr_uint64_t)m;
+    }
+    whole = u / (apr_uint64_t)AIPROXY_PICO_PER_USD;
+    frac = u % (apr_uint64_t)AIPROXY_PICO_PER_USD;
+    if (!frac)
+        return apr_psprintf(p, "%s%" APR_UINT64_T_FMT, sign, whole);
+    apr_snprintf(fbuf, sizeof(fbuf), "%012" APR_UINT64_T_FMT, frac);
+    for (n = 12; fbuf[n - 1] == '0'; n--)
+        fbuf[n - 1] = '\0';
+    return apr_psprintf(p, "%s%" APR_UINT64_T_FMT ".%s", sign, whole, fbuf);
+}
+
+/* a*b + acc, saturating at MONEY_MAX; negatives count as zero. */
+static aiproxy_money_t mul_add(aiproxy_money_t acc, apr_int64_t tokens,
+                               aiproxy_money_t price)
+{
+    if (tokens <= 0 || price <= 0)
+        return acc;
+    if (tokens > MONEY_MAX / price)
+        return MONEY_MAX;
+    if (acc > MONEY_MAX - tokens * price)
+        return MONEY_MAX;
+    return acc + tokens * price;
+}
+
+aiproxy_money_t aiproxy_cost_of(const aiproxy_price_t *price,
+                                const aiproxy_usage_t *u)
+{
+    aiproxy_money_t c = 0;
+
+    c = mul_add(c, u->input, price->input);
+    c = mul_add(c, u->cached_input, price->cached_input);
+    c = mul_add(c, u->cache_write, price->cache_write);
+    c = mul_add(c, u->output, price->output);
+    return c;
+}
+
+aiproxy_money_t aiproxy_cost_ceiling(const aiproxy_price_t *price,
+                                     apr_int64_t input_tokens,
+                                     apr_int64_t max_output)
+{
+    aiproxy_money_t in = price->input;
+
+    if (price->cache_write > in)
+        in = price->cache_write;
+    return mul_add(mul_add(0, input_tokens, in), max_output, price->output);
+}

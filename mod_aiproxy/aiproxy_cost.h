@@ -1,0 +1,51 @@
+/* Prices and cost arithmetic, in integers only. */
+#ifndef AIPROXY_COST_H
+#define AIPROXY_COST_H
+
+#include "aiproxy.h"
+
+/* Pico-dollars per token, from list prices in USD per 1M tokens. */
+typedef struct {
+    aiproxy_money_t input;        /* uncached input */
+    aiproxy_money_t cached_input; /* input served from the provider's cache */
+    aiproxy_money_t cache_write;  /* input written to the cache (Anthropic) */
+    aiproxy_money_t output;
+} aiproxy_price_t;
+
+/* Token counts normalised across APIs: every input token is in exactly one
+ * of the first three fields. */
+typedef struct {
+    apr_int64_t input;
+    apr_int64_t cached_input;
+    apr_int64_t cache_write;
+    apr_int64_t output;
+} aiproxy_usage_t;
+
+/* Parses a non-negative decimal ("0.15", "2", "1.5e0" is refused) scaled by
+ * 10^scale into *out. Returns NULL or an error message. */
+const char *aiproxy_decimal_parse(apr_pool_t *p, const char *s, int scale,
+                                  apr_int64_t *out);
+
+/* USD amount parsed into pico-dollars ("2.00" -> 2e12). */
+const char *aiproxy_money_parse(apr_pool_t *p, const char *usd,
+                                aiproxy_money_t *out);
+
+/* USD per 1M tokens into pico-dollars per token (six decimals at most). */
+const char *aiproxy_price_parse(apr_pool_t *p, const char *usd_per_million,
+                                aiproxy_money_t *out);
+
+/* Pico-dollars as a USD decimal string with no trailing zeros ("0.00015",
+ * "2", "0"). Negative amounts keep their sign. */
+char *aiproxy_money_format(apr_pool_t *p, aiproxy_money_t m);
+
+/* Exact cost of a usage at a price. Saturates instead of overflowing. */
+aiproxy_money_t aiproxy_cost_of(const aiproxy_price_t *price,
+                                const aiproxy_usage_t *u);
+
+/* The most a request can cost: every body byte an input token at the
+ * dearest input rate, plus max_output tokens of output. */
+aiproxy_money_t aiproxy_cost_ceiling(const aiproxy_price_t *price,
+                                     apr_int64_t input_tokens,
+                                     apr_int64_t max_output);
+
+#endif

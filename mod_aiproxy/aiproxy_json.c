@@ -1,0 +1,147 @@
+#include <string.h>
+#include <jansson.h>
+#include <apr_strings.h>
+
+#include "aiproxy_json.h"
+
+static apr_status_t json_release(void *v)
+{
+    json_decref((json_t *)v);
+    return APR_SUCCESS;
+}
+
+aiproxy_json_t *aiproxy_json_parse(apr_pool_t *p, const char *buf,
+                                   apr_size_t len, const char **err)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (!v) {
+        *err = apr_psprintf(p, "%s at line %d column %d", jerr.text,
+                            jerr.line, jerr.column);
+        return NULL;
+    }
+    apr_pool_cleanup_register(p, v, json_release, apr_pool_cleanup_null);
+    return v;
+}
+
+aiproxy_json_t *aiproxy_json_get(const aiproxy_json_t *obj, const char *key)
+{
+    return json_is_object(obj) ? json_object_get(obj, key) : NULL;
+}
+
+int aiproxy_json_is_object(const aiproxy_json_t *v)
+{
+    return json_is_object(v);
+}
+
+int aiproxy_json_is_array(const aiproxy_json_t *v)
+{
+    return json_is_array(v);
+}
+
+const char *aiproxy_json_string(const aiproxy_json_t *v)
+{
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+int aiproxy_json_int(const aiproxy_json_t *v, apr_int64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = (apr_int64_t)json_integer_value(v);
+        return 1;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        /* Bounds keep the cast defined; usage counts never come near them. */
+        if (d >= -9.0e15 && d <= 9.0e15 && d == (double)(apr_int64_t)d) {
+            *out = (apr_int64_t)d;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int aiproxy_json_bool(const aiproxy_json_t *v)
+{
+    return json_is_boolean(v) ? json_is_true(v) : -1;
+}
+
+apr_size_t aiproxy_json_array_size(const aiproxy_json_t *v)
+{
+    return json_is_array(v) ? json_array_size(v) : 0;
+}
+
+aiproxy_json_t *aiproxy_json_array_at(const aiproxy_json_t *v, apr_size_t i)
+{
+    return json_is_array(v) ? json_array_get(v, i) : NULL;
+}
+
+int aiproxy_json_array_remove(aiproxy_json_t *v, apr_size_t i)
+{
+    return json_array_remove(v, i);
+}
+
+int aiproxy_json_set_nested_true(aiproxy_json_t *obj, const char *parent,
+                                 const char *key)
+{
+    json_t *sub = json_object_get(obj, parent);
+
+    if (!sub || json_is_null(sub)) {
+        sub = json_object();
+        if (!sub || json_object_set_new(obj, parent, sub) != 0)
+            return -1;
+    }
+    else if (!json_is_object(sub)) {
+        return -1;
+    }
+    return json_object_set_new(sub, key, json_true());
+}
+
+char *aiproxy_json_dump(apr_pool_t *p, const aiproxy_json_t *v,
+                        apr_size_t *len)
+{
+    size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT);
+    char *buf;
+
+    if (n == 0)
+        return NULL;
+    buf = apr_palloc(p, n + 1);
+    if (json_dumpb(v, buf, n, JSON_COMPACT) != n)
+        return NULL;
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+char *aiproxy_json_quote(apr_pool_t *p, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    apr_size_t n = 2;
+    const unsigned char *c;
+    char *out, *o;
+
+    for (c = (const unsigned char *)s; *c; c++)
+        n += (*c < 0x20) ? 6 : (*c == '"' || *c == '\\') ? 2 : 1;
+    o = out = apr_palloc(p, n + 1);
+    *o++ = '"';
+    for (c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)*c;
+        }
+        else if (*c < 0x20) {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[*c >> 4];
+            o[5] = hex[*c & 15];
+            o += 6;
+        }
+        else {
+            *o++ = (char)*c;
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+    return out;
+}

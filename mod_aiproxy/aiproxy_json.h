@@ -1,0 +1,39 @@
+/* The one wrapper around jansson (already loaded by libjwt): a strict
+ * RFC 8259 parser whose values live as long as the pool they are parsed in. */
+#ifndef AIPROXY_JSON_H
+#define AIPROXY_JSON_H
+
+#include "aiproxy.h"
+
+typedef struct json_t aiproxy_json_t;
+
+/* Parses one JSON text. Duplicate object keys anywhere are an error: a proxy
+ * and its upstream that pick different duplicates disagree about the model.
+ * Returns NULL and sets *err (a message fit for a client) on failure. */
+aiproxy_json_t *aiproxy_json_parse(apr_pool_t *p, const char *buf,
+                                   apr_size_t len, const char **err);
+
+aiproxy_json_t *aiproxy_json_get(const aiproxy_json_t *obj, const char *key);
+int aiproxy_json_is_object(const aiproxy_json_t *v);
+int aiproxy_json_is_array(const aiproxy_json_t *v);
+/* NULL unless v is a string. */
+const char *aiproxy_json_string(const aiproxy_json_t *v);
+/* 1 and *out when v is an integer (or a float with no fraction), else 0. */
+int aiproxy_json_int(const aiproxy_json_t *v, apr_int64_t *out);
+/* 1 for true, 0 for false, -1 when v is not a boolean. */
+int aiproxy_json_bool(const aiproxy_json_t *v);
+apr_size_t aiproxy_json_array_size(const aiproxy_json_t *v);
+aiproxy_json_t *aiproxy_json_array_at(const aiproxy_json_t *v, apr_size_t i);
+/* Removes element i of an array; 0 on success. */
+int aiproxy_json_array_remove(aiproxy_json_t *v, apr_size_t i);
+/* Sets obj[key] = true, creating obj[parent] as an object when missing;
+ * 0 on success, -1 when obj[parent] exists and is not an object. */
+int aiproxy_json_set_nested_true(aiproxy_json_t *obj, const char *parent,
+                                 const char *key);
+/* Compact serialisation into pool memory; NULL on failure. */
+char *aiproxy_json_dump(apr_pool_t *p, const aiproxy_json_t *v,
+                        apr_size_t *len);
+/* s as a JSON string literal, quotes included. */
+char *aiproxy_json_quote(apr_pool_t *p, const char *s);
+
+#endif

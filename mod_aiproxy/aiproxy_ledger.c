@@ -1,0 +1,570 @@
+#include <string.h>
+#include <mongoc/mongoc.h>
+#include <apr_strings.h>
+
+#include "aiproxy_ledger.h"
+
+/* Collections. One document per user and month keyed "email|YYYY-MM":
+ *   spent, reserved, load (= spent + reserved, so the cap check is a plain
+ *   filter), requests, holds {request id: {a: amount, x: expiry ms}}. */
+#define MONTHS "months"
+#define REQUESTS "requests"
+#define USERS "users"
+
+struct aiproxy_ledger {
+    mongoc_client_pool_t *pool;
+    const char *db;
+};
+
+static aiproxy_ledger_log_fn *driver_log;
+
+static void log_bridge(mongoc_log_level_t level, const char *domain,
+                       const char *message, void *data)
+{
+    static const int map[] = { 3, 2, 4, 5, 6, 7, 7 };
+
+    (void)data;
+    if (driver_log && (int)level >= 0 && (int)level < 7)
+        driver_log(map[level], domain, message);
+}
+
+void aiproxy_ledger_driver_init(aiproxy_ledger_log_fn *log)
+{
+    driver_log = log;
+    mongoc_log_set_handler(log_bridge, NULL);
+    mongoc_init();
+}
+
+void aiproxy_ledger_driver_cleanup(void)
+{
+    mongoc_cleanup();
+}
+
+static apr_status_t pool_release(void *data)
+{
+    mongoc_client_pool_destroy((mongoc_client_pool_t *)data);
+    return APR_SUCCESS;
+}
+
+const char *aiproxy_ledger_check_uri(apr_pool_t *p, const char *uri)
+{
+    bson_error_t error;
+    mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &error);
+
+    if (!u)
+        return apr_pstrdup(p, error.message);
+    mongoc_uri_destroy(u);
+    return NULL;
+}
+
+aiproxy_ledger_t *aiproxy_ledger_open(apr_pool_t *p, const char *uri,
+                                      const char *db, int timeout_ms,
+                                      const char **err)
+{
+    bson_error_t error;
+    mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &error);
+    aiproxy_ledger_t *l;
+
+    if (!u) {
+        *err = apr_pstrdup(p, error.message);
+        return NULL;
+    }
+    /* Options given in the URI win over the directive. */
+    if (!mongoc_uri_has_option(u, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(u, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+                                       timeout_ms);
+    if (!mongoc_uri_has_option(u, MONGOC_URI_CONNECTTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(u, MONGOC_URI_CONNECTTIMEOUTMS,
+                                       timeout_ms);
+    if (!mongoc_uri_has_option(u, MONGOC_URI_WAITQUEUETIMEOUTMS))
+        mongoc_uri_set_option_as_int32(u, MONGOC_URI_WAITQUEUETIMEOUTMS,
+                                       timeout_ms);
+    if (!mongoc_uri_has_option(u, MONGOC_URI_APPNAME))
+        mongoc_uri_set_appname(u, "mod_aiproxy");
+    l = apr_pcalloc(p, sizeof(*l));
+    l->db = apr_pstrdup(p, db);
+    l->pool = mongoc_client_pool_new(u);
+    mongoc_uri_destroy(u);
+    if (!l->pool) {
+        *err = "cannot create a MongoDB client pool";
+        return NULL;
+    }
+    mongoc_client_pool_set_error_api(l->pool, MONGOC_ERROR_API_VERSION_2);
+    apr_pool_cleanup_register(p, l->pool, pool_release, apr_pool_cleanup_null);
+    return l;
+}
+
+/* A client held for one operation only, as libmongoc's pool example does. */
+typedef struct {
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+} lease_t;
+
+static int lease(aiproxy_ledger_t *l, const char *collection, lease_t *ls,
+                 const char **err)
+{
+    ls->client = mongoc_client_pool_pop(l->pool);
+    if (!ls->client) {
+        *err = "no free store connection (wait queue timed out)";
+        return 0;
+    }
+    ls->coll = mongoc_client_get_collection(ls->client, l->db, collection);
+    return 1;
+}
+
+static void unlease(aiproxy_ledger_t *l, lease_t *ls)
+{
+    mongoc_collection_destroy(ls->coll);
+    mongoc_client_pool_push(l->pool, ls->client);
+}
+
+static const char *describe(apr_pool_t *p, const bson_error_t *e)
+{
+    return apr_psprintf(p, "store error %u.%u: %s", e->domain, e->code,
+                        e->message);
+}
+
+static apr_int64_t get_i64(const bson_t *doc, const char *key)
+{
+    bson_iter_t it;
+
+    if (!bson_iter_init_find(&it, doc, key))
+        return 0;
+    switch (bson_iter_type(&it)) {
+    case BSON_TYPE_INT64:
+        return bson_iter_int64(&it);
+    case BSON_TYPE_INT32:
+        return bson_iter_int32(&it);
+    case BSON_TYPE_DOUBLE:
+        return (apr_int64_t)bson_iter_double(&it);
+    default:
+        return 0;
+    }
+}
+
+static const char *get_str(apr_pool_t *p, const bson_t *doc, const char *key)
+{
+    bson_iter_t it;
+
+    if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
+        return apr_pstrdup(p, bson_iter_utf8(&it, NULL));
+    return "";
+}
+
+static void read_month(const bson_t *doc, aiproxy_month_t *m)
+{
+    m->spent = get_i64(doc, "spent");
+    m->reserved = get_i64(doc, "reserved");
+    m->requests = get_i64(doc, "requests");
+}
+
+static const char *month_key(apr_pool_t *p, const char *email,
+                             const char *month)
+{
+    return apr_pstrcat(p, email, "|", month, NULL);
+}
+
+/* findAndModify returning the new document; *found says whether the filter
+ * matched. 0 on a store error. */
+static int find_and_modify(apr_pool_t *p, mongoc_collection_t *coll,
+                           const bson_t *filter, const bson_t *update,
+                           aiproxy_month_t *m, int *found, const char **err)
+{
+    mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
+    bson_error_t error;
+    bson_t reply;
+    bson_iter_t it;
+    int ok;
+
+    mongoc_find_and_modify_opts_set_update(opts, update);
+    mongoc_find_and_modify_opts_set_flags(opts,
+                                          MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+    ok = mongoc_collection_find_and_modify_with_opts(coll, filter, opts,
+                                                     &reply, &error);
+    *found = 0;
+    if (!ok) {
+        *err = describe(p, &error);
+    }
+    else if (bson_iter_init_find(&it, &reply, "value") &&
+             BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_t doc;
+
+        bson_iter_document(&it, &len, &data);
+        if (bson_init_static(&doc, data, len)) {
+            read_month(&doc, m);
+            *found = 1;
+        }
+    }
+    bson_destroy(&reply);
+    mongoc_find_and_modify_opts_destroy(opts);
+    return ok;
+}
+
+/* Reads one document by _id into *copy (caller destroys); 1 found, 0 not
+ * found, -1 store error. */
+static int find_by_id(apr_pool_t *p, mongoc_collection_t *coll,
+                      const char *id, bson_t *copy, const char **err)
+{
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+    bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts,
+                                                            NULL);
+    const bson_t *doc;
+    bson_error_t error;
+    int rc = 0;
+
+    if (mongoc_cursor_next(cur, &doc)) {
+        bson_copy_to(doc, copy);
+        rc = 1;
+    }
+    else if (mongoc_cursor_error(cur, &error)) {
+        *err = describe(p, &error);
+        rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    return rc;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_user(aiproxy_ledger_t *l, apr_pool_t *p,
+                                        const char *email,
+                                        aiproxy_user_t *out,
+                                        const char **err)
+{
+    const char *domain = strchr(email, '@');
+    bson_t *filter = BCON_NEW("_id", "{", "$in", "[", BCON_UTF8(email),
+                              BCON_UTF8(domain ? domain : email), "]", "}");
+    mongoc_cursor_t *cur;
+    const bson_t *doc;
+    bson_error_t error;
+    bson_iter_t it;
+    lease_t ls;
+    int domain_cap = 0, email_cap = 0;
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_OK;
+
+    memset(out, 0, sizeof(*out));
+    if (!lease(l, USERS, &ls, err)) {
+        bson_destroy(filter);
+        return AIPROXY_LEDGER_DOWN;
+    }
+    cur = mongoc_collection_find_with_opts(ls.coll, filter, NULL, NULL);
+    while (mongoc_cursor_next(cur, &doc)) {
+        int is_email = strcmp(get_str(p, doc, "_id"), email) == 0;
+
+        if (is_email)
+            out->revoked_at = get_i64(doc, "revoked_at");
+        if (bson_iter_init_find(&it, doc, "cap") &&
+            (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)) &&
+            (is_email || !email_cap)) {
+            out->cap = get_i64(doc, "cap");
+            out->has_cap = 1;
+            email_cap |= is_email;
+            domain_cap |= !is_email;
+        }
+    }
+    if (mongoc_cursor_error(cur, &error)) {
+        *err = describe(p, &error);
+        rc = AIPROXY_LEDGER_DOWN;
+    }
+    mongoc_cursor_destroy(cur);
+    unlease(l, &ls);
+    bson_destroy(filter);
+    (void)domain_cap;
+    return rc;
+}
+
+/* Releases holds whose expiry has passed; each release is atomic and
+ * guarded by the hold's presence, so a racing settle or sweep cannot
+ * release twice. Returns how many were released. */
+static int sweep_expired(apr_pool_t *p, mongoc_collection_t *coll,
+                         const char *key, const bson_t *doc,
+                         apr_int64_t now_ms)
+{
+    bson_iter_t it, holds;
+    int released = 0;
+
+    if (!bson_iter_init_find(&it, doc, "holds") ||
+        !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &holds))
+        return 0;
+    while (bson_iter_next(&holds)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_t hold;
+        apr_int64_t amount, expiry;
+        const char *field;
+        bson_t *filter, *update;
+        bson_error_t error;
+        bson_t reply;
+
+        if (!BSON_ITER_HOLDS_DOCUMENT(&holds))
+            continue;
+        bson_iter_document(&holds, &len, &data);
+        if (!bson_init_static(&hold, data, len))
+            continue;
+        amount = get_i64(&hold, "a");
+        expiry = get_i64(&hold, "x");
+        if (expiry > now_ms)
+            continue;
+        field = apr_pstrcat(p, "holds.", bson_iter_key(&holds), NULL);
+        filter = BCON_NEW("_id", BCON_UTF8(key), field, "{", "$exists",
+                          BCON_BOOL(true), "}");
+        update = BCON_NEW("$inc", "{", "load", BCON_INT64(-amount),
+                          "reserved", BCON_INT64(-amount), "}",
+                          "$unset", "{", field, BCON_UTF8(""), "}");
+        if (mongoc_collection_update_one(coll, filter, update, NULL, &reply,
+                                         &error) &&
+            get_i64(&reply, "modifiedCount") > 0)
+            released++;
+        bson_destroy(&reply);
+        bson_destroy(update);
+        bson_destroy(filter);
+    }
+    return released;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
+                                           const char *email,
+                                           const char *month,
+                                           const char *id,
+                                           aiproxy_money_t amount,
+                                           aiproxy_money_t cap,
+                                           apr_int64_t now_ms,
+                                           apr_int64_t expires_ms,
+                                           aiproxy_month_t *m,
+                                           const char **err)
+{
+    const char *key = month_key(p, email, month);
+    const char *hold = apr_pstrcat(p, "holds.", id, NULL);
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(key), "load", "{", "$lte",
+                              BCON_INT64(cap - amount), "}");
+    bson_t *update = BCON_NEW("$inc", "{", "load", BCON_INT64(amount),
+                              "reserved", BCON_INT64(amount), "}",
+                              "$set", "{", hold, "{", "a", BCON_INT64(amount),
+                              "x", BCON_INT64(expires_ms), "}", "}");
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+    lease_t ls;
+    int attempt, found;
+
+    memset(m, 0, sizeof(*m));
+    if (!lease(l, MONTHS, &ls, err))
+        goto out;
+    /* Try, then mend the one reason a try may fail without being over the
+     * cap (no document yet, or expired holds), then try once more. */
+    for (attempt = 0; attempt < 2; attempt++) {
+        bson_t doc;
+        int got;
+
+        if (!find_and_modify(p, ls.coll, filter, update, m, &found, err))
+            goto done;
+        if (found) {
+            rc = AIPROXY_LEDGER_OK;
+            goto done;
+        }
+        got = find_by_id(p, ls.coll, key, &doc, err);
+        if (got < 0)
+            goto done;
+        if (got == 0) {
+            /* Create first, then update conditionally: an upsert with a
+             * failing condition would insert a duplicate instead. A
+             * concurrent creator's duplicate-key error is harmless. */
+            bson_t *fresh = BCON_NEW("_id", BCON_UTF8(key),
+                                     "email", BCON_UTF8(email),
+                                     "month", BCON_UTF8(month),
+                                     "spent", BCON_INT64(0),
+                                     "reserved", BCON_INT64(0),
+                                     "load", BCON_INT64(0),
+                                     "requests", BCON_INT64(0),
+                                     "holds", "{", "}");
+            bson_error_t error;
+            int ok = mongoc_collection_insert_one(ls.coll, fresh, NULL, NULL,
+                                                  &error);
+
+            bson_destroy(fresh);
+            if (!ok && error.code != 11000) {
+                *err = describe(p, &error);
+                goto done;
+            }
+            continue;
+        }
+        read_month(&doc, m);
+        found = sweep_expired(p, ls.coll, key, &doc, now_ms);
+        bson_destroy(&doc);
+        if (!found)
+            break;
+    }
+    rc = AIPROXY_LEDGER_OVER_CAP;
+done:
+    unlease(l, &ls);
+out:
+    bson_destroy(update);
+    bson_destroy(filter);
+    return rc;
+}
+
+static int insert_record(apr_pool_t *p, mongoc_collection_t *coll,
+                         const aiproxy_record_t *r, const char **err)
+{
+    bson_t *doc = BCON_NEW("_id", BCON_UTF8(r->id),
+                           "email", BCON_UTF8(r->email),
+                           "month", BCON_UTF8(r->month),
+                           "time", BCON_DATE_TIME(r->time_ms),
+                           "endpoint", BCON_UTF8(r->endpoint),
+                           "model", BCON_UTF8(r->model ? r->model : ""),
+                           "provider", BCON_UTF8(r->provider ? r->provider : ""),
+                           "input_tokens", BCON_INT64(r->usage.input),
+                           "cached_tokens", BCON_INT64(r->usage.cached_input),
+                           "cache_write_tokens", BCON_INT64(r->usage.cache_write),
+                           "output_tokens", BCON_INT64(r->usage.output),
+                           "cost", BCON_INT64(r->cost),
+                           "reserved", BCON_INT64(r->reserved),
+                           "status", BCON_INT32(r->status),
+                           "estimated", BCON_BOOL(r->estimated != 0));
+    bson_error_t error;
+    int ok = mongoc_collection_insert_one(coll, doc, NULL, NULL, &error);
+
+    bson_destroy(doc);
+    if (!ok && error.code != 11000) {
+        *err = describe(p, &error);
+        return 0;
+    }
+    return 1;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
+                                          const aiproxy_record_t *r,
+                                          aiproxy_month_t *m,
+                                          const char **err)
+{
+    const char *key = month_key(p, r->email, r->month);
+    const char *hold = apr_pstrcat(p, "holds.", r->id, NULL);
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(key), hold, "{", "$exists",
+                              BCON_BOOL(true), "}");
+    bson_t *update = BCON_NEW("$inc", "{",
+                              "load", BCON_INT64(r->cost - r->reserved),
+                              "reserved", BCON_INT64(-r->reserved),
+                              "spent", BCON_INT64(r->cost),
+                              "requests", BCON_INT64(1), "}",
+                              "$unset", "{", hold, BCON_UTF8(""), "}");
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+    lease_t ls;
+    int found;
+
+    memset(m, 0, sizeof(*m));
+    if (!lease(l, MONTHS, &ls, err))
+        goto out;
+    if (!find_and_modify(p, ls.coll, filter, update, m, &found, err))
+        goto done;
+    if (!found) {
+        /* The hold was swept as stale while the request ran: the money was
+         * still spent, so charge it without a hold to release. */
+        bson_t *plain = BCON_NEW("_id", BCON_UTF8(key));
+        bson_t *charge = BCON_NEW("$inc", "{", "load", BCON_INT64(r->cost),
+                                  "spent", BCON_INT64(r->cost),
+                                  "requests", BCON_INT64(1), "}");
+        int ok = find_and_modify(p, ls.coll, plain, charge, m, &found, err);
+
+        bson_destroy(charge);
+        bson_destroy(plain);
+        if (!ok)
+            goto done;
+        if (!found) {
+            *err = "month document vanished before settlement";
+            goto done;
+        }
+    }
+    mongoc_collection_destroy(ls.coll);
+    ls.coll = mongoc_client_get_collection(ls.client, l->db, REQUESTS);
+    if (insert_record(p, ls.coll, r, err))
+        rc = AIPROXY_LEDGER_OK;
+done:
+    unlease(l, &ls);
+out:
+    bson_destroy(update);
+    bson_destroy(filter);
+    return rc;
+}
+
+static const char *sort_field(const char *sort)
+{
+    if (!sort || !strcmp(sort, "monthlyCost"))
+        return "spent";
+    if (!strcmp(sort, "monthlyRequests"))
+        return "requests";
+    return sort;  /* email, month: validated by the caller */
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_months(aiproxy_ledger_t *l, apr_pool_t *p,
+                                          const char *month,
+                                          const char *email,
+                                          const char *sort,
+                                          apr_int64_t skip,
+                                          apr_int64_t limit,
+                                          apr_array_header_t **rows,
+                                          const char **err)
+{
+    bson_t filter = BSON_INITIALIZER;
+    bson_t *opts = BCON_NEW("sort", "{", sort_field(sort), BCON_INT32(-1),
+                            "_id", BCON_INT32(1), "}",
+                            "skip", BCON_INT64(skip),
+                            "limit", BCON_INT64(limit),
+                            "projection", "{", "holds", BCON_INT32(0), "}");
+    mongoc_cursor_t *cur;
+    const bson_t *doc;
+    bson_error_t error;
+    lease_t ls;
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_OK;
+
+    *rows = apr_array_make(p, 16, sizeof(aiproxy_month_row_t));
+    if (month)
+        BSON_APPEND_UTF8(&filter, "month", month);
+    if (email)
+        BSON_APPEND_UTF8(&filter, "email", email);
+    if (!lease(l, MONTHS, &ls, err)) {
+        rc = AIPROXY_LEDGER_DOWN;
+        goto out;
+    }
+    cur = mongoc_collection_find_with_opts(ls.coll, &filter, opts, NULL);
+    while (mongoc_cursor_next(cur, &doc)) {
+        aiproxy_month_row_t *row = apr_array_push(*rows);
+        aiproxy_month_t m;
+
+        read_month(doc, &m);
+        row->email = get_str(p, doc, "email");
+        row->month = get_str(p, doc, "month");
+        row->spent = m.spent;
+        row->reserved = m.reserved;
+        row->requests = m.requests;
+    }
+    if (mongoc_cursor_error(cur, &error)) {
+        *err = describe(p, &error);
+        rc = AIPROXY_LEDGER_DOWN;
+    }
+    mongoc_cursor_destroy(cur);
+    unlease(l, &ls);
+out:
+    bson_destroy(opts);
+    bson_destroy(&filter);
+    return rc;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_ping(aiproxy_ledger_t *l, apr_pool_t *p,
+                                        const char **err)
+{
+    bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
+    bson_error_t error;
+    lease_t ls;
+    int ok = 0;
+
+    if (lease(l, USERS, &ls, err)) {
+        ok = mongoc_client_command_simple(ls.client, l->db, cmd, NULL, NULL,
+                                          &error);
+        if (!ok)
+            *err = describe(p, &error);
+        unlease(l, &ls);
+    }
+    bson_destroy(cmd);
+    return ok ? AIPROXY_LEDGER_OK : AIPROXY_LEDGER_DOWN;
+}

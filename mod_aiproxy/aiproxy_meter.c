@@ -1,0 +1,447 @@
+/* Metering: reads usage from the provider's response, settles the charge
+ * and reports it. Non-streamed bodies are held until complete because the
+ * cost goes in the headers; streams pass event by event. */
+#include <string.h>
+#include <apr_strings.h>
+
+#include "httpd.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_filter.h"
+
+#include "aiproxy_request.h"
+#include "aiproxy_sse.h"
+
+APLOG_USE_MODULE(aiproxy);
+
+#define METER_FILTER "AIPROXY_METER"
+#define MAX_SSE_EVENT (1024 * 1024)
+
+typedef enum {
+    MODE_BUFFER,   /* hold the body, price it at the end */
+    MODE_STREAM,   /* SSE: pass events, read usage on the way */
+    MODE_MODELS,   /* hold the model list and keep allowed models only */
+    MODE_ERROR     /* replace an error page of httpd's with JSON */
+} meter_mode_t;
+
+typedef struct {
+    request_rec *r;
+    aiproxy_req_t *st;
+    meter_mode_t mode;
+    apr_bucket_brigade *held;
+    aiproxy_sse_t *sse;
+    apr_bucket_brigade *out;
+    int hide_usage_chunk;   /* we asked for stream usage, the client did not */
+    int is_responses;
+} meter_t;
+
+static const char *const reported_headers[] = {
+    "cost", "monthlyCost", "monthlyRequests", "costMax", NULL
+};
+
+void aiproxy_meter_set_headers(request_rec *r, apr_table_t *t,
+                               aiproxy_money_t cost,
+                               const aiproxy_month_t *m)
+{
+    const char *const *h;
+
+    for (h = reported_headers; *h; h++) {
+        apr_table_unset(r->err_headers_out, *h);
+        apr_table_unset(t, *h);
+    }
+    if (cost >= 0)
+        apr_table_setn(t, "cost", aiproxy_money_format(r->pool, cost));
+    apr_table_setn(t, "monthlyCost", aiproxy_money_format(r->pool, m->spent));
+    apr_table_setn(t, "monthlyRequests",
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT, m->requests));
+}
+
+/* A stream cut short is charged for the prompt (about four bytes a token)
+ * and one token per output event seen: an estimate, never $0. */
+static void estimate_usage(aiproxy_req_t *st)
+{
+    st->usage.input = (apr_int64_t)((st->body_len + 3) / 4);
+    st->usage.cached_input = st->usage.cache_write = 0;
+    st->usage.output = st->deltas;
+}
+
+/* Charges the request once; later calls do nothing. */
+static void settle(request_rec *r, aiproxy_req_t *st, int status)
+{
+    aiproxy_ledger_t *ledger = aiproxy_child_ledger();
+    aiproxy_record_t rec;
+    const char *err = "no store connection pool";
+    aiproxy_month_t m;
+
+    if (!st->held || st->settled)
+        return;
+    st->settled = 1;
+    memset(&rec, 0, sizeof(rec));
+    if (!st->usage_found && st->streaming && status < 400) {
+        estimate_usage(st);
+        rec.estimated = 1;
+    }
+    rec.id = st->id;
+    rec.email = st->email;
+    rec.month = st->month;
+    rec.endpoint = st->endpoint;
+    rec.model = st->info.model;
+    rec.provider = st->dir->provider->name;
+    rec.time_ms = st->start_ms;
+    rec.usage = st->usage;
+    rec.cost = (st->usage_found || rec.estimated)
+               ? aiproxy_cost_of(st->price, &st->usage) : 0;
+    rec.reserved = st->reserved;
+    rec.status = status;
+    apr_table_setn(r->notes, "aiproxy-cost",
+                   aiproxy_money_format(r->pool, rec.cost));
+    if (!ledger || aiproxy_ledger_settle(ledger, r->pool, &rec, &m, &err)
+                   != AIPROXY_LEDGER_OK) {
+        /* The hold expires by itself; the charge needs a human. */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01201)
+                      "settlement failed for request %s of %s (cost %s "
+                      "USD): %s", st->id, st->email,
+                      aiproxy_money_format(r->pool, rec.cost), err);
+        st->month_state.spent += rec.cost;
+        st->month_state.requests += 1;
+        st->reserved = rec.cost;
+        return;
+    }
+    st->month_state = m;
+    st->reserved = rec.cost;   /* from here on: the final cost */
+}
+
+static void set_final_headers(request_rec *r, aiproxy_req_t *st)
+{
+    aiproxy_meter_set_headers(r, r->headers_out, st->reserved,
+                              &st->month_state);
+}
+
+static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
+{
+    request_rec *r = f->r;
+    meter_t *m = apr_pcalloc(r->pool, sizeof(*m));
+    const char *ct = r->content_type ? r->content_type
+                     : apr_table_get(r->headers_out, "Content-Type");
+
+    m->r = r;
+    m->st = st;
+    m->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
+    if (st->error_generated)
+        m->mode = MODE_ERROR;
+    else if (!st->held)
+        m->mode = MODE_MODELS;
+    else if (ct && !strncasecmp(ct, "text/event-stream", 17))
+        m->mode = MODE_STREAM;
+    else
+        m->mode = MODE_BUFFER;
+    if (m->mode == MODE_STREAM) {
+        st->streaming = 1;
+        m->sse = aiproxy_sse_create(r->pool, MAX_SSE_EVENT);
+        m->out = apr_brigade_create(r->pool, f->c->bucket_alloc);
+        m->is_responses = !strcmp(st->endpoint, "responses");
+        m->hide_usage_chunk = st->info.stream && !st->info.include_usage &&
+                              st->dir->provider->api == AIPROXY_API_OPENAI &&
+                              !m->is_responses;
+        /* The final cost is known only at the end: the headers carry the
+         * month at admission and the most this request may cost. */
+        aiproxy_meter_set_headers(r, r->headers_out, -1, &st->month_state);
+        apr_table_setn(r->headers_out, "costMax",
+                       aiproxy_money_format(r->pool, st->reserved));
+        apr_table_unset(r->headers_out, "Content-Length");
+    }
+    f->ctx = m;
+    return m;
+}
+
+static void merge_usage(aiproxy_req_t *st, const aiproxy_json_t *usage)
+{
+    if (aiproxy_usage_merge(usage, st->dir->provider->api, &st->usage))
+        st->usage_found = 1;
+}
+
+/* The SSE comment that carries the final cost: every SSE client, the
+ * OpenAI and Anthropic SDKs included, skips comment lines. */
+static void append_cost_comment(meter_t *m)
+{
+    aiproxy_req_t *st = m->st;
+    request_rec *r = m->r;
+    const char *line = apr_psprintf(r->pool, ": aiproxy {\"cost\":\"%s\","
+                                    "\"monthlyCost\":\"%s\",\"monthlyRequests\":"
+                                    "%" APR_INT64_T_FMT ",\"estimated\":%s}\n\n",
+                                    aiproxy_money_format(r->pool, st->reserved),
+                                    aiproxy_money_format(r->pool,
+                                                         st->month_state.spent),
+                                    st->month_state.requests,
+                                    st->usage_found ? "false" : "true");
+
+    APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_pool_create(
+                                line, strlen(line), r->pool,
+                                m->out->bucket_alloc));
+}
+
+static void finish_stream(meter_t *m)
+{
+    if (m->st->settled)
+        return;
+    settle(m->r, m->st, m->r->status);
+    append_cost_comment(m);
+}
+
+static void on_event(void *baton, const aiproxy_sse_event_t *ev)
+{
+    meter_t *m = baton;
+    aiproxy_req_t *st = m->st;
+    const char *err;
+    aiproxy_json_t *root = NULL;
+    int drop = 0, end = 0;
+
+    if (st->dir->provider->api == AIPROXY_API_ANTHROPIC) {
+        if (!strcmp(ev->name, "content_block_delta"))
+            st->deltas++;
+        else if (!strcmp(ev->name, "message_start") &&
+                 (root = aiproxy_json_parse(m->r->pool, ev->data,
+                                            ev->data_len, &err)))
+            merge_usage(st, aiproxy_json_get(aiproxy_json_get(root, "message"),
+                                             "usage"));
+        else if (!strcmp(ev->name, "message_delta") &&
+                 (root = aiproxy_json_parse(m->r->pool, ev->data,
+                                            ev->data_len, &err)))
+            merge_usage(st, aiproxy_json_get(root, "usage"));
+        else if (!strcmp(ev->name, "message_stop"))
+            end = 1;
+    }
+    else if (m->is_responses) {
+        if (!strcmp(ev->name, "response.output_text.delta"))
+            st->deltas++;
+        else if ((!strcmp(ev->name, "response.completed") ||
+                  !strcmp(ev->name, "response.incomplete") ||
+                  !strcmp(ev->name, "response.failed")) &&
+                 (root = aiproxy_json_parse(m->r->pool, ev->data,
+                                            ev->data_len, &err))) {
+            merge_usage(st, aiproxy_json_get(aiproxy_json_get(root, "response"),
+                                             "usage"));
+            end = 1;
+        }
+    }
+    else if (ev->data_len == 6 && !memcmp(ev->data, "[DONE]", 6)) {
+        end = 1;
+    }
+    else if (ev->data_len) {
+        if (strstr(ev->data, "\"delta\""))
+            st->deltas++;
+        if (strstr(ev->data, "\"usage\"") &&
+            (root = aiproxy_json_parse(m->r->pool, ev->data, ev->data_len,
+                                       &err))) {
+            const aiproxy_json_t *usage = aiproxy_json_get(root, "usage");
+
+            if (aiproxy_json_is_object(usage)) {
+                merge_usage(st, usage);
+                /* The usage-only chunk we asked for has no choices. */
+                drop = m->hide_usage_chunk && aiproxy_json_array_size(
+                           aiproxy_json_get(root, "choices")) == 0;
+            }
+        }
+    }
+    if (end)
+        finish_stream(m);
+    if (!drop)
+        APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
+                                    ev->raw, ev->raw_len, NULL,
+                                    m->out->bucket_alloc));
+}
+
+static apr_status_t stream_filter(ap_filter_t *f, meter_t *m,
+                                  apr_bucket_brigade *bb)
+{
+    apr_bucket *b;
+    apr_status_t rv;
+
+    while (!APR_BRIGADE_EMPTY(bb)) {
+        b = APR_BRIGADE_FIRST(bb);
+        if (APR_BUCKET_IS_EOS(b)) {
+            apr_size_t n;
+            const char *rest = aiproxy_sse_take_pending(m->sse, &n);
+
+            if (n)
+                APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
+                                            rest, n, NULL,
+                                            m->out->bucket_alloc));
+            finish_stream(m);
+            APR_BUCKET_REMOVE(b);
+            APR_BRIGADE_INSERT_TAIL(m->out, b);
+            apr_brigade_cleanup(bb);
+            return ap_pass_brigade(f->next, m->out);
+        }
+        if (APR_BUCKET_IS_METADATA(b)) {
+            /* FLUSH and friends go out at once, after what came before. */
+            APR_BUCKET_REMOVE(b);
+            APR_BRIGADE_INSERT_TAIL(m->out, b);
+            continue;
+        }
+        {
+            const char *data;
+            apr_size_t len;
+
+            if ((rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ))
+                != APR_SUCCESS)
+                return rv;
+            aiproxy_sse_feed(m->sse, data, len, on_event, m);
+            apr_bucket_delete(b);
+        }
+    }
+    if (APR_BRIGADE_EMPTY(m->out))
+        return APR_SUCCESS;
+    rv = ap_pass_brigade(f->next, m->out);
+    apr_brigade_cleanup(m->out);
+    return rv;
+}
+
+/* Keeps only the allowed models in a model list. */
+static void filter_models(meter_t *m, const char *body, apr_size_t len)
+{
+    request_rec *r = m->r;
+    const aiproxy_dir_conf_t *d = m->st->dir;
+    const char *err, *out;
+    aiproxy_json_t *root = aiproxy_json_parse(r->pool, body, len, &err);
+    aiproxy_json_t *data = aiproxy_json_get(root, "data");
+    apr_size_t i, n;
+
+    apr_brigade_cleanup(m->held);
+    if (aiproxy_json_is_array(data)) {
+        for (i = 0, n = aiproxy_json_array_size(data); i < n;) {
+            const char *id = aiproxy_json_string(aiproxy_json_get(
+                                 aiproxy_json_array_at(data, i), "id"));
+            int keep = id && (d->models
+                ? apr_hash_get(d->models, id, APR_HASH_KEY_STRING) != NULL
+                : apr_hash_get(m->st->g->prices, id, APR_HASH_KEY_STRING) != NULL);
+
+            if (keep) {
+                i++;
+            }
+            else {
+                aiproxy_json_array_remove(data, i);
+                n--;
+            }
+        }
+        if ((out = aiproxy_json_dump(r->pool, root, &len))) {
+            body = out;
+            apr_table_unset(r->headers_out, "Content-Length");
+        }
+    }
+    APR_BRIGADE_INSERT_TAIL(m->held, apr_bucket_pool_create(
+                                body, len, r->pool, m->held->bucket_alloc));
+}
+
+static void replace_error_page(meter_t *m)
+{
+    request_rec *r = m->r;
+    const char *body = aiproxy_error_body(r->pool, "upstream_error",
+        r->status == HTTP_GATEWAY_TIME_OUT ? "upstream_timeout"
+                                           : "upstream_unavailable",
+        apr_psprintf(r->pool, "The provider did not answer (%d); you were "
+                     "not charged.", r->status));
+
+    apr_brigade_cleanup(m->held);
+    ap_set_content_type(r, "application/json");
+    apr_table_unset(r->headers_out, "Content-Length");
+    APR_BRIGADE_INSERT_TAIL(m->held, apr_bucket_pool_create(
+                                body, strlen(body), r->pool,
+                                m->held->bucket_alloc));
+}
+
+/* Non-streamed responses: hold everything, then price, report, pass. */
+static apr_status_t buffer_filter(ap_filter_t *f, meter_t *m,
+                                  apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    aiproxy_req_t *st = m->st;
+    apr_bucket *b;
+    char *body;
+    apr_size_t len;
+
+    while (!APR_BRIGADE_EMPTY(bb)) {
+        b = APR_BRIGADE_FIRST(bb);
+        if (APR_BUCKET_IS_EOS(b))
+            break;
+        APR_BUCKET_REMOVE(b);
+        if (APR_BUCKET_IS_METADATA(b)) {
+            apr_bucket_destroy(b);
+            continue;
+        }
+        if (apr_bucket_setaside(b, r->pool) != APR_SUCCESS) {
+            const char *d;
+            apr_size_t n;
+
+            /* Buckets that cannot be set aside are read into memory. */
+            apr_bucket_read(b, &d, &n, APR_BLOCK_READ);
+            apr_bucket_setaside(b, r->pool);
+        }
+        APR_BRIGADE_INSERT_TAIL(m->held, b);
+    }
+    if (APR_BRIGADE_EMPTY(bb))
+        return APR_SUCCESS;
+    /* EOS: the body is complete. */
+    if (m->mode == MODE_ERROR) {
+        replace_error_page(m);
+        settle(r, st, r->status);
+        set_final_headers(r, st);
+    }
+    else if (apr_brigade_pflatten(m->held, &body, &len, r->pool)
+             == APR_SUCCESS) {
+        if (m->mode == MODE_MODELS) {
+            filter_models(m, body, len);
+        }
+        else {
+            if (aiproxy_usage_from_body(r->pool, body, len,
+                                        st->dir->provider->api, &st->usage))
+                st->usage_found = 1;
+            settle(r, st, r->status);
+            set_final_headers(r, st);
+        }
+    }
+    APR_BRIGADE_CONCAT(m->held, bb);
+    return ap_pass_brigade(f->next, m->held);
+}
+
+apr_status_t aiproxy_meter_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    meter_t *m = f->ctx;
+
+    if (!m) {
+        aiproxy_req_t *st = aiproxy_req_get(f->r);
+
+        if (!st || f->r->main) {
+            ap_remove_output_filter(f);
+            return ap_pass_brigade(f->next, bb);
+        }
+        m = meter_init(f, st);
+    }
+    if (m->mode == MODE_STREAM)
+        return stream_filter(f, m, bb);
+    return buffer_filter(f, m, bb);
+}
+
+/* httpd's own error responses (mod_proxy's 502 and 504) replace the
+ * output filters: put ours back to answer in JSON and report the charge. */
+void aiproxy_meter_insert_error_filter(request_rec *r)
+{
+    aiproxy_req_t *st = aiproxy_req_get(r);
+
+    if (!st || st->reply_status || !r->proxyreq || r->main)
+        return;
+    st->error_generated = 1;
+    ap_add_output_filter(METER_FILTER, NULL, r, r->connection);
+}
+
+/* Whatever happened (client gone, upstream cut, error page), a hold that
+ * is still open is settled here, after the response. */
+int aiproxy_meter_log_transaction(request_rec *r)
+{
+    aiproxy_req_t *st = aiproxy_req_get(r);
+
+    if (st && st->held && !st->settled)
+        settle(r, st, r->status);
+    return DECLINED;
+}

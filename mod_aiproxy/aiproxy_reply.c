@@ -1,0 +1,71 @@
+/* Answers the gateway gives itself, always as JSON. */
+#include <apr_strings.h>
+
+#include "httpd.h"
+#include "http_protocol.h"
+#include "http_request.h"
+
+#include "aiproxy_json.h"
+#include "aiproxy_request.h"
+
+#define REPLY_HANDLER "aiproxy-reply"
+
+const char *aiproxy_error_body(apr_pool_t *p, const char *type,
+                               const char *code, const char *message)
+{
+    return apr_pstrcat(p, "{\"error\":{\"message\":",
+                       aiproxy_json_quote(p, message),
+                       ",\"type\":", aiproxy_json_quote(p, type),
+                       ",\"param\":null,\"code\":",
+                       aiproxy_json_quote(p, code), "}}", NULL);
+}
+
+static int route_to_reply(request_rec *r, aiproxy_req_t *st, int status)
+{
+    st->reply_status = status;
+    r->handler = REPLY_HANDLER;
+    /* Not a file: keep core's handler and mod_proxy out of it. */
+    r->proxyreq = PROXYREQ_NONE;
+    r->filename = NULL;
+    return OK;
+}
+
+int aiproxy_reply_error(request_rec *r, aiproxy_req_t *st, int status,
+                        const char *type, const char *code,
+                        const char *message)
+{
+    st->reply_type = type;
+    st->reply_code = code;
+    st->reply_message = message;
+    st->reply_body = NULL;
+    return route_to_reply(r, st, status);
+}
+
+int aiproxy_reply_json(request_rec *r, aiproxy_req_t *st, int status,
+                       const char *body)
+{
+    st->reply_body = body;
+    return route_to_reply(r, st, status);
+}
+
+int aiproxy_reply_handler(request_rec *r)
+{
+    aiproxy_req_t *st;
+    const char *body;
+
+    if (strcmp(r->handler, REPLY_HANDLER) || !(st = aiproxy_req_get(r)))
+        return DECLINED;
+    /* Reading what is left of the body keeps the connection usable; a body
+     * never read (Expect: 100-continue) closes it instead. */
+    ap_discard_request_body(r);
+    body = st->reply_body ? st->reply_body
+           : aiproxy_error_body(r->pool, st->reply_type, st->reply_code,
+                                st->reply_message);
+    r->status = st->reply_status;
+    ap_set_content_type(r, "application/json");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    ap_set_content_length(r, strlen(body));
+    if (!r->header_only)
+        ap_rwrite(body, (int)strlen(body), r);
+    return OK;
+}

@@ -1,0 +1,85 @@
+/* One gateway request's state, shared by admission, the filters, the
+ * local replies and settlement. */
+#ifndef AIPROXY_REQUEST_H
+#define AIPROXY_REQUEST_H
+
+#include "httpd.h"
+
+#include "aiproxy_config.h"
+#include "aiproxy_ledger.h"
+
+typedef struct {
+    aiproxy_global_t *g;
+    const aiproxy_dir_conf_t *dir;
+    const char *endpoint;
+    const char *email;
+    const char *month;              /* YYYY-MM at admission, UTC */
+    const char *id;                 /* request id, also the hold's key */
+    aiproxy_request_info_t info;
+    const aiproxy_price_t *price;
+    apr_size_t body_len;
+    aiproxy_money_t cap;
+    aiproxy_money_t reserved;       /* > 0 while a hold is outstanding */
+    int held;                       /* a hold exists in the store */
+    int settled;
+    aiproxy_month_t month_state;    /* as of admission, then settlement */
+    aiproxy_usage_t usage;
+    int usage_found;
+    int streaming;                  /* the response is an SSE stream */
+    apr_int64_t deltas;             /* output events seen, for estimates */
+    int error_generated;            /* httpd made the response (e.g. 502) */
+    apr_int64_t start_ms;
+    /* A local answer instead of forwarding. */
+    int reply_status;
+    const char *reply_type, *reply_code, *reply_message;
+    const char *reply_body;         /* a ready body (e.g. /usage), or NULL */
+} aiproxy_req_t;
+
+aiproxy_req_t *aiproxy_req_get(request_rec *r);
+
+/* Answers locally: remembers the error and routes the request to our reply
+ * handler. Returns OK for the fixups hook to return. */
+int aiproxy_reply_error(request_rec *r, aiproxy_req_t *st, int status,
+                        const char *type, const char *code,
+                        const char *message);
+/* Answers locally with a ready JSON body. */
+int aiproxy_reply_json(request_rec *r, aiproxy_req_t *st, int status,
+                       const char *body);
+/* An error body in OpenAI's shape. */
+const char *aiproxy_error_body(apr_pool_t *p, const char *type,
+                               const char *code, const char *message);
+int aiproxy_reply_handler(request_rec *r);
+
+/* Body keeping (aiproxy_body.c). */
+int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
+                      apr_size_t *len);
+void aiproxy_body_replay(request_rec *r, const char *buf, apr_size_t len);
+apr_status_t aiproxy_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                 ap_input_mode_t mode, apr_read_type_e block,
+                                 apr_off_t readbytes);
+
+/* Admission (aiproxy_admit.c): the fixups hook. */
+int aiproxy_admit(request_rec *r);
+const char *aiproxy_month_of(apr_pool_t *p, apr_time_t t);
+/* Who is calling: the token from the request headers, then the user's
+ * settings from the store (revocation, cap). On failure answers the request
+ * (401 or 503) and returns its status; OK on success with st->email set. */
+int aiproxy_identify(request_rec *r, aiproxy_req_t *st, aiproxy_api_t api,
+                     aiproxy_user_t *user);
+
+/* Metering (aiproxy_meter.c). */
+apr_status_t aiproxy_meter_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+void aiproxy_meter_insert_error_filter(request_rec *r);
+int aiproxy_meter_log_transaction(request_rec *r);
+void aiproxy_meter_set_headers(request_rec *r, apr_table_t *t,
+                               aiproxy_money_t cost,
+                               const aiproxy_month_t *m);
+
+/* /usage (aiproxy_usage.c). */
+int aiproxy_usage_handler(request_rec *r);
+
+/* Per-process state (mod_aiproxy.c). */
+aiproxy_ledger_t *aiproxy_child_ledger(void);
+const char *aiproxy_next_request_id(apr_pool_t *p);
+
+#endif

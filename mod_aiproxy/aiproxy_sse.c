@@ -1,0 +1,161 @@
+#include <string.h>
+#include <apr_strings.h>
+
+#include "aiproxy_sse.h"
+
+struct aiproxy_sse {
+    apr_pool_t *pool;
+    char *buf;              /* the unfinished event */
+    apr_size_t len, size;
+    apr_size_t scan;        /* where the next line starts within buf */
+    apr_size_t max_event;
+    char *data;             /* scratch for joined data lines */
+    apr_size_t data_size;
+};
+
+aiproxy_sse_t *aiproxy_sse_create(apr_pool_t *p, apr_size_t max_event)
+{
+    aiproxy_sse_t *s = apr_pcalloc(p, sizeof(*s));
+
+    s->pool = p;
+    s->size = 4096;
+    s->buf = apr_palloc(p, s->size);
+    s->data_size = 4096;
+    s->data = apr_palloc(p, s->data_size);
+    s->max_event = max_event;
+    return s;
+}
+
+static void reserve_buf(aiproxy_sse_t *s, apr_size_t need)
+{
+    char *bigger;
+
+    if (need <= s->size)
+        return;
+    while (s->size < need)
+        s->size *= 2;
+    bigger = apr_palloc(s->pool, s->size);
+    memcpy(bigger, s->buf, s->len);
+    s->buf = bigger;
+}
+
+/* Finds the end of the line starting at `from`: *eol is where the line
+ * ends, *next where the following one starts. 0 when the line is not
+ * complete yet (a lone \r at the end may still be part of \r\n). */
+static int find_line(const char *b, apr_size_t len, apr_size_t from,
+                     apr_size_t *eol, apr_size_t *next)
+{
+    apr_size_t i;
+
+    for (i = from; i < len; i++) {
+        if (b[i] == '\n') {
+            *eol = i;
+            *next = i + 1;
+            return 1;
+        }
+        if (b[i] == '\r') {
+            if (i + 1 == len)
+                return 0;
+            *eol = i;
+            *next = b[i + 1] == '\n' ? i + 2 : i + 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Builds the event's name and data from its lines, then calls fn. */
+static void dispatch(aiproxy_sse_t *s, apr_size_t end,
+                     aiproxy_sse_event_fn *fn, void *baton)
+{
+    aiproxy_sse_event_t ev;
+    apr_size_t pos = 0, eol, next, dlen = 0;
+    const char *name = "";
+    apr_size_t name_len = 0;
+    int any_data = 0;
+
+    ev.raw = s->buf;
+    ev.raw_len = end;
+    if (end > s->max_event) {
+        s->data[0] = '\0';
+        ev.name = "";
+        ev.data = s->data;
+        ev.data_len = 0;
+        fn(baton, &ev);
+        return;
+    }
+    /* Data and name are parts of the event, so end + 2 bytes hold both. */
+    if (s->data_size < end + 2) {
+        while (s->data_size < end + 2)
+            s->data_size *= 2;
+        s->data = apr_palloc(s->pool, s->data_size);
+    }
+    while (pos < end && find_line(s->buf, end, pos, &eol, &next)) {
+        const char *line = s->buf + pos;
+        apr_size_t n = eol - pos, flen = n, vstart;
+        const char *colon = memchr(line, ':', n);
+
+        if (colon)
+            flen = (apr_size_t)(colon - line);
+        vstart = colon ? flen + 1 : n;
+        if (colon && vstart < n && line[vstart] == ' ')
+            vstart++;
+        if (flen == 4 && !memcmp(line, "data", 4)) {
+            if (any_data)
+                s->data[dlen++] = '\n';
+            memcpy(s->data + dlen, line + vstart, n - vstart);
+            dlen += n - vstart;
+            any_data = 1;
+        }
+        else if (flen == 5 && !memcmp(line, "event", 5)) {
+            name = line + vstart;
+            name_len = n - vstart;
+        }
+        pos = next;
+    }
+    s->data[dlen] = '\0';
+    memcpy(s->data + dlen + 1, name, name_len);
+    s->data[dlen + 1 + name_len] = '\0';
+    ev.name = s->data + dlen + 1;
+    ev.data = s->data;
+    ev.data_len = dlen;
+    fn(baton, &ev);
+}
+
+void aiproxy_sse_feed(aiproxy_sse_t *s, const char *in, apr_size_t len,
+                      aiproxy_sse_event_fn *fn, void *baton)
+{
+    apr_size_t eol, next;
+
+    reserve_buf(s, s->len + len);
+    memcpy(s->buf + s->len, in, len);
+    s->len += len;
+    while (find_line(s->buf, s->len, s->scan, &eol, &next)) {
+        if (eol == s->scan && s->scan > 0) {
+            /* A blank line ends the event. */
+            dispatch(s, next, fn, baton);
+            memmove(s->buf, s->buf + next, s->len - next);
+            s->len -= next;
+            s->scan = 0;
+            continue;
+        }
+        if (eol == s->scan) {
+            /* A blank line with no event before it: pass it on alone. */
+            dispatch(s, next, fn, baton);
+            memmove(s->buf, s->buf + next, s->len - next);
+            s->len -= next;
+            continue;
+        }
+        s->scan = next;
+    }
+}
+
+const char *aiproxy_sse_take_pending(aiproxy_sse_t *s, apr_size_t *len)
+{
+    const char *out = apr_pmemdup(s->pool, s->buf, s->len);
+
+    *len = s->len;
+    s->len = 0;
+    s->scan = 0;
+    return out;
+}

@@ -1,0 +1,149 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jwt.h>
+#include <apr_strings.h>
+
+#include "aiproxy_token.h"
+
+/* The compact form: three base64url segments, no padding. Checked before
+ * libjwt sees the token so malformed input never reaches its parser. */
+static const char *check_shape(const char *token, apr_size_t max_len)
+{
+    apr_size_t n = 0;
+    int dots = 0;
+    const char *c;
+
+    for (c = token; *c; c++, n++) {
+        if (n >= max_len)
+            return "token too long";
+        if (*c == '.') {
+            if (++dots > 2)
+                return "token must have three segments";
+            continue;
+        }
+        if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+              (*c >= '0' && *c <= '9') || *c == '-' || *c == '_'))
+            return "token is not base64url";
+    }
+    if (dots != 2)
+        return "token must have three segments";
+    return NULL;
+}
+
+/* A NumericDate claim: -1 absent, 0 present (in *out), 1 malformed. Reads
+ * the raw JSON because jwt_get_grant_int() answers 0 for a wrong type. */
+static int numeric_claim(jwt_t *jwt, const char *name, apr_int64_t *out)
+{
+    char *raw = jwt_get_grants_json(jwt, name);
+    char *end;
+    long long v;
+    int rc = 1;
+
+    if (!raw)
+        return -1;
+    errno = 0;
+    v = strtoll(raw, &end, 10);
+    if (errno == 0 && end != raw && (raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'))) {
+        if (*end == '.') {
+            for (end++; *end >= '0' && *end <= '9'; end++)
+                ;
+        }
+        if (*end == '\0') {
+            *out = v;
+            rc = 0;
+        }
+    }
+    free(raw);
+    return rc;
+}
+
+static int valid_email(const char *e)
+{
+    const char *at = strchr(e, '@');
+    apr_size_t n = strlen(e);
+    const char *c;
+
+    if (!at || at == e || !at[1] || strchr(at + 1, '@') || n > 320)
+        return 0;
+    for (c = e; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' || *c == '|')
+            return 0;
+    return 1;
+}
+
+const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
+                                 const unsigned char *key, apr_size_t keylen,
+                                 apr_int64_t now, apr_int64_t leeway,
+                                 apr_size_t max_len, aiproxy_claims_t *out)
+{
+    jwt_t *jwt = NULL;
+    const char *why, *email;
+    apr_int64_t t;
+    int rc;
+
+    if (!key || keylen == 0)
+        return "server has no token secret";
+    if ((why = check_shape(token, max_len)))
+        return why;
+    if (jwt_decode(&jwt, token, key, (int)keylen) != 0 || !jwt)
+        return "invalid token signature or encoding";
+    why = NULL;
+    if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
+        why = "token algorithm must be HS256";
+        goto done;
+    }
+    if ((rc = numeric_claim(jwt, "exp", &t)) > 0) {
+        why = "token exp is not a number";
+        goto done;
+    }
+    if (rc == 0 && now > t + leeway) {
+        why = "token expired";
+        goto done;
+    }
+    if ((rc = numeric_claim(jwt, "nbf", &t)) > 0) {
+        why = "token nbf is not a number";
+        goto done;
+    }
+    if (rc == 0 && now + leeway < t) {
+        why = "token not valid yet";
+        goto done;
+    }
+    if ((rc = numeric_claim(jwt, "iat", &out->iat)) > 0) {
+        why = "token iat is not a number";
+        goto done;
+    }
+    out->has_iat = rc == 0;
+    if (!out->has_iat)
+        out->iat = 0;
+    email = jwt_get_grant(jwt, "email");
+    if (!email || !valid_email(email)) {
+        why = "token has no valid email claim";
+        goto done;
+    }
+    out->email = apr_pstrdup(p, email);
+done:
+    jwt_free(jwt);
+    return why;
+}
+
+char *aiproxy_token_sign(apr_pool_t *p, const char *email, apr_int64_t iat,
+                         apr_int64_t exp, const unsigned char *key,
+                         apr_size_t keylen)
+{
+    jwt_t *jwt = NULL;
+    char *s, *copy = NULL;
+
+    if (!key || keylen == 0 || jwt_new(&jwt) != 0)
+        return NULL;
+    if (jwt_set_alg(jwt, JWT_ALG_HS256, key, (int)keylen) == 0 &&
+        jwt_add_grant(jwt, "email", email) == 0 &&
+        jwt_add_grant_int(jwt, "iat", (long)iat) == 0 &&
+        (exp <= 0 || jwt_add_grant_int(jwt, "exp", (long)exp) == 0) &&
+        (s = jwt_encode_str(jwt)) != NULL) {
+        copy = apr_pstrdup(p, s);
+        free(s);
+    }
+    jwt_free(jwt);
+    return copy;
+}

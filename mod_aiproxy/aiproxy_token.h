@@ -1,0 +1,29 @@
+/* The one wrapper around libjwt: HS256 tokens carrying a user's email. */
+#ifndef AIPROXY_TOKEN_H
+#define AIPROXY_TOKEN_H
+
+#include "aiproxy.h"
+
+typedef struct {
+    const char *email;   /* pool copy */
+    apr_int64_t iat;     /* seconds; 0 when the token has none */
+    int has_iat;
+} aiproxy_claims_t;
+
+/* Verifies a compact JWS: exactly HS256 (libjwt 1.10 would accept HS384/512
+ * with the same key), a valid signature, an `email` claim, and `exp`/`nbf`
+ * against now (seconds) with leeway. The key must be non-empty: libjwt skips
+ * the signature check for an empty key. Returns NULL, or a reason that names
+ * the failed check and never echoes the token. */
+const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
+                                 const unsigned char *key, apr_size_t keylen,
+                                 apr_int64_t now, apr_int64_t leeway,
+                                 apr_size_t max_len, aiproxy_claims_t *out);
+
+/* Signs {email, iat[, exp]} with HS256; exp <= 0 leaves it out. NULL on
+ * failure. */
+char *aiproxy_token_sign(apr_pool_t *p, const char *email, apr_int64_t iat,
+                         apr_int64_t exp, const unsigned char *key,
+                         apr_size_t keylen);
+
+#endif

@@ -1,0 +1,221 @@
+/* GET /usage (admins) and GET /usage/me (any valid token). */
+#include <string.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+
+#include "httpd.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_script.h"
+
+#include "aiproxy_json.h"
+#include "aiproxy_request.h"
+
+APLOG_USE_MODULE(aiproxy);
+
+#define USAGE_HANDLER "aiproxy-usage"
+#define USAGE_MAX_LIMIT 1000
+
+static const char *const sort_fields[] = {
+    "monthlyCost", "monthlyRequests", "month", "email", NULL
+};
+
+static int valid_month(const char *m)
+{
+    return strlen(m) == 7 && apr_isdigit(m[0]) && apr_isdigit(m[1]) &&
+           apr_isdigit(m[2]) && apr_isdigit(m[3]) && m[4] == '-' &&
+           ((m[5] == '0' && m[6] >= '1' && m[6] <= '9') ||
+            (m[5] == '1' && m[6] >= '0' && m[6] <= '2'));
+}
+
+static int parse_count(const char *v, apr_int64_t min, apr_int64_t max,
+                       apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t n;
+
+    if (!v || !*v || strlen(v) > 12)
+        return 0;
+    n = apr_strtoi64(v, &end, 10);
+    if (*end || n < min || n > max)
+        return 0;
+    *out = n;
+    return 1;
+}
+
+static const char *row_json(apr_pool_t *p, const aiproxy_month_row_t *row)
+{
+    return apr_psprintf(p, "{\"email\":%s,\"month\":%s,\"monthlyCost\":\"%s\","
+                        "\"monthlyRequests\":%" APR_INT64_T_FMT
+                        ",\"reserved\":\"%s\"}",
+                        aiproxy_json_quote(p, row->email),
+                        aiproxy_json_quote(p, row->month),
+                        aiproxy_money_format(p, row->spent), row->requests,
+                        aiproxy_money_format(p, row->reserved));
+}
+
+static const char *rows_json(apr_pool_t *p, apr_array_header_t *rows)
+{
+    apr_array_header_t *parts = apr_array_make(p, rows->nelts,
+                                               sizeof(const char *));
+    int i;
+
+    for (i = 0; i < rows->nelts; i++)
+        APR_ARRAY_PUSH(parts, const char *) =
+            row_json(p, &APR_ARRAY_IDX(rows, i, aiproxy_month_row_t));
+    return apr_pstrcat(p, "[", apr_array_pstrcat(p, parts, ','), "]", NULL);
+}
+
+static int bad_param(request_rec *r, aiproxy_req_t *st, const char *msg)
+{
+    aiproxy_reply_error(r, st, HTTP_BAD_REQUEST, "invalid_request_error",
+                        "invalid_parameter", msg);
+    return aiproxy_reply_handler(r);
+}
+
+static int unavailable(request_rec *r, aiproxy_req_t *st, const char *err)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01301)
+                  "usage query failed: %s", err);
+    aiproxy_reply_error(r, st, HTTP_SERVICE_UNAVAILABLE, "server_error",
+                        "store_unavailable", "The usage store is "
+                        "unavailable; please retry shortly.");
+    return aiproxy_reply_handler(r);
+}
+
+static int answer(request_rec *r, aiproxy_req_t *st, const char *body)
+{
+    aiproxy_reply_json(r, st, HTTP_OK, body);
+    return aiproxy_reply_handler(r);
+}
+
+/* Every month of the caller, with this month's cap and what is left. */
+static int usage_me(request_rec *r, aiproxy_req_t *st,
+                    const aiproxy_user_t *user)
+{
+    const char *err = "", *month = aiproxy_month_of(r->pool, r->request_time);
+    aiproxy_money_t cap = user->has_cap ? user->cap : st->g->default_cap;
+    aiproxy_money_t used = 0;
+    apr_array_header_t *rows;
+    int i;
+
+    if (aiproxy_ledger_months(aiproxy_child_ledger(), r->pool, NULL,
+                              st->email, "month", 0, USAGE_MAX_LIMIT, &rows,
+                              &err) != AIPROXY_LEDGER_OK)
+        return unavailable(r, st, err);
+    for (i = 0; i < rows->nelts; i++) {
+        aiproxy_month_row_t *row = &APR_ARRAY_IDX(rows, i, aiproxy_month_row_t);
+
+        if (!strcmp(row->month, month))
+            used = row->spent + row->reserved;
+    }
+    return answer(r, st, apr_psprintf(r->pool,
+                  "{\"email\":%s,\"month\":\"%s\",\"cap\":\"%s\","
+                  "\"remaining\":\"%s\",\"months\":%s}",
+                  aiproxy_json_quote(r->pool, st->email), month,
+                  aiproxy_money_format(r->pool, cap),
+                  aiproxy_money_format(r->pool, used < cap ? cap - used : 0),
+                  rows_json(r->pool, rows)));
+}
+
+static int usage_list(request_rec *r, aiproxy_req_t *st)
+{
+    apr_table_t *args;
+    const apr_array_header_t *arr;
+    const apr_table_entry_t *e;
+    apr_int64_t skip = 0, limit = USAGE_MAX_LIMIT;
+    const char *month = NULL, *email = NULL, *sort = "monthlyCost";
+    const char *err = "";
+    apr_array_header_t *rows;
+    int i;
+
+    if (!apr_hash_get(st->g->admins, st->email, APR_HASH_KEY_STRING)) {
+        aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "invalid_request_error",
+                            "not_admin", "Only administrators may list "
+                            "usage; see /usage/me for your own.");
+        return aiproxy_reply_handler(r);
+    }
+    ap_args_to_table(r, &args);
+    arr = apr_table_elts(args);
+    e = (const apr_table_entry_t *)arr->elts;
+    for (i = 0; i < arr->nelts; i++) {
+        const char *k = e[i].key, *v = e[i].val ? e[i].val : "";
+
+        if (!strcmp(k, "skip")) {
+            if (!parse_count(v, 0, APR_INT64_C(1000000000), &skip))
+                return bad_param(r, st, "skip must be a whole number >= 0.");
+        }
+        else if (!strcmp(k, "limit")) {
+            if (!parse_count(v, 1, USAGE_MAX_LIMIT, &limit))
+                return bad_param(r, st, "limit must be a whole number from "
+                                 "1 to 1000.");
+        }
+        else if (!strcmp(k, "month")) {
+            if (!valid_month(v))
+                return bad_param(r, st, "month must be YYYY-MM.");
+            month = v;
+        }
+        else if (!strcmp(k, "email")) {
+            if (!*v || strlen(v) > 320)
+                return bad_param(r, st, "email must not be empty.");
+            email = v;
+        }
+        else if (!strcmp(k, "sort")) {
+            const char *const *f;
+
+            for (f = sort_fields; *f && strcmp(*f, v); f++)
+                ;
+            if (!*f)
+                return bad_param(r, st, "sort must be one of monthlyCost, "
+                                 "monthlyRequests, month, email.");
+            sort = v;
+        }
+        else {
+            return bad_param(r, st, apr_psprintf(r->pool, "Unknown parameter "
+                                                 "'%s'; use skip, limit, "
+                                                 "month, email, sort.", k));
+        }
+    }
+    if (aiproxy_ledger_months(aiproxy_child_ledger(), r->pool, month, email,
+                              sort, skip, limit, &rows, &err)
+        != AIPROXY_LEDGER_OK)
+        return unavailable(r, st, err);
+    return answer(r, st, apr_psprintf(r->pool, "{\"data\":%s,\"skip\":%"
+                                      APR_INT64_T_FMT ",\"limit\":%"
+                                      APR_INT64_T_FMT ",\"sort\":\"%s\"}",
+                                      rows_json(r->pool, rows), skip, limit,
+                                      sort));
+}
+
+int aiproxy_usage_handler(request_rec *r)
+{
+    aiproxy_req_t *st;
+    aiproxy_user_t user;
+    const char *sub;
+
+    if (strcmp(r->handler, USAGE_HANDLER))
+        return DECLINED;
+    st = apr_pcalloc(r->pool, sizeof(*st));
+    st->g = aiproxy_global(r->server);
+    ap_set_module_config(r->request_config, &aiproxy_module, st);
+    sub = r->path_info ? r->path_info : "";
+    while (*sub == '/')
+        sub++;
+    if (r->method_number != M_GET) {
+        aiproxy_reply_error(r, st, HTTP_METHOD_NOT_ALLOWED,
+                            "invalid_request_error", "method_not_allowed",
+                            "Use GET for usage.");
+        return aiproxy_reply_handler(r);
+    }
+    if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||
+        st->reply_status)
+        return aiproxy_reply_handler(r);
+    if (!strcmp(sub, "me"))
+        return usage_me(r, st, &user);
+    if (!*sub)
+        return usage_list(r, st);
+    aiproxy_reply_error(r, st, HTTP_NOT_FOUND, "invalid_request_error",
+                        "unknown_url", "Use /usage or /usage/me.");
+    return aiproxy_reply_handler(r);
+}

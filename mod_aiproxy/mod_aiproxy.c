@@ -1,0 +1,139 @@
+/* mod_aiproxy: an authorizing, metering gateway to LLM APIs.
+ * This file holds only the module's hooks; each part lives in its own
+ * aiproxy_*.c by responsibility. */
+#include <apr_atomic.h>
+#include <apr_strings.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_filter.h"
+
+#include "aiproxy_request.h"
+
+
+static aiproxy_ledger_t *child_ledger;
+static server_rec *log_server;
+static char id_prefix[17];
+static volatile apr_uint32_t id_counter;
+
+aiproxy_ledger_t *aiproxy_child_ledger(void)
+{
+    return child_ledger;
+}
+
+const char *aiproxy_next_request_id(apr_pool_t *p)
+{
+    return apr_psprintf(p, "%s%08x", id_prefix,
+                        apr_atomic_inc32(&id_counter));
+}
+
+static void driver_log(int level, const char *domain, const char *message)
+{
+    /* The driver talks a lot at debug level; keep that out of info. */
+    ap_log_error(APLOG_MARK, level, 0, log_server, AIPLOGNO(01001)
+                 "mongoc %s: %s", domain, message);
+}
+
+static int check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                        apr_pool_t *ptemp, server_rec *s)
+{
+    const char *err = aiproxy_config_finish(pconf, s);
+
+    (void)plog;
+    (void)ptemp;
+    if (err) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                     AIPLOGNO(01002) "%s", err);
+        return !OK;
+    }
+    return OK;
+}
+
+static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                       server_rec *s)
+{
+    (void)pconf;
+    (void)plog;
+    (void)ptemp;
+    if (aiproxy_global(s)->secret &&
+        (!ap_find_linked_module("mod_proxy.c") ||
+         !ap_find_linked_module("mod_proxy_http.c"))) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                     AIPLOGNO(01003) "AIProxyRoute: needs mod_proxy and "
+                     "mod_proxy_http loaded");
+        return !OK;
+    }
+    return OK;
+}
+
+static apr_status_t child_exit(void *data)
+{
+    (void)data;
+    child_ledger = NULL;
+    aiproxy_ledger_driver_cleanup();
+    return APR_SUCCESS;
+}
+
+/* The store's pool is made per child, after fork: libmongoc pools do not
+ * survive fork. */
+static void child_init(apr_pool_t *p, server_rec *s)
+{
+    aiproxy_global_t *g = aiproxy_global(s);
+    unsigned char rnd[8];
+    const char *err = NULL;
+    int i;
+
+    log_server = s;
+    if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS)
+        apr_cpystrn((char *)rnd, "aiproxy!", sizeof(rnd));
+    for (i = 0; i < 8; i++)
+        apr_snprintf(id_prefix + 2 * i, 3, "%02x", rnd[i]);
+    if (!g->secret)
+        return;
+    aiproxy_ledger_driver_init(driver_log);
+    /* Cleanups run in reverse: the ledger's pool goes before the driver. */
+    apr_pool_cleanup_register(p, NULL, child_exit, apr_pool_cleanup_null);
+    child_ledger = aiproxy_ledger_open(p, g->store_uri, g->store_db,
+                                       g->store_timeout_ms, &err);
+    if (!child_ledger)
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, AIPLOGNO(01004)
+                     "cannot open the usage store: %s", err);
+}
+
+static void register_hooks(apr_pool_t *p)
+{
+    static const char *const before_proxy[] = { "mod_proxy.c", NULL };
+
+    (void)p;
+    ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before mod_proxy's fixup, which canonicalises the URL we set. */
+    ap_hook_fixups(aiproxy_admit, NULL, before_proxy, APR_HOOK_FIRST);
+    ap_hook_handler(aiproxy_reply_handler, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_handler(aiproxy_usage_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(aiproxy_meter_insert_error_filter, NULL, NULL,
+                                APR_HOOK_MIDDLE);
+    /* First, so the access log can show the cost note. */
+    ap_hook_log_transaction(aiproxy_meter_log_transaction, NULL, NULL,
+                            APR_HOOK_FIRST);
+    ap_register_input_filter("AIPROXY_BODY", aiproxy_body_filter, NULL,
+                             AP_FTYPE_RESOURCE);
+    ap_register_output_filter("AIPROXY_METER", aiproxy_meter_filter, NULL,
+                              AP_FTYPE_RESOURCE);
+}
+
+AP_DECLARE_MODULE(aiproxy) = {
+    STANDARD20_MODULE_STUFF,
+    aiproxy_create_dir_config,
+    aiproxy_merge_dir_config,
+    aiproxy_create_server_config,
+    aiproxy_merge_server_config,
+    aiproxy_directives,
+    register_hooks,
+    AP_MODULE_FLAG_NONE
+};

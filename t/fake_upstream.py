@@ -1,0 +1,929 @@
+#!/usr/bin/env python3
+"""Loopback fake of the OpenAI and Anthropic HTTP APIs, for mod_aiproxy tests.
+
+Stdlib only.  Run:  python3 t/fake_upstream.py --port 0 [--host 127.0.0.1] [--name label]
+prints "READY <port>" once listening.  Or import:  server, port = start(port=0)
+and later  server.stop().
+
+Routes (matched on the path suffix, so any prefix works: /v1/..., /openai/v1/...):
+  POST .../chat/completions      OpenAI chat.completion (stream: chat.completion.chunk SSE)
+  POST .../embeddings            OpenAI embeddings list
+  GET  .../models, .../models/ID OpenAI model list/object (Anthropic shape if the
+                                 request carries an anthropic-version header)
+  POST .../responses             OpenAI Responses API (stream: typed events)
+  POST .../messages              Anthropic message (stream: Anthropic events)
+  POST .../messages/count_tokens Anthropic {"input_tokens": N}
+
+Token counts: prompt/input = whitespace-separated words over all message text
+(incl. system / instructions), min 1; completion/output = words of the reply
+(default "This is a fake reply." = 5).  Override with the X-Fake-Usage control.
+
+Per-request controls (header X-Fake-<Name>, or key <name> in POST /__control/next;
+header values win over queued control values):
+  X-Fake-Status: N             answer error status N with a provider-shaped error body
+  X-Fake-Retry-After: S        retry-after value sent with 429/503/529 (default 1)
+  X-Fake-Delay-Ms: N           sleep before response headers
+  X-Fake-Chunk-Delay-Ms: N     sleep between SSE events
+  X-Fake-Split: N              write the body (SSE stream or JSON) in N-byte pieces
+  X-Fake-Split-Delay-Ms: N     sleep between those pieces (default 0)
+  X-Fake-CRLF: 1               SSE lines end in \\r\\n
+  X-Fake-Cut-After: N          stream: close the connection abruptly after N events
+  X-Fake-Usage: {json}         prompt_tokens, completion_tokens, cached_tokens,
+                               cache_creation, reasoning_tokens (Anthropic names
+                               input_tokens, output_tokens, cache_read_input_tokens,
+                               cache_creation_input_tokens accepted as aliases)
+  X-Fake-Usage-Position: early|none   chat stream: usage chunk before the last
+                               content chunk / never (only if include_usage)
+  X-Fake-Hang: 1               never answer (wait up to 120 s, then close)
+  X-Fake-Reply: text           reply text
+  X-Fake-No-Chunked: 1         stream without chunked encoding (Connection: close)
+
+Control API (not recorded):
+  GET  /__health               {"status": "ok", "name", "port", "requests"}
+  POST /__control/next         {"count": 2, "path": "substr"?, <control>: value, ...}
+                               queued; the first entry whose optional path
+                               substring matches applies to the next `count`
+                               requests (count -1 = until reset)
+  POST /__control/models       {"models": ["id", ...]}
+  GET  /__requests             recorded requests (optional ?clear=1)
+  POST /__reset                clear records, queued controls, model list
+"""
+
+import argparse
+import base64
+import collections
+import hashlib
+import itertools
+import json
+import os
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+DEFAULT_REPLY = "This is a fake reply."
+DEFAULT_MODELS = [
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "o3-mini",
+]
+HANG_SECONDS = 120.0
+
+CONTROL_KEYS = {
+    "status", "retry_after", "delay_ms", "chunk_delay_ms", "split",
+    "split_delay_ms", "crlf", "cut_after", "usage", "usage_position",
+    "hang", "reply", "no_chunked",
+}
+
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def _new_id(prefix):
+    return "%s%s%08x" % (prefix, _ID_PREFIX, next(_ID_COUNTER))
+
+
+def _dumps(obj):
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _norm_key(k):
+    k = k.strip().lower().replace("-", "_")
+    if k.startswith("x_fake_"):
+        k = k[7:]
+    return k
+
+
+def _truthy(v):
+    if isinstance(v, str):
+        return v.strip().lower() not in ("", "0", "false", "no", "off")
+    return bool(v)
+
+
+def _int(v, default=0):
+    if v is None or v == "":
+        return default
+    return int(float(v))
+
+
+_date_cache = [0, ""]
+
+
+def _http_date():
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[1] = formatdate(now, usegmt=True)
+        _date_cache[0] = now
+    return _date_cache[1]
+
+
+# ---------------------------------------------------------------- text / usage
+
+def _text_of(x):
+    """Collect the text of a message content / input structure."""
+    if x is None:
+        return ""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, (list, tuple)):
+        return " ".join(_text_of(i) for i in x)
+    if isinstance(x, dict):
+        parts = []
+        for key in ("text", "content", "output"):
+            v = x.get(key)
+            if isinstance(v, (str, list, dict)):
+                parts.append(_text_of(v))
+        return " ".join(parts)
+    return ""
+
+
+def _words(s):
+    return len(s.split())
+
+
+def _reply_pieces(reply):
+    pieces = re.findall(r"\s*\S+", reply)
+    if pieces:
+        pieces[-1] += reply[len("".join(pieces)):]
+    return pieces or [reply]
+
+
+class Usage:
+    __slots__ = ("prompt", "completion", "cached", "cache_creation", "reasoning")
+
+    def __init__(self, prompt, completion, override=None):
+        self.prompt = prompt
+        self.completion = completion
+        self.cached = 0
+        self.cache_creation = 0
+        self.reasoning = 0
+        o = override or {}
+        for keys, attr in (
+            (("prompt_tokens", "input_tokens"), "prompt"),
+            (("completion_tokens", "output_tokens"), "completion"),
+            (("cached_tokens", "cache_read_input_tokens", "cache_read"), "cached"),
+            (("cache_creation", "cache_creation_input_tokens"), "cache_creation"),
+            (("reasoning_tokens",), "reasoning"),
+        ):
+            for k in keys:
+                if k in o and o[k] is not None:
+                    setattr(self, attr, int(o[k]))
+                    break
+
+    def openai_chat(self):
+        return {
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": self.reasoning,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+
+    def openai_responses(self):
+        return {
+            "input_tokens": self.prompt,
+            "input_tokens_details": {"cached_tokens": self.cached},
+            "output_tokens": self.completion,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning},
+            "total_tokens": self.prompt + self.completion,
+        }
+
+    def anthropic(self, output_tokens=None):
+        return {
+            "input_tokens": self.prompt,
+            "cache_creation_input_tokens": self.cache_creation,
+            "cache_read_input_tokens": self.cached,
+            "output_tokens": self.completion if output_tokens is None else output_tokens,
+        }
+
+
+# ---------------------------------------------------------------- errors
+
+_OPENAI_ERR = {
+    400: ("invalid_request_error", None, "Bad request"),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: ("invalid_request_error", "unsupported_country_region_territory", "Forbidden"),
+    404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
+    405: ("invalid_request_error", None, "Method not allowed"),
+    409: ("invalid_request_error", None, "Conflict"),
+    413: ("invalid_request_error", None, "Request too large"),
+    422: ("invalid_request_error", None, "Unprocessable entity"),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again in 1s."),
+    500: ("server_error", None, "The server had an error while processing your request."),
+    502: ("server_error", None, "Bad gateway."),
+    503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+    504: ("server_error", None, "Gateway timeout."),
+}
+_ANTHROPIC_ERR = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def openai_error(status, message=None, param=None, code=None, etype=None):
+    d_type, d_code, d_msg = _OPENAI_ERR.get(
+        status, ("server_error" if status >= 500 else "invalid_request_error", None, "Error"))
+    return {"error": {
+        "message": message or "%s (fake_upstream forced %d)" % (d_msg, status),
+        "type": etype or d_type,
+        "param": param,
+        "code": code if code is not None else d_code,
+    }}
+
+
+def anthropic_error(status, message=None, etype=None):
+    t = etype or _ANTHROPIC_ERR.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {
+        "type": t,
+        "message": message or "%s (fake_upstream forced %d)" % (t, status),
+    }}
+
+
+class _Cut(Exception):
+    """Raised to abort a stream and drop the connection."""
+
+
+# ---------------------------------------------------------------- state
+
+class State:
+    def __init__(self, name="fake", models=None, reply=None, max_records=10000):
+        self.name = name
+        self.default_models = list(models or DEFAULT_MODELS)
+        self.default_reply = reply if reply is not None else DEFAULT_REPLY
+        self.lock = threading.Lock()
+        self.records = collections.deque(maxlen=max_records)
+        self.seq = itertools.count(1)
+        self.conn_seq = itertools.count(1)
+        self.total = 0
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.records.clear()
+            self.queue = []
+            self.models = list(self.default_models)
+
+    def push(self, spec):
+        count = int(spec.pop("count", 1))
+        path = spec.pop("path", None)
+        controls = {}
+        for k, v in spec.items():
+            nk = _norm_key(k)
+            if nk not in CONTROL_KEYS:
+                raise ValueError("unknown control %r" % k)
+            controls[nk] = v
+        if "usage" in controls and isinstance(controls["usage"], str):
+            controls["usage"] = json.loads(controls["usage"])
+        with self.lock:
+            self.queue.append({"controls": controls, "remaining": count, "path": path})
+            return len(self.queue)
+
+    def take(self, path):
+        if not self.queue:
+            return {}
+        with self.lock:
+            for i, e in enumerate(self.queue):
+                if e["path"] and e["path"] not in path:
+                    continue
+                if e["remaining"] > 0:
+                    e["remaining"] -= 1
+                    if e["remaining"] == 0:
+                        del self.queue[i]
+                return dict(e["controls"])
+        return {}
+
+    def record(self, rec):
+        with self.lock:
+            rec["seq"] = next(self.seq)
+            self.total += 1
+            self.records.append(rec)
+
+
+# ---------------------------------------------------------------- SSE writer
+
+class SSEWriter:
+    def __init__(self, h, ctl):
+        self.h = h
+        self.nl = "\r\n" if _truthy(ctl.get("crlf", "")) else "\n"
+        self.chunk_delay = _int(ctl.get("chunk_delay_ms")) / 1000.0
+        self.split = _int(ctl.get("split"))
+        self.split_delay = _int(ctl.get("split_delay_ms")) / 1000.0
+        self.cut_after = _int(ctl.get("cut_after"))
+        self.chunked = h.chunked_ok and not _truthy(ctl.get("no_chunked", ""))
+        self.events = 0
+        self.buf = b""
+
+    def start(self, extra_headers=()):
+        hdrs = [("Content-Type", "text/event-stream; charset=utf-8"),
+                ("Cache-Control", "no-cache")]
+        hdrs.extend(extra_headers)
+        if self.chunked:
+            hdrs.append(("Transfer-Encoding", "chunked"))
+        else:
+            self.h.close_connection = True
+        self.h.write_head(200, hdrs)
+
+    def _send(self, data):
+        if not data:
+            return
+        if self.chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        self.h.wfile.write(data)
+
+    def _emit(self, data):
+        if self.split > 0:
+            self.buf += data
+            while len(self.buf) >= self.split:
+                piece, self.buf = self.buf[:self.split], self.buf[self.split:]
+                self._send(piece)
+                if self.split_delay:
+                    self.h.sleep(self.split_delay)
+        else:
+            self._send(data)
+
+    def event(self, name, data):
+        if self.events and self.chunk_delay:
+            self._send(self.buf)
+            self.buf = b""
+            self.h.sleep(self.chunk_delay)
+        if not isinstance(data, str):
+            data = _dumps(data)
+        nl = self.nl
+        text = ("event: %s%s" % (name, nl) if name else "") + "data: " + data + nl + nl
+        self._emit(text.encode("utf-8"))
+        self.events += 1
+        if self.cut_after and self.events >= self.cut_after:
+            self._send(self.buf)
+            self.buf = b""
+            raise _Cut()
+
+    def finish(self):
+        self._send(self.buf)
+        self.buf = b""
+        if self.chunked:
+            self.h.wfile.write(b"0\r\n\r\n")
+
+
+# ---------------------------------------------------------------- handler
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-upstream"
+    sys_version = ""
+    disable_nagle_algorithm = True  # TCP_NODELAY on accepted sockets
+
+    def log_message(self, *args):
+        pass
+
+    def setup(self):
+        super().setup()
+        self.conn_id = next(self.server.state.conn_seq)
+
+    # -- plumbing
+
+    @property
+    def chunked_ok(self):
+        return self.request_version != "HTTP/1.0"
+
+    def sleep(self, seconds):
+        if seconds > 0 and self.server.stop_event.wait(seconds):
+            raise _Cut()
+
+    def write_head(self, status, headers):
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = {529: "Overloaded"}.get(status, "Unknown")
+        out = ["HTTP/1.1 %d %s" % (status, reason),
+               "Date: " + _http_date(),
+               "Server: fake-upstream"]
+        out.extend("%s: %s" % kv for kv in headers)
+        if self.close_connection:
+            out.append("Connection: close")
+        elif self.request_version == "HTTP/1.0":
+            out.append("Connection: keep-alive")
+        self.wfile.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1"))
+
+    def send_body(self, status, body, ctype="application/json", headers=(), split=0,
+                  split_delay=0.0):
+        if not isinstance(body, (bytes, bytearray)):
+            body = _dumps(body).encode("utf-8")
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = {529: "Overloaded"}.get(status, "Unknown")
+        out = ["HTTP/1.1 %d %s" % (status, reason),
+               "Date: " + _http_date(),
+               "Server: fake-upstream",
+               "Content-Type: " + ctype,
+               "Content-Length: %d" % len(body)]
+        out.extend("%s: %s" % kv for kv in headers)
+        if self.close_connection:
+            out.append("Connection: close")
+        elif self.request_version == "HTTP/1.0":
+            out.append("Connection: keep-alive")
+        data = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body
+        if split > 0:
+            hlen = len(data) - len(body)
+            self.wfile.write(data[:hlen])
+            for i in range(0, len(body), split):
+                self.wfile.write(body[i:i + split])
+                if split_delay:
+                    self.sleep(split_delay)
+        else:
+            self.wfile.write(data)
+
+    def read_body(self):
+        te = self.headers.get("Transfer-Encoding", "")
+        if "chunked" in te.lower():
+            parts = []
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+            return b"".join(parts)
+        n = self.headers.get("Content-Length")
+        if n:
+            return self.rfile.read(int(n))
+        return b""
+
+    def abort(self):
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+        except OSError:
+            pass
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- dispatch
+
+    def do_GET(self):
+        self.dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    def dispatch(self):
+        try:
+            self._dispatch()
+        except _Cut:
+            self.abort()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True
+
+    def _dispatch(self):
+        t0 = time.time()
+        state = self.server.state
+        u = urlsplit(self.path)
+        path, query = u.path, u.query
+        body = self.read_body()
+
+        if path.startswith("/__"):
+            return self.control(path, query, body)
+
+        headers = {}
+        for k, v in self.headers.items():
+            k = k.lower()
+            headers[k] = headers[k] + ", " + v if k in headers else v
+
+        ctl = state.take(path)
+        hdr_ctl = {}
+        for k, v in headers.items():
+            if k.startswith("x-fake-"):
+                hdr_ctl[_norm_key(k)] = v
+        ctl.update(hdr_ctl)
+
+        state.record({
+            "method": self.command,
+            "path": path,
+            "query": query,
+            "headers": headers,
+            "body": body.decode("utf-8", "replace"),
+            "time": t0,
+            "http_version": self.request_version,
+            "conn": self.conn_id,
+            "controls": ctl,
+        })
+
+        anthropic = path.endswith("/messages") or path.endswith("/messages/count_tokens") or (
+            path.endswith("/models") or "/models/" in path) and "anthropic-version" in headers
+        self.anthropic = anthropic
+        rid = _new_id("req_")
+        self.base_headers = [("request-id", rid)] if anthropic else [
+            ("x-request-id", rid), ("openai-processing-ms", "1"), ("openai-version", "2020-10-01")]
+
+        if _truthy(ctl.get("hang", "")):
+            self.sleep(HANG_SECONDS)
+            raise _Cut()
+
+        if "usage" in ctl and isinstance(ctl["usage"], str):
+            try:
+                ctl["usage"] = json.loads(ctl["usage"])
+            except ValueError:
+                return self.error(400, "fake_upstream: X-Fake-Usage is not valid JSON")
+
+        self.split = _int(ctl.get("split"))
+        self.split_delay = _int(ctl.get("split_delay_ms")) / 1000.0
+        self.sleep(_int(ctl.get("delay_ms")) / 1000.0)
+
+        status = _int(ctl.get("status"), 200)
+        if status >= 400:
+            return self.error(status, retry_after=ctl.get("retry_after"))
+
+        cmd = self.command
+        req = None
+        if cmd == "POST":
+            try:
+                req = json.loads(body) if body.strip() else {}
+                if not isinstance(req, dict):
+                    raise ValueError("not an object")
+            except ValueError as e:
+                msg = "We could not parse the JSON body of your request. (%s)" % e
+                return self.error(400, msg)
+
+        route = None
+        if path.endswith("/chat/completions"):
+            route = ("POST", self.chat)
+        elif path.endswith("/embeddings"):
+            route = ("POST", self.embeddings)
+        elif path.endswith("/responses"):
+            route = ("POST", self.responses)
+        elif path.endswith("/messages"):
+            route = ("POST", self.messages)
+        elif path.endswith("/messages/count_tokens"):
+            route = ("POST", self.count_tokens)
+        elif path.endswith("/models"):
+            route = ("GET", self.models)
+        elif "/models/" in path:
+            route = ("GET", self.model_one)
+        if route is None:
+            return self.error(404, "Invalid URL (%s %s)" % (cmd, path), code="unknown_url")
+        if cmd != route[0]:
+            return self.error(405, "Invalid method for URL (%s %s)" % (cmd, path))
+        if req is None:
+            return route[1](path, ctl)
+        return route[1](req, ctl)
+
+    def error(self, status, message=None, retry_after=None, code=None):
+        hdrs = list(self.base_headers)
+        if status in (429, 503, 529):
+            hdrs.append(("retry-after", str(retry_after if retry_after is not None else 1)))
+        if self.anthropic:
+            body = anthropic_error(status, message)
+        else:
+            body = openai_error(status, message, code=code)
+        self.send_body(status, body, headers=hdrs)
+
+    def reply_of(self, ctl):
+        r = ctl.get("reply")
+        return self.server.state.default_reply if r is None else str(r)
+
+    def ok(self, obj):
+        self.send_body(200, obj, headers=self.base_headers, split=self.split,
+                       split_delay=self.split_delay)
+
+    # -- control API
+
+    def control(self, path, query, body):
+        state = self.server.state
+        try:
+            if path == "/__health":
+                return self.send_body(200, {"status": "ok", "name": state.name,
+                                            "port": self.server.server_address[1],
+                                            "requests": state.total})
+            if path == "/__requests" and self.command == "GET":
+                with state.lock:
+                    recs = list(state.records)
+                    if "1" in parse_qs(query).get("clear", []):
+                        state.records.clear()
+                return self.send_body(200, recs)
+            if path == "/__reset" and self.command == "POST":
+                state.reset()
+                return self.send_body(200, {"ok": True})
+            if path == "/__control/next" and self.command == "POST":
+                spec = json.loads(body or b"{}")
+                n = state.push(spec)
+                return self.send_body(200, {"ok": True, "queued": n})
+            if path == "/__control/models" and self.command == "POST":
+                spec = json.loads(body or b"{}")
+                with state.lock:
+                    state.models = [str(m) for m in spec.get("models", [])]
+                return self.send_body(200, {"ok": True, "models": state.models})
+        except (ValueError, TypeError, AttributeError) as e:
+            return self.send_body(400, {"error": str(e)})
+        return self.send_body(404, {"error": "unknown control endpoint %s %s" % (self.command, path)})
+
+    # -- OpenAI chat
+
+    def chat(self, req, ctl):
+        model = req.get("model", "")
+        prompt = 0
+        for m in req.get("messages") or []:
+            if isinstance(m, dict):
+                prompt += _words(_text_of(m.get("content")))
+        reply = self.reply_of(ctl)
+        usage = Usage(max(1, prompt), _words(reply), ctl.get("usage"))
+        cid = _new_id("chatcmpl-")
+        created = int(time.time())
+        fp = "fp_fake0001"
+
+        if not req.get("stream"):
+            return self.ok({
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply, "refusal": None,
+                                "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }],
+                "usage": usage.openai_chat(),
+                "service_tier": "default",
+                "system_fingerprint": fp,
+            })
+
+        so = req.get("stream_options") or {}
+        include_usage = isinstance(so, dict) and bool(so.get("include_usage"))
+        position = str(ctl.get("usage_position", "last")).lower()
+
+        def chunk(delta, finish=None):
+            c = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                 "model": model, "service_tier": "default", "system_fingerprint": fp,
+                 "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                              "finish_reason": finish}]}
+            if include_usage:
+                c["usage"] = None
+            return c
+
+        usage_chunk = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                       "model": model, "service_tier": "default", "system_fingerprint": fp,
+                       "choices": [], "usage": usage.openai_chat()}
+
+        events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        pieces = _reply_pieces(reply)
+        for i, p in enumerate(pieces):
+            if include_usage and position == "early" and i == len(pieces) - 1:
+                events.append(usage_chunk)
+            events.append(chunk({"content": p}))
+        events.append(chunk({}, "stop"))
+        if include_usage and position not in ("early", "none"):
+            events.append(usage_chunk)
+
+        w = SSEWriter(self, ctl)
+        w.start(self.base_headers)
+        for e in events:
+            w.event(None, e)
+        w.event(None, "[DONE]")
+        w.finish()
+
+    # -- OpenAI embeddings
+
+    def embeddings(self, req, ctl):
+        inp = req.get("input", "")
+        if isinstance(inp, str):
+            items = [inp]
+        elif isinstance(inp, list) and inp and all(isinstance(i, int) for i in inp):
+            items = [inp]
+        elif isinstance(inp, list):
+            items = inp
+        else:
+            return self.error(400, "'input' must be a string or array", code=None)
+        dims = _int(req.get("dimensions"), 8)
+        fmt = req.get("encoding_format", "float")
+        data = []
+        prompt = 0
+        for idx, item in enumerate(items):
+            if isinstance(item, list):
+                prompt += len(item)
+                seed = _dumps(item)
+            else:
+                prompt += _words(str(item))
+                seed = str(item)
+            h = hashlib.sha256(seed.encode("utf-8")).digest()
+            vec = [round((h[i % 32] - 127.5) / 127.5, 6) for i in range(dims)]
+            emb = base64.b64encode(struct.pack("<%df" % dims, *vec)).decode() if fmt == "base64" else vec
+            data.append({"object": "embedding", "index": idx, "embedding": emb})
+        usage = Usage(max(1, prompt), 0, ctl.get("usage"))
+        self.ok({"object": "list", "data": data, "model": req.get("model", ""),
+                 "usage": {"prompt_tokens": usage.prompt, "total_tokens": usage.prompt}})
+
+    # -- models
+
+    def _model_obj(self, mid):
+        created = 1700000000 + int(hashlib.md5(mid.encode()).hexdigest()[:6], 16) % 10000000
+        if self.anthropic:
+            return {"type": "model", "id": mid, "display_name": mid,
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))}
+        return {"id": mid, "object": "model", "created": created,
+                "owned_by": "anthropic" if mid.startswith("claude") else "system"}
+
+    def models(self, path, ctl):
+        with self.server.state.lock:
+            ids = list(self.server.state.models)
+        data = [self._model_obj(m) for m in ids]
+        if self.anthropic:
+            return self.ok({"data": data, "has_more": False,
+                            "first_id": ids[0] if ids else None,
+                            "last_id": ids[-1] if ids else None})
+        self.ok({"object": "list", "data": data})
+
+    def model_one(self, path, ctl):
+        mid = path.split("/models/", 1)[1]
+        with self.server.state.lock:
+            known = mid in self.server.state.models
+        if not known:
+            msg = "The model '%s' does not exist" % mid
+            if self.anthropic:
+                return self.error(404, "model: %s" % mid)
+            return self.error(404, msg, code="model_not_found")
+        self.ok(self._model_obj(mid))
+
+    # -- OpenAI Responses API
+
+    def responses(self, req, ctl):
+        model = req.get("model", "")
+        prompt = _words(_text_of(req.get("instructions"))) + _words(_text_of(req.get("input")))
+        reply = self.reply_of(ctl)
+        usage = Usage(max(1, prompt), _words(reply), ctl.get("usage"))
+        rid = _new_id("resp_")
+        mid = _new_id("msg_")
+        created = int(time.time())
+
+        def resp(status, output, u):
+            return {
+                "id": rid, "object": "response", "created_at": created, "status": status,
+                "background": False, "error": None, "incomplete_details": None,
+                "instructions": req.get("instructions"),
+                "max_output_tokens": req.get("max_output_tokens"),
+                "model": model, "output": output, "parallel_tool_calls": True,
+                "previous_response_id": req.get("previous_response_id"),
+                "reasoning": {"effort": None, "summary": None},
+                "service_tier": "default", "store": req.get("store", True),
+                "temperature": req.get("temperature", 1.0),
+                "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
+                "top_p": req.get("top_p", 1.0), "truncation": "disabled",
+                "usage": u, "user": None, "metadata": req.get("metadata") or {},
+            }
+
+        part_done = {"type": "output_text", "text": reply, "annotations": [], "logprobs": []}
+        item_done = {"id": mid, "type": "message", "status": "completed", "role": "assistant",
+                     "content": [part_done]}
+        if not req.get("stream"):
+            return self.ok(resp("completed", [item_done], usage.openai_responses()))
+
+        w = SSEWriter(self, ctl)
+        w.start(self.base_headers)
+        seq = itertools.count(0)
+
+        def ev(typ, **fields):
+            d = {"type": typ, "sequence_number": next(seq)}
+            d.update(fields)
+            w.event(typ, d)
+
+        ev("response.created", response=resp("in_progress", [], None))
+        ev("response.in_progress", response=resp("in_progress", [], None))
+        ev("response.output_item.added", output_index=0,
+           item={"id": mid, "type": "message", "status": "in_progress",
+                 "role": "assistant", "content": []})
+        ev("response.content_part.added", item_id=mid, output_index=0, content_index=0,
+           part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+        for p in _reply_pieces(reply):
+            ev("response.output_text.delta", item_id=mid, output_index=0, content_index=0,
+               delta=p, logprobs=[])
+        ev("response.output_text.done", item_id=mid, output_index=0, content_index=0,
+           text=reply, logprobs=[])
+        ev("response.content_part.done", item_id=mid, output_index=0, content_index=0,
+           part=part_done)
+        ev("response.output_item.done", output_index=0, item=item_done)
+        ev("response.completed", response=resp("completed", [item_done],
+                                               usage.openai_responses()))
+        w.finish()
+
+    # -- Anthropic
+
+    def _anthropic_prompt(self, req):
+        n = _words(_text_of(req.get("system")))
+        for m in req.get("messages") or []:
+            if isinstance(m, dict):
+                n += _words(_text_of(m.get("content")))
+        return max(1, n)
+
+    def count_tokens(self, req, ctl):
+        usage = Usage(self._anthropic_prompt(req), 0, ctl.get("usage"))
+        self.ok({"input_tokens": usage.prompt})
+
+    def messages(self, req, ctl):
+        model = req.get("model", "")
+        reply = self.reply_of(ctl)
+        usage = Usage(self._anthropic_prompt(req), _words(reply), ctl.get("usage"))
+        mid = _new_id("msg_")
+        if not req.get("stream"):
+            return self.ok({
+                "id": mid, "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": reply}],
+                "stop_reason": "end_turn", "stop_sequence": None,
+                "usage": usage.anthropic(),
+            })
+        w = SSEWriter(self, ctl)
+        w.start(self.base_headers)
+        w.event("message_start", {"type": "message_start", "message": {
+            "id": mid, "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": usage.anthropic(output_tokens=1)}})
+        w.event("content_block_start", {"type": "content_block_start", "index": 0,
+                                        "content_block": {"type": "text", "text": ""}})
+        w.event("ping", {"type": "ping"})
+        for p in _reply_pieces(reply):
+            w.event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": p}})
+        w.event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        w.event("message_delta", {"type": "message_delta",
+                                  "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                  "usage": {"output_tokens": usage.completion}})
+        w.event("message_stop", {"type": "message_stop"})
+        w.finish()
+
+
+# ---------------------------------------------------------------- server
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, addr, state):
+        self.state = state
+        self.stop_event = threading.Event()
+        super().__init__(addr, Handler)
+
+    def stop(self):
+        self.stop_event.set()
+        self.shutdown()
+        self.server_close()
+
+
+def start(port=0, host="127.0.0.1", name="fake", models=None, reply=None, max_records=10000):
+    """Start in a background thread; returns (server, port).  server.stop() ends it."""
+    server = Server((host, port), State(name, models, reply, max_records))
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                         name="fake-upstream-%s" % name, daemon=True)
+    t.start()
+    return server, server.server_address[1]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="fake OpenAI/Anthropic upstream")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--name", default="fake")
+    ap.add_argument("--models", help="comma-separated model ids for GET /v1/models")
+    ap.add_argument("--reply", help="reply text (default %r)" % DEFAULT_REPLY)
+    ap.add_argument("--max-records", type=int, default=10000)
+    a = ap.parse_args(argv)
+    models = [m for m in a.models.split(",") if m] if a.models else None
+    server = Server((a.host, a.port), State(a.name, models, a.reply, a.max_records))
+    sys.stdout.write("READY %d\n" % server.server_address[1])
+    sys.stdout.flush()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop_event.set()
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
