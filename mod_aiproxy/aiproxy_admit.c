@@ -274,7 +274,7 @@ static void hand_to_proxy(request_rec *r, aiproxy_req_t *st)
         apr_table_setn(r->headers_in, "x-api-key", key);
     else
         apr_table_setn(r->headers_in, "Authorization", key);
-    ap_add_output_filter(METER_FILTER, st, r, r->connection);
+    ap_add_output_filter(METER_FILTER, NULL, r, r->connection);
 }
 
 int aiproxy_admit(request_rec *r)
