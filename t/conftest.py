@@ -1,0 +1,275 @@
+"""The integration harness: a local store (or MONGODB_URI), the fake
+upstream, and real httpd with mod_aiproxy, all on loopback."""
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import jwt
+import pymongo
+import pytest
+from bson import Int64
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schema"))
+import apply as schema_apply  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IS_ROOT = os.geteuid() == 0
+APACHE = "/usr/sbin/apache2"
+
+# One secret and one provider key per session; every log and response is
+# searched for them (t/test_secrets.py).
+TOKEN_SECRET = "tsecret-" + secrets.token_hex(24)
+PROVIDER_KEY = "sk-upstream-" + secrets.token_hex(16)
+ANTHROPIC_KEY = "sk-ant-upstream-" + secrets.token_hex(16)
+ADMIN = "admin@example.com"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def make_token(email="student@example.com", secret=None, alg="HS256", **claims):
+    body = {"email": email, "iat": int(time.time()) - 1}
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode(body, secret or TOKEN_SECRET, algorithm=alg)
+
+
+def make_tmpdir(prefix):
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o755)
+    return d
+
+
+class Store:
+    def __init__(self):
+        self.dir = None
+        self.uri = os.environ.get("MONGODB_URI")
+        self.local = not self.uri
+        self.port = None
+
+    def start(self):
+        if self.local:
+            self.dir = make_tmpdir("aiproxy-store-")
+            self.port = free_port()
+            subprocess.run([os.path.join(ROOT, "tools/store.sh"), "start",
+                            self.dir, str(self.port), "--memory"], check=True,
+                           stdout=subprocess.DEVNULL)
+            self.uri = "mongodb://127.0.0.1:%d" % self.port
+        return self
+
+    def stop(self):
+        if self.local and self.dir:
+            subprocess.run([os.path.join(ROOT, "tools/store.sh"), "stop", self.dir],
+                           check=False, stdout=subprocess.DEVNULL)
+
+    def restart(self):
+        """Stops and starts the local store on the same port (data lost)."""
+        assert self.local, "needs the local store"
+        self.stop()
+        subprocess.run([os.path.join(ROOT, "tools/store.sh"), "start",
+                        self.dir, str(self.port), "--memory"], check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def client(self):
+        return pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=5000)
+
+
+class Upstream:
+    """The fake provider (t/fake_upstream.py) in its own process."""
+
+    def __init__(self, name="openai"):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "t/fake_upstream.py"), "--port", "0",
+             "--name", name], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().split()
+        assert line and line[0] == "READY", "fake upstream did not start"
+        self.port = int(line[1])
+        self.base = "http://127.0.0.1:%d" % self.port
+
+    def _call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"null")
+
+    def requests(self):
+        return self._call("GET", "/__requests")
+
+    def reset(self):
+        self._call("POST", "/__reset", {})
+
+    def next(self, **controls):
+        """Steers the next requests: next(status=500, count=2)."""
+        controls.setdefault("count", 1)
+        self._call("POST", "/__control/next", controls)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class Gateway:
+    """Real httpd with mod_aiproxy and conf/httpd.conf, plus extra config."""
+
+    def __init__(self, store, upstream, extra_conf="", env=None, db=None,
+                 loglevel="debug", anthropic=None):
+        self.store = store
+        self.upstream = upstream
+        self.var = make_tmpdir("aiproxy-httpd-")
+        os.makedirs(os.path.join(self.var, "conf.d"))
+        self.port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.db_name = db or "t_" + secrets.token_hex(6)
+        self.env = dict(os.environ)
+        self.env.update({
+            "AIPROXY_ROOT": ROOT,
+            "AIPROXY_VAR": self.var,
+            "AIPROXY_LISTEN": "127.0.0.1:%d" % self.port,
+            "AIPROXY_STORE": store.uri,
+            "AIPROXY_DB": self.db_name,
+            "AIPROXY_LOGLEVEL": loglevel,
+            "AIPROXY_ADMINS": ADMIN,
+            "AIPROXY_TOKEN_SECRET": TOKEN_SECRET,
+            "OPENAI_BASE_URL": upstream.base + "/v1",
+            "OPENAI_API_KEY": PROVIDER_KEY,
+            "ANTHROPIC_BASE_URL": (anthropic or upstream).base + "/v1",
+            "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
+        })
+        self.env.update(env or {})
+        self.extra_conf = extra_conf
+        self.proc = None
+
+    def write_conf(self, text):
+        with open(os.path.join(self.var, "conf.d", "extra.conf"), "w") as f:
+            f.write(text)
+
+    def args(self):
+        a = [APACHE, "-f", os.path.join(ROOT, "conf/httpd.conf")]
+        if IS_ROOT:
+            a += ["-D", "AIPROXY_AS_ROOT"]
+        return a
+
+    def configtest(self):
+        """apachectl -t: (exit status, output)."""
+        self.write_conf(self.extra_conf)
+        p = subprocess.run(self.args() + ["-t"], env=self.env, capture_output=True,
+                           text=True)
+        return p.returncode, p.stdout + p.stderr
+
+    def start(self):
+        schema_apply.apply(self.store.uri, self.db_name)
+        self.write_conf(self.extra_conf)
+        if IS_ROOT:
+            shutil.chown(self.var, "aiproxy")
+        self.proc = subprocess.Popen(self.args() + ["-D", "FOREGROUND"], env=self.env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        if not wait_port(self.port, proc=self.proc):
+            out = self.proc.stdout.read() if self.proc.poll() is not None else ""
+            raise RuntimeError("httpd did not start: %s\n%s" % (out, self.error_log()))
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def url(self, path):
+        return self.base + path
+
+    @property
+    def openai_base(self):
+        return self.base + "/openai/v1"
+
+    def db(self):
+        return self.store.client()[self.db_name]
+
+    def error_log(self):
+        p = os.path.join(self.var, "error.log")
+        return open(p, errors="replace").read() if os.path.exists(p) else ""
+
+    def access_log(self):
+        p = os.path.join(self.var, "access.log")
+        return open(p, errors="replace").read() if os.path.exists(p) else ""
+
+    def set_cap(self, who, pico):
+        """Cap for an email or "@domain", in pico-dollars."""
+        self.db().users.update_one({"_id": who}, {"$set": {"cap": Int64(pico)}},
+                                   upsert=True)
+
+
+@pytest.fixture(scope="session")
+def store():
+    s = Store().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    u = Upstream()
+    yield u
+    u.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(store, upstream):
+    g = Gateway(store, upstream).start()
+    yield g
+    g.stop()
+
+
+@pytest.fixture
+def up(upstream):
+    """The session's upstream, reset before the test."""
+    upstream.reset()
+    return upstream
+
+
+@pytest.fixture
+def make_gateway(store, upstream):
+    """Starts extra gateways with their own configuration; stopped after."""
+    made = []
+
+    def factory(extra_conf="", **kw):
+        g = Gateway(store, kw.pop("upstream", upstream), extra_conf=extra_conf, **kw)
+        made.append(g)
+        return g
+
+    yield factory
+    for g in made:
+        g.stop()
+
+
+@pytest.fixture
+def token():
+    return make_token
