@@ -166,12 +166,35 @@ static const char *model_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,
     return out ? out : "";
 }
 
+/* OpenAI reports usage in a chat stream only when asked: ask for it, so no
+ * stream is ever billed at $0. The meter hides the extra chunk from a
+ * client that did not ask. Any other body goes on byte for byte. */
+static char *with_stream_usage(request_rec *r, aiproxy_req_t *st, char *body,
+                               apr_size_t *len)
+{
+    char *rewritten;
+
+    *len = st->body_len;
+    if (!st->info.stream || st->info.include_usage ||
+        st->dir->provider->api != AIPROXY_API_OPENAI ||
+        strcmp(st->endpoint, "chat/completions"))
+        return body;
+    if (aiproxy_json_set_nested_true(st->info.root, "stream_options",
+                                     "include_usage") != 0 ||
+        !(rewritten = aiproxy_json_dump(r->pool, st->info.root, len))) {
+        *len = st->body_len;
+        return body;
+    }
+    return rewritten;
+}
+
 /* The body: unencoded, within the limit, JSON with an allowed model. */
 static int admit_body(request_rec *r, aiproxy_req_t *st)
 {
     const char *enc = apr_table_get(r->headers_in, "Content-Encoding");
     const char *why;
     char *body;
+    apr_size_t len;
     int rc;
 
     if (enc && strcasecmp(enc, "identity"))
@@ -203,7 +226,8 @@ static int admit_body(request_rec *r, aiproxy_req_t *st)
                                                            st->g)));
     st->price = apr_hash_get(st->g->prices, st->info.model,
                              APR_HASH_KEY_STRING);
-    aiproxy_body_replay(r, body, st->body_len);
+    body = with_stream_usage(r, st, body, &len);
+    aiproxy_body_replay(r, body, len);
     return DECLINED;
 }
 

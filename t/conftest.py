@@ -169,7 +169,7 @@ class Gateway:
             f.write(text)
 
     def args(self):
-        a = [APACHE, "-f", os.path.join(ROOT, "conf/httpd.conf")]
+        a = [APACHE, "-f", os.path.join(ROOT, "conf/httpd.conf"), "-D", "AIPROXY_ANTHROPIC"]
         if IS_ROOT:
             a += ["-D", "AIPROXY_AS_ROOT"]
         return a
@@ -273,3 +273,31 @@ def make_gateway(store, upstream):
 @pytest.fixture
 def token():
     return make_token
+
+
+def load_prices():
+    """conf/prices.conf as {model: {field: pico-dollars per token}}, read the
+    same way a reviewer reads it, so tests never hard-code a result."""
+    from decimal import Decimal
+    prices = {}
+    for line in open(os.path.join(ROOT, "conf/prices.conf")):
+        words = line.split()
+        if len(words) < 2 or words[0] != "AIProxyPrice":
+            continue
+        fields = dict(w.split("=", 1) for w in words[2:])
+        p = {k: int(Decimal(v) * 1000000) for k, v in fields.items()}
+        p.setdefault("cached", p["input"])
+        p.setdefault("cache_write", 0)
+        p.setdefault("output", 0)
+        prices[words[1]] = p
+    return prices
+
+
+PRICES = load_prices()
+
+
+def usd(pico):
+    """Pico-dollars as the gateway's USD decimal string."""
+    from decimal import Decimal
+    s = format(Decimal(pico) / Decimal(10**12), "f")
+    return s.rstrip("0").rstrip(".") if "." in s else s

@@ -55,6 +55,7 @@ apt_install() {
 
 ensure_java() {
     command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    command -v java >/dev/null || die "java still missing after install"
 }
 
 ensure_build_tools() {
@@ -64,6 +65,9 @@ ensure_build_tools() {
     command -v mvn >/dev/null || missing+=(maven)
     if ((${#missing[@]})); then
         apt_install "${missing[@]}"
+    fi
+    if ! command -v javac >/dev/null || ! command -v mvn >/dev/null; then
+        die "javac/mvn still missing after install"
     fi
 }
 
