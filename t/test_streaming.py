@@ -141,8 +141,9 @@ def test_events_are_not_buffered(gateway, up):
     assert len(through) == len(direct)
     gaps = [b - a for a, b in zip(through, through[1:])]
     assert min(gaps[:-1]) > delay * 0.6, gaps
-    # Each event arrives close to when the upstream sent it.
-    for d, t in zip(direct, through):
+    # Each content event arrives close to when the upstream sent it ([DONE]
+    # comes one event later: the upstream sends the usage chunk first).
+    for d, t in zip(direct[:-1], through[:-1]):
         assert abs(t - d) < 0.1, (direct, through)
 
 
