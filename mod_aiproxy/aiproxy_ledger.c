@@ -118,6 +118,15 @@ static void unlease(aiproxy_ledger_t *l, lease_t *ls)
     mongoc_client_pool_push(l->pool, ls->client);
 }
 
+/* A pooled connection whose server restarted fails once with a stream
+ * error before the pool reconnects; every operation here is safe to send
+ * twice (reservations and settlements are guarded by their hold), so such
+ * a failure is retried once. */
+static int retryable(const bson_error_t *e, int attempt)
+{
+    return attempt == 0 && e->domain == MONGOC_ERROR_STREAM;
+}
+
 static const char *describe(apr_pool_t *p, const bson_error_t *e)
 {
     return apr_psprintf(p, "store error %u.%u: %s", e->domain, e->code,
@@ -176,11 +185,18 @@ static int find_and_modify(apr_pool_t *p, mongoc_collection_t *coll,
     bson_iter_t it;
     int ok;
 
+    int attempt;
+
     mongoc_find_and_modify_opts_set_update(opts, update);
     mongoc_find_and_modify_opts_set_flags(opts,
                                           MONGOC_FIND_AND_MODIFY_RETURN_NEW);
-    ok = mongoc_collection_find_and_modify_with_opts(coll, filter, opts,
-                                                     &reply, &error);
+    for (attempt = 0;; attempt++) {
+        ok = mongoc_collection_find_and_modify_with_opts(coll, filter, opts,
+                                                         &reply, &error);
+        if (ok || !retryable(&error, attempt))
+            break;
+        bson_destroy(&reply);
+    }
     *found = 0;
     if (!ok) {
         *err = describe(p, &error);
@@ -209,24 +225,53 @@ static int find_by_id(apr_pool_t *p, mongoc_collection_t *coll,
 {
     bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
     bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts,
-                                                            NULL);
     const bson_t *doc;
     bson_error_t error;
-    int rc = 0;
+    int rc, attempt;
 
-    if (mongoc_cursor_next(cur, &doc)) {
-        bson_copy_to(doc, copy);
-        rc = 1;
+    for (attempt = 0;; attempt++) {
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter,
+                                                                opts, NULL);
+
+        rc = 0;
+        if (mongoc_cursor_next(cur, &doc)) {
+            bson_copy_to(doc, copy);
+            rc = 1;
+        }
+        else if (mongoc_cursor_error(cur, &error)) {
+            *err = describe(p, &error);
+            rc = -1;
+        }
+        mongoc_cursor_destroy(cur);
+        if (rc >= 0 || !retryable(&error, attempt))
+            break;
     }
-    else if (mongoc_cursor_error(cur, &error)) {
-        *err = describe(p, &error);
-        rc = -1;
-    }
-    mongoc_cursor_destroy(cur);
     bson_destroy(opts);
     bson_destroy(filter);
     return rc;
+}
+
+/* An email's document gives its revocation and, first, its cap; the
+ * domain's gives a cap when the email's has none. */
+static void read_users(apr_pool_t *p, mongoc_cursor_t *cur, const char *email,
+                       aiproxy_user_t *out, int *email_cap)
+{
+    const bson_t *doc;
+    bson_iter_t it;
+
+    while (mongoc_cursor_next(cur, &doc)) {
+        int is_email = strcmp(get_str(p, doc, "_id"), email) == 0;
+
+        if (is_email)
+            out->revoked_at = get_i64(doc, "revoked_at");
+        if (bson_iter_init_find(&it, doc, "cap") &&
+            (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)) &&
+            (is_email || !*email_cap)) {
+            out->cap = get_i64(doc, "cap");
+            out->has_cap = 1;
+            *email_cap |= is_email;
+        }
+    }
 }
 
 aiproxy_ledger_rc_t aiproxy_ledger_user(aiproxy_ledger_t *l, apr_pool_t *p,
@@ -238,41 +283,32 @@ aiproxy_ledger_rc_t aiproxy_ledger_user(aiproxy_ledger_t *l, apr_pool_t *p,
     bson_t *filter = BCON_NEW("_id", "{", "$in", "[", BCON_UTF8(email),
                               BCON_UTF8(domain ? domain : email), "]", "}");
     mongoc_cursor_t *cur;
-    const bson_t *doc;
     bson_error_t error;
-    bson_iter_t it;
     lease_t ls;
-    int domain_cap = 0, email_cap = 0;
-    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_OK;
+    int email_cap, attempt;
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
 
     memset(out, 0, sizeof(*out));
     if (!lease(l, USERS, &ls, err)) {
         bson_destroy(filter);
         return AIPROXY_LEDGER_DOWN;
     }
-    cur = mongoc_collection_find_with_opts(ls.coll, filter, NULL, NULL);
-    while (mongoc_cursor_next(cur, &doc)) {
-        int is_email = strcmp(get_str(p, doc, "_id"), email) == 0;
-
-        if (is_email)
-            out->revoked_at = get_i64(doc, "revoked_at");
-        if (bson_iter_init_find(&it, doc, "cap") &&
-            (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)) &&
-            (is_email || !email_cap)) {
-            out->cap = get_i64(doc, "cap");
-            out->has_cap = 1;
-            email_cap |= is_email;
-            domain_cap |= !is_email;
+    for (attempt = 0;; attempt++) {
+        memset(out, 0, sizeof(*out));
+        email_cap = 0;
+        rc = AIPROXY_LEDGER_OK;
+        cur = mongoc_collection_find_with_opts(ls.coll, filter, NULL, NULL);
+        read_users(p, cur, email, out, &email_cap);
+        if (mongoc_cursor_error(cur, &error)) {
+            *err = describe(p, &error);
+            rc = AIPROXY_LEDGER_DOWN;
         }
+        mongoc_cursor_destroy(cur);
+        if (rc == AIPROXY_LEDGER_OK || !retryable(&error, attempt))
+            break;
     }
-    if (mongoc_cursor_error(cur, &error)) {
-        *err = describe(p, &error);
-        rc = AIPROXY_LEDGER_DOWN;
-    }
-    mongoc_cursor_destroy(cur);
     unlease(l, &ls);
     bson_destroy(filter);
-    (void)domain_cap;
     return rc;
 }
 
@@ -325,6 +361,15 @@ static int sweep_expired(apr_pool_t *p, mongoc_collection_t *coll,
     return released;
 }
 
+static int has_hold(const bson_t *doc, const char *id)
+{
+    bson_iter_t it, sub;
+
+    return bson_iter_init_find(&it, doc, "holds") &&
+           BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &sub) &&
+           bson_iter_find(&sub, id);
+}
+
 aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
                                            const char *email,
                                            const char *month,
@@ -339,7 +384,8 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
     const char *key = month_key(p, email, month);
     const char *hold = apr_pstrcat(p, "holds.", id, NULL);
     bson_t *filter = BCON_NEW("_id", BCON_UTF8(key), "load", "{", "$lte",
-                              BCON_INT64(cap - amount), "}");
+                              BCON_INT64(cap - amount), "}",
+                              hold, "{", "$exists", BCON_BOOL(false), "}");
     bson_t *update = BCON_NEW("$inc", "{", "load", BCON_INT64(amount),
                               "reserved", BCON_INT64(amount), "}",
                               "$set", "{", hold, "{", "a", BCON_INT64(amount),
@@ -390,6 +436,12 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
             continue;
         }
         read_month(&doc, m);
+        if (has_hold(&doc, id)) {
+            /* A retried reservation that had already landed. */
+            bson_destroy(&doc);
+            rc = AIPROXY_LEDGER_OK;
+            goto done;
+        }
         found = sweep_expired(p, ls.coll, key, &doc, now_ms);
         bson_destroy(&doc);
         if (!found)
@@ -423,8 +475,14 @@ static int insert_record(apr_pool_t *p, mongoc_collection_t *coll,
                            "status", BCON_INT32(r->status),
                            "estimated", BCON_BOOL(r->estimated != 0));
     bson_error_t error;
-    int ok = mongoc_collection_insert_one(coll, doc, NULL, NULL, &error);
+    int ok, attempt;
 
+    /* A retried insert that had landed meets its own duplicate key. */
+    for (attempt = 0;; attempt++) {
+        ok = mongoc_collection_insert_one(coll, doc, NULL, NULL, &error);
+        if (ok || !retryable(&error, attempt))
+            break;
+    }
     bson_destroy(doc);
     if (!ok && error.code != 11000) {
         *err = describe(p, &error);
