@@ -9,12 +9,14 @@
 #include "http_protocol.h"
 #include "http_request.h"
 
+#include "aiproxy_cache.h"
 #include "aiproxy_request.h"
 #include "aiproxy_token.h"
 
 APLOG_USE_MODULE(aiproxy);
 
 #define METER_FILTER "AIPROXY_METER"
+#define FORWARD_HANDLER "aiproxy-forward"
 
 aiproxy_req_t *aiproxy_req_get(request_rec *r)
 {
@@ -125,18 +127,34 @@ int aiproxy_identify(request_rec *r, aiproxy_req_t *st, aiproxy_api_t api,
     return OK;
 }
 
-/* The endpoint below the route's <Location>: "chat/completions". */
-static const char *endpoint_of(request_rec *r, const aiproxy_dir_conf_t *d)
+/* Splits the path below the route's <Location>: for a by-path route the
+ * first segment names the provider and "v1" follows it. */
+static const char *endpoint_of(request_rec *r, aiproxy_req_t *st,
+                               const char **provider_name)
 {
+    const aiproxy_dir_conf_t *d = st->dir;
     apr_size_t n = strlen(d->prefix);
     const char *rel = r->uri;
     char *ep;
     apr_size_t len;
 
+    *provider_name = NULL;
     if (!strncmp(rel, d->prefix, n))
         rel += n;
     while (*rel == '/')
         rel++;
+    if (d->kind == AIPROXY_ROUTE_PATH) {
+        const char *slash = strchr(rel, '/');
+
+        if (!slash)
+            return "";
+        *provider_name = apr_pstrmemdup(r->pool, rel, slash - rel);
+        rel = slash + 1;
+        if (strncmp(rel, "v1", 2) || (rel[2] && rel[2] != '/'))
+            return "";
+        for (rel += 2; *rel == '/'; rel++)
+            ;
+    }
     ep = apr_pstrdup(r->pool, rel);
     len = strlen(ep);
     while (len && ep[len - 1] == '/')
@@ -144,26 +162,60 @@ static const char *endpoint_of(request_rec *r, const aiproxy_dir_conf_t *d)
     return ep;
 }
 
-static int model_allowed(const aiproxy_dir_conf_t *d, const aiproxy_global_t *g,
-                         const char *model)
+/* The models a route serves: AIProxyModels, else every priced model (or,
+ * routed by model, every model with an AIProxyModel line). */
+static int model_allowed(const aiproxy_req_t *st, const char *model)
 {
-    if (d->models)
-        return apr_hash_get(d->models, model, APR_HASH_KEY_STRING) != NULL;
-    return apr_hash_get(g->prices, model, APR_HASH_KEY_STRING) != NULL;
+    if (st->dir->models)
+        return apr_hash_get(st->dir->models, model, APR_HASH_KEY_STRING) != NULL;
+    if (st->dir->kind == AIPROXY_ROUTE_MODEL)
+        return apr_hash_get(st->g->model_map, model, APR_HASH_KEY_STRING) != NULL;
+    return apr_hash_get(st->g->prices, model, APR_HASH_KEY_STRING) != NULL;
 }
 
-static const char *model_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,
-                              const aiproxy_global_t *g)
+static apr_array_header_t *model_names(apr_pool_t *p, const aiproxy_req_t *st)
 {
+    apr_array_header_t *out;
     apr_hash_index_t *hi;
-    const char *out = NULL;
 
-    if (d->model_list)
-        return apr_array_pstrcat(p, d->model_list, ',');
-    for (hi = apr_hash_first(p, g->prices); hi; hi = apr_hash_next(hi))
-        out = out ? apr_pstrcat(p, out, ",", apr_hash_this_key(hi), NULL)
-                  : apr_hash_this_key(hi);
-    return out ? out : "";
+    if (st->dir->model_list)
+        return st->dir->model_list;
+    if (st->dir->kind == AIPROXY_ROUTE_MODEL)
+        return st->g->model_order;
+    out = apr_array_make(p, 16, sizeof(const char *));
+    for (hi = apr_hash_first(p, st->g->prices); hi; hi = apr_hash_next(hi))
+        APR_ARRAY_PUSH(out, const char *) = apr_hash_this_key(hi);
+    return out;
+}
+
+/* Who may serve the model: the route's provider (under the model's alias
+ * there, if any), or for by-model routes every provider of AIProxyModel
+ * that speaks the endpoint's API. */
+static apr_array_header_t *targets_for(apr_pool_t *p, aiproxy_req_t *st,
+                                       aiproxy_provider_t *pv,
+                                       const char *model)
+{
+    apr_array_header_t *mapped = apr_hash_get(st->g->model_map, model,
+                                              APR_HASH_KEY_STRING);
+    apr_array_header_t *out = apr_array_make(p, 2, sizeof(aiproxy_target_t));
+    aiproxy_target_t *t;
+    int i;
+
+    for (i = 0; mapped && i < mapped->nelts; i++) {
+        aiproxy_target_t *m = &APR_ARRAY_IDX(mapped, i, aiproxy_target_t);
+
+        if (pv ? m->provider == pv : m->provider->api == st->api)
+            *(aiproxy_target_t *)apr_array_push(out) = *m;
+        if (pv && out->nelts)
+            return out;
+    }
+    if (pv) {
+        t = apr_array_push(out);
+        t->provider = pv;
+        t->provider_name = pv->name;
+        t->upstream_model = model;
+    }
+    return out;
 }
 
 /* OpenAI reports usage in a chat stream only when asked: ask for it, so no
@@ -176,8 +228,7 @@ static char *with_stream_usage(request_rec *r, aiproxy_req_t *st, char *body,
 
     *len = st->body_len;
     if (!st->info.stream || st->info.include_usage ||
-        st->dir->provider->api != AIPROXY_API_OPENAI ||
-        strcmp(st->endpoint, "chat/completions"))
+        st->api != AIPROXY_API_OPENAI || strcmp(st->endpoint, "chat/completions"))
         return body;
     if (aiproxy_json_set_nested_true(st->info.root, "stream_options",
                                      "include_usage") != 0 ||
@@ -194,7 +245,6 @@ static int admit_body(request_rec *r, aiproxy_req_t *st)
     const char *enc = apr_table_get(r->headers_in, "Content-Encoding");
     const char *why;
     char *body;
-    apr_size_t len;
     int rc;
 
     if (enc && strcasecmp(enc, "identity"))
@@ -216,19 +266,115 @@ static int admit_body(request_rec *r, aiproxy_req_t *st)
         return aiproxy_reply_error(r, st, HTTP_BAD_REQUEST,
                                    "invalid_request_error", "invalid_request",
                                    why);
-    if (!model_allowed(st->dir, st->g, st->info.model))
+    if (!model_allowed(st, st->info.model))
         return aiproxy_reply_error(r, st, HTTP_FORBIDDEN,
                                    "invalid_request_error", "model_not_allowed",
                                    apr_psprintf(r->pool, "Model %s is not "
                                                 "allowed here. Allowed: %s.",
                                                 st->info.model,
-                                                model_list(r->pool, st->dir,
-                                                           st->g)));
+                                                apr_array_pstrcat(r->pool,
+                                                    model_names(r->pool, st),
+                                                    ',')));
     st->price = apr_hash_get(st->g->prices, st->info.model,
                              APR_HASH_KEY_STRING);
-    body = with_stream_usage(r, st, body, &len);
-    aiproxy_body_replay(r, body, len);
+    st->body = with_stream_usage(r, st, body, &st->body_out_len);
     return DECLINED;
+}
+
+static void set_rate_headers(request_rec *r, int limit, int remaining,
+                             apr_int64_t reset_s)
+{
+    apr_table_setn(r->err_headers_out, "RateLimit-Limit",
+                   apr_itoa(r->pool, limit));
+    apr_table_setn(r->err_headers_out, "RateLimit-Remaining",
+                   apr_itoa(r->pool, remaining));
+    apr_table_setn(r->err_headers_out, "RateLimit-Reset",
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT, reset_s));
+}
+
+/* A sliding window per user, kept in the store so every child and every
+ * host sharing it counts the same requests. */
+static int rate_limit(request_rec *r, aiproxy_req_t *st)
+{
+    aiproxy_global_t *g = st->g;
+    apr_int64_t now_ms = apr_time_as_msec(apr_time_now()), reset_ms = 0;
+    const char *err = "";
+    int remaining = 0;
+    aiproxy_ledger_rc_t rc;
+
+    if (g->rate_limit <= 0)
+        return DECLINED;
+    rc = aiproxy_ledger_rate(aiproxy_child_ledger(), r->pool, st->email,
+                             g->rate_limit, (apr_int64_t)g->rate_window * 1000,
+                             now_ms, &remaining, &reset_ms, &err);
+    if (rc == AIPROXY_LEDGER_DOWN)
+        return store_unavailable(r, st, err);
+    set_rate_headers(r, g->rate_limit, remaining, (reset_ms + 999) / 1000);
+    if (rc == AIPROXY_LEDGER_OK)
+        return DECLINED;
+    aiproxy_stat_inc(AIPROXY_STAT_RATE_LIMITED);
+    apr_table_setn(r->err_headers_out, "Retry-After",
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                (reset_ms + 999) / 1000));
+    return aiproxy_reply_error(r, st, HTTP_TOO_MANY_REQUESTS,
+                               "rate_limit_exceeded", "rate_limit_exceeded",
+                               apr_psprintf(r->pool, "Rate limit: %d requests "
+                                            "per %d s. Retry in %" APR_INT64_T_FMT
+                                            " s.", g->rate_limit,
+                                            g->rate_window,
+                                            (reset_ms + 999) / 1000));
+}
+
+/* A cached answer costs $0 but counts as a request; a miss is stored by
+ * the meter when the upstream answers 200. */
+static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
+                        apr_size_t len)
+{
+    const aiproxy_target_t *t = &APR_ARRAY_IDX(st->targets, 0,
+                                               aiproxy_target_t);
+    const char *ctype, *cached, *err = "";
+    apr_size_t clen;
+
+    st->cache_key = aiproxy_cache_key(r->pool, t->provider->name, st->endpoint,
+                                      r->args, body, len);
+    if (!aiproxy_cache_get(r, st->cache_key, &ctype, &cached, &clen)) {
+        aiproxy_stat_inc(AIPROXY_STAT_CACHE_MISSES);
+        apr_table_setn(r->err_headers_out, "X-Cache", "MISS");
+        return DECLINED;
+    }
+    aiproxy_stat_inc(AIPROXY_STAT_CACHE_HITS);
+    st->cache_key = NULL;
+    apr_table_setn(r->err_headers_out, "X-Cache", "HIT");
+    if (st->id) {
+        aiproxy_record_t rec;
+
+        memset(&rec, 0, sizeof(rec));
+        rec.id = st->id;
+        rec.email = st->email;
+        rec.month = st->month;
+        rec.endpoint = st->endpoint;
+        rec.model = st->info.model;
+        rec.provider = "cache";
+        rec.time_ms = st->start_ms;
+        rec.status = HTTP_OK;
+        if (aiproxy_ledger_settle(aiproxy_child_ledger(), r->pool, &rec,
+                                  &st->month_state, &err) != AIPROXY_LEDGER_OK)
+            return store_unavailable(r, st, err);
+        apr_table_setn(r->notes, "aiproxy-cost", "0");
+        aiproxy_meter_set_headers(r, r->err_headers_out, 0, &st->month_state);
+    }
+    st->reply_ctype = ctype;
+    st->reply_len = clen;
+    return aiproxy_reply_json(r, st, HTTP_OK, cached);
+}
+
+static int cacheable(request_rec *r, const aiproxy_req_t *st, int is_models)
+{
+    if (!aiproxy_cache_name(r->server))
+        return 0;
+    if (is_models)
+        return 1;
+    return !strcmp(st->endpoint, "embeddings") && st->dir->cache_embeddings == 1;
 }
 
 static int over_cap(request_rec *r, aiproxy_req_t *st, aiproxy_money_t cap)
@@ -236,6 +382,7 @@ static int over_cap(request_rec *r, aiproxy_req_t *st, aiproxy_money_t cap)
     apr_time_t now = apr_time_now();
     aiproxy_money_t used = st->month_state.spent + st->month_state.reserved;
 
+    aiproxy_stat_inc(AIPROXY_STAT_OVER_CAP);
     apr_table_setn(r->headers_out, "Retry-After",
                    apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
                                 seconds_to_next_month(now)));
@@ -276,16 +423,36 @@ static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)
     return DECLINED;
 }
 
-static void hand_to_proxy(request_rec *r, aiproxy_req_t *st)
+/* A by-model route lists its models itself: they come from several
+ * providers. */
+static int list_models(request_rec *r, aiproxy_req_t *st)
 {
-    const aiproxy_provider_t *pv = st->dir->provider;
-    const char *key = APR_ARRAY_IDX(pv->auth, 0, const char *);
+    apr_array_header_t *names = model_names(r->pool, st);
+    apr_array_header_t *parts = apr_array_make(r->pool, names->nelts,
+                                               sizeof(const char *));
+    int i;
 
-    r->filename = apr_pstrcat(r->pool, "proxy:", pv->base_url, "/",
-                              st->endpoint, NULL);
-    r->handler = "proxy-server";
-    r->proxyreq = PROXYREQ_REVERSE;
-    /* The caller's credentials stay here; the server's key goes on. */
+    for (i = 0; i < names->nelts; i++) {
+        const char *m = APR_ARRAY_IDX(names, i, const char *);
+        apr_array_header_t *t = apr_hash_get(st->g->model_map, m,
+                                             APR_HASH_KEY_STRING);
+
+        APR_ARRAY_PUSH(parts, const char *) = apr_psprintf(r->pool,
+            "{\"id\":%s,\"object\":\"model\",\"created\":0,\"owned_by\":%s}",
+            aiproxy_json_quote(r->pool, m), aiproxy_json_quote(r->pool,
+                t && t->nelts ? APR_ARRAY_IDX(t, 0, aiproxy_target_t).provider_name
+                              : "aiproxy"));
+    }
+    return aiproxy_reply_json(r, st, HTTP_OK, apr_pstrcat(r->pool,
+                              "{\"object\":\"list\",\"data\":[",
+                              apr_array_pstrcat(r->pool, parts, ','), "]}",
+                              NULL));
+}
+
+/* The caller's credentials stay here; the forward handler sets the
+ * provider's key for each attempt. */
+static void prepare_forward(request_rec *r, aiproxy_req_t *st)
+{
     apr_table_unset(r->headers_in, "Authorization");
     apr_table_unset(r->headers_in, "api-key");
     apr_table_unset(r->headers_in, "x-api-key");
@@ -294,10 +461,9 @@ static void hand_to_proxy(request_rec *r, aiproxy_req_t *st)
     apr_table_unset(r->headers_in, "Cookie");
     /* Usage must be readable in the response. */
     apr_table_unset(r->headers_in, "Accept-Encoding");
-    if (pv->api == AIPROXY_API_ANTHROPIC)
-        apr_table_setn(r->headers_in, "x-api-key", key);
-    else
-        apr_table_setn(r->headers_in, "Authorization", key);
+    if (st->body)
+        st->replay = aiproxy_body_replay(r, NULL, st->body, st->body_out_len);
+    r->handler = FORWARD_HANDLER;
     ap_add_output_filter(METER_FILTER, NULL, r, r->connection);
 }
 
@@ -305,26 +471,37 @@ int aiproxy_admit(request_rec *r)
 {
     aiproxy_dir_conf_t *d = ap_get_module_config(r->per_dir_config,
                                                  &aiproxy_module);
+    aiproxy_provider_t *pv = NULL;
+    const char *pv_name;
     aiproxy_req_t *st;
     aiproxy_user_t user;
     int rc, is_models;
 
-    if (!d || !d->provider || r->main || r->prev)
+    if (!d || !d->provider_name || r->main || r->prev)
         return DECLINED;
     st = apr_pcalloc(r->pool, sizeof(*st));
     st->g = aiproxy_global(r->server);
     st->dir = d;
     st->start_ms = apr_time_as_msec(r->request_time);
     ap_set_module_config(r->request_config, &aiproxy_module, st);
-    st->endpoint = endpoint_of(r, d);
-    if (!*st->endpoint || !aiproxy_endpoint_allowed(d, st->endpoint))
+    st->endpoint = endpoint_of(r, st, &pv_name);
+    if (d->kind == AIPROXY_ROUTE_PATH && pv_name &&
+        !(pv = apr_hash_get(st->g->providers, pv_name, APR_HASH_KEY_STRING)))
+        return aiproxy_reply_error(r, st, HTTP_NOT_FOUND,
+                                   "invalid_request_error", "unknown_provider",
+                                   apr_psprintf(r->pool, "Unknown provider "
+                                                "'%s'.", pv_name));
+    if (d->kind == AIPROXY_ROUTE_FIXED)
+        pv = d->provider;
+    st->api = pv ? pv->api : aiproxy_endpoint_api(st->endpoint);
+    if (!*st->endpoint || !aiproxy_endpoint_allowed(d, pv, st->endpoint))
         return aiproxy_reply_error(r, st, HTTP_NOT_FOUND,
                                    "invalid_request_error", "unknown_url",
                                    apr_psprintf(r->pool, "Unknown endpoint "
                                                 "%s. Allowed below %s: %s.",
                                                 r->uri, d->prefix,
                                                 aiproxy_endpoint_list(r->pool,
-                                                                      d)));
+                                                                      d, pv)));
     is_models = !strcmp(st->endpoint, "models");
     if (r->method_number != (is_models ? M_GET : M_POST))
         return aiproxy_reply_error(r, st, HTTP_METHOD_NOT_ALLOWED,
@@ -333,17 +510,39 @@ int aiproxy_admit(request_rec *r)
                                    apr_psprintf(r->pool, "Use %s for %s.",
                                                 is_models ? "GET" : "POST",
                                                 st->endpoint));
-    if ((rc = aiproxy_identify(r, st, d->provider->api, &user)) != OK ||
+    aiproxy_stat_inc(AIPROXY_STAT_REQUESTS);
+    if ((rc = aiproxy_identify(r, st, st->api, &user)) != OK ||
         st->reply_status)
         return rc;
-    if (!is_models) {
-        st->month = aiproxy_month_of(r->pool, r->request_time);
-        st->id = aiproxy_next_request_id(r->pool);
-        if (admit_body(r, st) != DECLINED || reserve(r, st, &user) != DECLINED)
-            return OK;
-        apr_table_setn(r->notes, "aiproxy-request-id", st->id);
-    }
     apr_table_setn(r->notes, "aiproxy-email", st->email);
-    hand_to_proxy(r, st);
+    if (is_models) {
+        if (!pv)
+            return list_models(r, st);
+        st->targets = targets_for(r->pool, st, pv, "");
+        if (cacheable(r, st, 1) && cache_lookup(r, st, "", 0) != DECLINED)
+            return OK;
+        prepare_forward(r, st);
+        return OK;
+    }
+    if (admit_body(r, st) != DECLINED)
+        return OK;
+    st->targets = targets_for(r->pool, st, pv, st->info.model);
+    if (!st->targets->nelts)
+        return aiproxy_reply_error(r, st, HTTP_FORBIDDEN,
+                                   "invalid_request_error", "model_not_allowed",
+                                   apr_psprintf(r->pool, "No provider serves "
+                                                "%s on %s.", st->info.model,
+                                                st->endpoint));
+    st->month = aiproxy_month_of(r->pool, r->request_time);
+    st->id = aiproxy_next_request_id(r->pool);
+    apr_table_setn(r->notes, "aiproxy-request-id", st->id);
+    if (rate_limit(r, st) != DECLINED)
+        return OK;
+    if (cacheable(r, st, 0) && !st->info.stream &&
+        cache_lookup(r, st, st->body, st->body_out_len) != DECLINED)
+        return OK;
+    if (reserve(r, st, &user) != DECLINED)
+        return OK;
+    prepare_forward(r, st);
     return OK;
 }

@@ -12,10 +12,10 @@
 
 #define BODY_FILTER "AIPROXY_BODY"
 
-typedef struct {
+struct aiproxy_replay {
     const char *buf;
     apr_size_t len, off;
-} replay_t;
+};
 
 int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
                       apr_size_t *len)
@@ -82,29 +82,33 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
     return OK;
 }
 
-void aiproxy_body_replay(request_rec *r, const char *buf, apr_size_t len)
+aiproxy_replay_t *aiproxy_body_replay(request_rec *r, aiproxy_replay_t *ctx,
+                                      const char *buf, apr_size_t len)
 {
-    replay_t *ctx = apr_pcalloc(r->pool, sizeof(*ctx));
-
+    if (!ctx) {
+        ctx = apr_pcalloc(r->pool, sizeof(*ctx));
+        apr_table_unset(r->headers_in, "Transfer-Encoding");
+        /* The body is in hand: a 100-continue to or from upstream is moot. */
+        apr_table_unset(r->headers_in, "Expect");
+        r->expecting_100 = 0;
+        /* Our filter's length is exact, so mod_proxy may stream it with a
+         * Content-Length instead of chunking or spooling it. */
+        apr_table_setn(r->subprocess_env, "proxy-sendunchangedcl", "1");
+        ap_add_input_filter(BODY_FILTER, ctx, r, r->connection);
+    }
     ctx->buf = buf;
     ctx->len = len;
+    ctx->off = 0;
     apr_table_setn(r->headers_in, "Content-Length",
                    apr_psprintf(r->pool, "%" APR_SIZE_T_FMT, len));
-    apr_table_unset(r->headers_in, "Transfer-Encoding");
-    /* The body is in hand: a 100-continue to or from upstream is moot. */
-    apr_table_unset(r->headers_in, "Expect");
-    r->expecting_100 = 0;
-    /* Our filter's length is exact, so mod_proxy may stream it with a
-     * Content-Length instead of chunking or spooling it. */
-    apr_table_setn(r->subprocess_env, "proxy-sendunchangedcl", "1");
-    ap_add_input_filter(BODY_FILTER, ctx, r, r->connection);
+    return ctx;
 }
 
 apr_status_t aiproxy_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
                                  ap_input_mode_t mode, apr_read_type_e block,
                                  apr_off_t readbytes)
 {
-    replay_t *ctx = f->ctx;
+    aiproxy_replay_t *ctx = f->ctx;
     apr_bucket_alloc_t *ba = f->c->bucket_alloc;
     apr_size_t n;
 
@@ -117,9 +121,8 @@ apr_status_t aiproxy_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_immortal_create(
                                     ctx->buf + ctx->off, n, ba));
     ctx->off += n;
-    if (ctx->off == ctx->len) {
+    /* The filter stays for the next attempt, which rewinds it. */
+    if (ctx->off == ctx->len)
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
-        ap_remove_input_filter(f);
-    }
     return APR_SUCCESS;
 }

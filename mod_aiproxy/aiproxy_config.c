@@ -6,6 +6,7 @@
 #include "httpd.h"
 #include "http_log.h"
 
+#include "aiproxy_cache.h"
 #include "aiproxy_config.h"
 #include "aiproxy_ledger.h"
 
@@ -15,6 +16,9 @@ static const char *const openai_endpoints[] = {
     "chat/completions", "embeddings", "models", "responses", NULL
 };
 static const char *const anthropic_endpoints[] = { "messages", NULL };
+static const char *const all_endpoints[] = {
+    "chat/completions", "embeddings", "models", "responses", "messages", NULL
+};
 
 aiproxy_global_t *aiproxy_global(server_rec *s)
 {
@@ -38,6 +42,15 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->max_body = 8 * 1024 * 1024;
     g->default_max_tokens = 4096;
     g->hold_ttl = 600;
+    g->google_jwks_url = "https://www.googleapis.com/oauth2/v3/certs";
+    g->google_jwks_refetch = 60;
+    g->allowed_domains = apr_array_make(p, 4, sizeof(const char *));
+    g->model_map = apr_hash_make(p);
+    g->model_order = apr_array_make(p, 8, sizeof(const char *));
+    g->rest_seconds = 30;
+    g->max_attempts = 4;
+    g->rate_window = 60;
+    g->region = "local";
     return g;
 }
 
@@ -55,6 +68,7 @@ void *aiproxy_create_dir_config(apr_pool_t *p, char *dir)
     aiproxy_dir_conf_t *d = apr_pcalloc(p, sizeof(*d));
 
     d->prefix = dir;
+    d->cache_embeddings = UNSET;
     return d;
 }
 
@@ -66,6 +80,9 @@ void *aiproxy_merge_dir_config(apr_pool_t *p, void *basev, void *addv)
     d->prefix = add->provider_name ? add->prefix : base->prefix;
     d->provider_name = add->provider_name ? add->provider_name
                                           : base->provider_name;
+    d->kind = add->provider_name ? add->kind : base->kind;
+    d->cache_embeddings = add->cache_embeddings != UNSET
+                          ? add->cache_embeddings : base->cache_embeddings;
     d->provider = add->provider ? add->provider : base->provider;
     d->endpoints = add->endpoints ? add->endpoints : base->endpoints;
     d->models = add->models ? add->models : base->models;
@@ -158,6 +175,18 @@ static const char *set_int(cmd_parms *cmd, void *dc, const char *arg)
     else if (!strcasecmp(name, "AIProxyHoldTTL")) {
         if (!(err = parse_int(cmd, arg, 10, 86400, &v)))
             g->hold_ttl = (int)v;
+    }
+    else if (!strcasecmp(name, "AIProxyRest")) {
+        if (!(err = parse_int(cmd, arg, 0, 86400, &v)))
+            g->rest_seconds = (int)v;
+    }
+    else if (!strcasecmp(name, "AIProxyMaxAttempts")) {
+        if (!(err = parse_int(cmd, arg, 1, 16, &v)))
+            g->max_attempts = (int)v;
+    }
+    else if (!strcasecmp(name, "AIProxyCacheTTL")) {
+        if (!(err = parse_int(cmd, arg, 0, 30 * 86400, &v)))
+            g->cache_ttl = (int)v;
     }
     return err;
 }
@@ -332,6 +361,9 @@ static const char *set_route(cmd_parms *cmd, void *dcv, const char *name)
     if (!cmd->path || cmd->info)
         return "AIProxyRoute: belongs in a <Location> section";
     d->provider_name = name;
+    d->kind = !strcmp(name, "path") ? AIPROXY_ROUTE_PATH
+              : !strcmp(name, "model") ? AIPROXY_ROUTE_MODEL
+              : AIPROXY_ROUTE_FIXED;
     d->prefix = cmd->path;
     APR_ARRAY_PUSH(config_routes(cmd->pool), aiproxy_dir_conf_t *) = d;
     return NULL;
@@ -366,6 +398,157 @@ static const char *add_model(cmd_parms *cmd, void *dcv, const char *model)
     return NULL;
 }
 
+/* AIProxyModel PUBLIC TARGET...: TARGET is a provider, or provider=name
+ * when the provider knows the model by another name. Resolved at start-up,
+ * so providers may be defined later in the file. */
+static const char *add_model_map(cmd_parms *cmd, void *dc, const char *args)
+{
+    aiproxy_global_t *g = cmd_global(cmd);
+    const char *err = global_only(cmd);
+    const char *model, *word;
+    apr_array_header_t *targets;
+
+    (void)dc;
+    if (err)
+        return err;
+    model = ap_getword_conf(cmd->pool, &args);
+    if (!*model || !*args)
+        return "AIProxyModel: usage: AIProxyModel MODEL PROVIDER[=NAME] ...";
+    if (apr_hash_get(g->model_map, model, APR_HASH_KEY_STRING))
+        return apr_psprintf(cmd->pool, "AIProxyModel %s: defined twice", model);
+    targets = apr_array_make(cmd->pool, 2, sizeof(aiproxy_target_t));
+    while (*(word = ap_getword_conf(cmd->pool, &args))) {
+        aiproxy_target_t *t = apr_array_push(targets);
+        const char *eq = strchr(word, '=');
+
+        t->provider_name = eq ? apr_pstrmemdup(cmd->pool, word, eq - word) : word;
+        t->upstream_model = eq ? eq + 1 : model;
+        if (!*t->provider_name || !*t->upstream_model)
+            return apr_psprintf(cmd->pool, "AIProxyModel %s: bad target '%s'",
+                                model, word);
+    }
+    apr_hash_set(g->model_map, model, APR_HASH_KEY_STRING, targets);
+    APR_ARRAY_PUSH(g->model_order, const char *) = model;
+    return NULL;
+}
+
+static const char *set_rate_limit(cmd_parms *cmd, void *dc, const char *n,
+                                  const char *window)
+{
+    aiproxy_global_t *g = cmd_global(cmd);
+    const char *err = global_only(cmd);
+    apr_int64_t v, w;
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = parse_int(cmd, n, 0, 1000000, &v)) ||
+        (err = parse_int(cmd, window, 1, 86400, &w)))
+        return err;
+    g->rate_limit = (int)v;
+    g->rate_window = (int)w;
+    return NULL;
+}
+
+static const char *set_region(cmd_parms *cmd, void *dc, const char *label)
+{
+    const char *err = global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    cmd_global(cmd)->region = label;
+    return NULL;
+}
+
+static const char *set_cache_embeddings(cmd_parms *cmd, void *dcv, int on)
+{
+    (void)cmd;
+    ((aiproxy_dir_conf_t *)dcv)->cache_embeddings = on;
+    return NULL;
+}
+
+/* Sign-in directives (Google ID tokens, the tokens /token issues). */
+static const char *set_google_client_id(cmd_parms *cmd, void *dc,
+                                        const char *id)
+{
+    const char *err = global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if (strpbrk(id, " \t\r\n\"\\"))
+        return "AIProxyGoogleClientID: not an OAuth client ID";
+    /* Empty (an unset variable) leaves sign-in off. */
+    cmd_global(cmd)->google_client_id = *id ? id : NULL;
+    return NULL;
+}
+
+static const char *set_google_jwks(cmd_parms *cmd, void *dc, const char *url)
+{
+    const char *err = global_only(cmd);
+    apr_uri_t uri;
+
+    (void)dc;
+    if (err)
+        return err;
+    if (apr_uri_parse(cmd->pool, url, &uri) != APR_SUCCESS || !uri.scheme ||
+        !uri.hostname || (strcmp(uri.scheme, "http") &&
+                          strcmp(uri.scheme, "https")) || uri.user ||
+        uri.password)
+        return "AIProxyGoogleJWKS: give an http(s):// URL";
+    cmd_global(cmd)->google_jwks_url = url;
+    return NULL;
+}
+
+static const char *add_allowed_domain(cmd_parms *cmd, void *dc,
+                                      const char *domain)
+{
+    const char *err = global_only(cmd);
+    char *d;
+
+    (void)dc;
+    if (err)
+        return err;
+    d = apr_pstrdup(cmd->pool, *domain == '@' ? domain + 1 : domain);
+    ap_str_tolower(d);
+    if (!*d || strspn(d, "abcdefghijklmnopqrstuvwxyz0123456789.-") != strlen(d))
+        return apr_psprintf(cmd->pool, "AIProxyAllowedDomains: '%s' is not a "
+                            "domain name", domain);
+    APR_ARRAY_PUSH(cmd_global(cmd)->allowed_domains, const char *) = d;
+    return NULL;
+}
+
+static const char *set_require_hd(cmd_parms *cmd, void *dc, int on)
+{
+    const char *err = global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    cmd_global(cmd)->require_hd = on;
+    return NULL;
+}
+
+static const char *set_signin_int(cmd_parms *cmd, void *dc, const char *arg)
+{
+    aiproxy_global_t *g = cmd_global(cmd);
+    const char *err = global_only(cmd);
+    apr_int64_t v;
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!strcasecmp(cmd->cmd->name, "AIProxyTokenLifetime")) {
+        if (!(err = parse_int(cmd, arg, 0, APR_INT64_C(10) * 366 * 86400, &v)))
+            g->token_lifetime = v;
+    }
+    else if (!(err = parse_int(cmd, arg, 1, 86400, &v))) {
+        g->google_jwks_refetch = (int)v;
+    }
+    return err;
+}
+
 const command_rec aiproxy_directives[] = {
     AP_INIT_TAKE1("AIProxyStore", set_store, NULL, RSRC_CONF,
                   "MongoDB URI of the ledger"),
@@ -393,8 +576,40 @@ const command_rec aiproxy_directives[] = {
                   "output tokens reserved when a request sets no limit (4096)"),
     AP_INIT_TAKE1("AIProxyHoldTTL", set_int, NULL, RSRC_CONF,
                   "seconds after which an unsettled reservation expires (600)"),
+    AP_INIT_TAKE1("AIProxyGoogleClientID", set_google_client_id, NULL,
+                  RSRC_CONF, "OAuth client ID that Google ID tokens must be "
+                  "issued to (unset: /token is off)"),
+    AP_INIT_TAKE1("AIProxyGoogleJWKS", set_google_jwks, NULL, RSRC_CONF,
+                  "URL of Google's signing keys (https://www.googleapis.com/"
+                  "oauth2/v3/certs)"),
+    AP_INIT_TAKE1("AIProxyGoogleJWKSRefetch", set_signin_int, NULL, RSRC_CONF,
+                  "least seconds between key fetches for an unknown kid (60)"),
+    AP_INIT_ITERATE("AIProxyAllowedDomains", add_allowed_domain, NULL,
+                    RSRC_CONF, "email or hd domains that may sign in "
+                    "(none given: any)"),
+    AP_INIT_FLAG("AIProxyRequireHostedDomain", set_require_hd, NULL,
+                 RSRC_CONF, "On: only Google Workspace accounts (with hd) may "
+                 "sign in (Off)"),
+    AP_INIT_TAKE1("AIProxyTokenLifetime", set_signin_int, NULL, RSRC_CONF,
+                  "seconds an issued token lasts; 0 = no exp (0)"),
     AP_INIT_TAKE1("AIProxyRoute", set_route, NULL, ACCESS_CONF,
-                  "provider this <Location> forwards to"),
+                  "provider this <Location> forwards to, or 'path' or 'model'"),
+    AP_INIT_RAW_ARGS("AIProxyModel", add_model_map, NULL, RSRC_CONF,
+                     "MODEL PROVIDER[=NAME] ...: who serves a model, in order"),
+    AP_INIT_TAKE1("AIProxyRest", set_int, NULL, RSRC_CONF,
+                  "seconds a failed provider key is left alone (30)"),
+    AP_INIT_TAKE1("AIProxyMaxAttempts", set_int, NULL, RSRC_CONF,
+                  "most upstream attempts per request (4)"),
+    AP_INIT_TAKE1("AIProxyCache", aiproxy_cache_set, NULL, RSRC_CONF,
+                  "socache provider for responses: shmcb, redis:HOST:PORT, ..."),
+    AP_INIT_TAKE1("AIProxyCacheTTL", set_int, NULL, RSRC_CONF,
+                  "seconds a cached response lives; 0 disables (0)"),
+    AP_INIT_FLAG("AIProxyCacheEmbeddings", set_cache_embeddings, NULL,
+                 ACCESS_CONF, "cache byte-identical embeddings requests"),
+    AP_INIT_TAKE2("AIProxyRateLimit", set_rate_limit, NULL, RSRC_CONF,
+                  "REQUESTS SECONDS: sliding window per user (0 = off)"),
+    AP_INIT_TAKE1("AIProxyRegion", set_region, NULL, RSRC_CONF,
+                  "label reported by /health (local)"),
     AP_INIT_ITERATE("AIProxyEndpoints", add_endpoint, NULL, ACCESS_CONF,
                     "endpoints allowed below the route"),
     AP_INIT_ITERATE("AIProxyModels", add_model, NULL, ACCESS_CONF,
@@ -457,6 +672,9 @@ static const char *finish_providers(apr_pool_t *p, aiproxy_global_t *g)
         int i;
 
         pv->auth = apr_array_make(p, pv->key_specs->nelts, sizeof(char *));
+        pv->turn = apr_pcalloc(p, sizeof(*pv->turn));
+        pv->rest_until = apr_pcalloc(p, pv->key_specs->nelts *
+                                        sizeof(*pv->rest_until));
         for (i = 0; i < pv->key_specs->nelts; i++) {
             const char *spec = APR_ARRAY_IDX(pv->key_specs, i, const char *);
             const char *err;
@@ -479,17 +697,44 @@ static const char *finish_providers(apr_pool_t *p, aiproxy_global_t *g)
     return NULL;
 }
 
+static const char *finish_model_map(apr_pool_t *p, aiproxy_global_t *g)
+{
+    int i, j;
+
+    for (i = 0; i < g->model_order->nelts; i++) {
+        const char *model = APR_ARRAY_IDX(g->model_order, i, const char *);
+        apr_array_header_t *targets = apr_hash_get(g->model_map, model,
+                                                   APR_HASH_KEY_STRING);
+
+        if (!apr_hash_get(g->prices, model, APR_HASH_KEY_STRING))
+            return apr_psprintf(p, "AIProxyModel %s: has no AIProxyPrice; it "
+                                "would be billed at $0", model);
+        for (j = 0; j < targets->nelts; j++) {
+            aiproxy_target_t *t = &APR_ARRAY_IDX(targets, j, aiproxy_target_t);
+
+            t->provider = apr_hash_get(g->providers, t->provider_name,
+                                       APR_HASH_KEY_STRING);
+            if (!t->provider)
+                return apr_psprintf(p, "AIProxyModel %s: no AIProxyProvider "
+                                    "named '%s'", model, t->provider_name);
+        }
+    }
+    return NULL;
+}
+
 static const char *finish_route(apr_pool_t *p, aiproxy_global_t *g,
                                 aiproxy_dir_conf_t *d)
 {
     apr_hash_index_t *hi;
 
-    d->provider = apr_hash_get(g->providers, d->provider_name,
-                               APR_HASH_KEY_STRING);
-    if (!d->provider)
-        return apr_psprintf(p, "AIProxyRoute %s (in <Location %s>): no "
-                            "AIProxyProvider of that name", d->provider_name,
-                            d->prefix);
+    if (d->kind == AIPROXY_ROUTE_FIXED) {
+        d->provider = apr_hash_get(g->providers, d->provider_name,
+                                   APR_HASH_KEY_STRING);
+        if (!d->provider)
+            return apr_psprintf(p, "AIProxyRoute %s (in <Location %s>): no "
+                                "AIProxyProvider of that name",
+                                d->provider_name, d->prefix);
+    }
     if (!d->models)
         return NULL;
     for (hi = apr_hash_first(p, d->models); hi; hi = apr_hash_next(hi)) {
@@ -499,6 +744,11 @@ static const char *finish_route(apr_pool_t *p, aiproxy_global_t *g,
             return apr_psprintf(p, "AIProxyModels: model '%s' (in <Location "
                                 "%s>) has no AIProxyPrice; it would be billed "
                                 "at $0", model, d->prefix);
+        if (d->kind == AIPROXY_ROUTE_MODEL &&
+            !apr_hash_get(g->model_map, model, APR_HASH_KEY_STRING))
+            return apr_psprintf(p, "AIProxyModels: model '%s' (in <Location "
+                                "%s>, routed by model) has no AIProxyModel",
+                                model, d->prefix);
     }
     return NULL;
 }
@@ -518,7 +768,7 @@ const char *aiproxy_config_finish(apr_pool_t *p, server_rec *s)
     if ((err = read_secret(p, "AIProxyTokenSecret", g->secret_spec,
                            (char **)&g->secret, &g->secret_len)))
         return err;
-    if ((err = finish_providers(p, g)))
+    if ((err = finish_providers(p, g)) || (err = finish_model_map(p, g)))
         return err;
     for (i = 0; i < routes->nelts; i++)
         if ((err = finish_route(p, g, APR_ARRAY_IDX(routes, i,
@@ -527,7 +777,22 @@ const char *aiproxy_config_finish(apr_pool_t *p, server_rec *s)
     return NULL;
 }
 
-int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d, const char *ep)
+aiproxy_api_t aiproxy_endpoint_api(const char *ep)
+{
+    return strcmp(ep, "messages") ? AIPROXY_API_OPENAI : AIPROXY_API_ANTHROPIC;
+}
+
+static const char *const *known_endpoints(const aiproxy_dir_conf_t *d,
+                                          const aiproxy_provider_t *pv)
+{
+    if (d->kind == AIPROXY_ROUTE_MODEL)
+        return all_endpoints;
+    return pv && pv->api == AIPROXY_API_ANTHROPIC ? anthropic_endpoints
+                                                  : openai_endpoints;
+}
+
+int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d,
+                             const aiproxy_provider_t *pv, const char *ep)
 {
     const char *const *known;
     int i;
@@ -538,24 +803,21 @@ int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d, const char *ep)
                 return 1;
         return 0;
     }
-    known = d->provider && d->provider->api == AIPROXY_API_ANTHROPIC
-            ? anthropic_endpoints : openai_endpoints;
-    for (; *known; known++)
+    for (known = known_endpoints(d, pv); *known; known++)
         if (!strcmp(*known, ep))
             return 1;
     return 0;
 }
 
-const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d)
+const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,
+                                  const aiproxy_provider_t *pv)
 {
     const char *const *known;
     const char *out = NULL;
 
     if (d->endpoints)
         return apr_array_pstrcat(p, d->endpoints, ',');
-    known = d->provider && d->provider->api == AIPROXY_API_ANTHROPIC
-            ? anthropic_endpoints : openai_endpoints;
-    for (; *known; known++)
+    for (known = known_endpoints(d, pv); *known; known++)
         out = out ? apr_pstrcat(p, out, ",", *known, NULL) : *known;
     return out;
 }

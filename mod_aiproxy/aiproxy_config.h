@@ -16,7 +16,24 @@ typedef struct {
     apr_array_header_t *key_specs; /* "env:VAR" or "file:PATH" */
     apr_array_header_t *auth;      /* ready header values, one per key */
     const char *defined_in;        /* "file:line" for start-up errors */
+    apr_uint32_t *turn;            /* key rotation, per process */
+    apr_time_t *rest_until;        /* per key: failed, left alone till then */
 } aiproxy_provider_t;
+
+/* One way to serve a public model: a provider and the model's name there. */
+typedef struct {
+    aiproxy_provider_t *provider;
+    const char *provider_name;
+    const char *upstream_model;
+} aiproxy_target_t;
+
+typedef enum {
+    AIPROXY_ROUTE_FIXED = 0,       /* AIProxyRoute NAME */
+    AIPROXY_ROUTE_PATH,            /* AIProxyRoute path: /{provider}/v1/... */
+    AIPROXY_ROUTE_MODEL            /* AIProxyRoute model: by the body's model */
+} aiproxy_route_kind_t;
+
+typedef struct aiproxy_cache aiproxy_cache_t;
 
 /* Server-wide settings: every directive here is global-only, so all virtual
  * hosts share one store, one secret, one price list. */
@@ -36,13 +53,31 @@ typedef struct {
     apr_off_t max_body;
     apr_int64_t default_max_tokens;
     int hold_ttl;                   /* seconds */
+    /* Google sign-in and the tokens /token issues (aiproxy_admin.c). */
+    const char *google_client_id;   /* NULL: sign-in is off */
+    const char *google_jwks_url;
+    int google_jwks_refetch;        /* seconds between unknown-kid fetches */
+    apr_array_header_t *allowed_domains; /* lower-case; empty: any */
+    int require_hd;
+    apr_int64_t token_lifetime;     /* seconds; 0: issued tokens carry no exp */
+    apr_hash_t *model_map;          /* public model -> array of aiproxy_target_t */
+    apr_array_header_t *model_order;/* public models in AIProxyModel order */
+    int rest_seconds;
+    int max_attempts;
+    aiproxy_cache_t *cache;         /* NULL: no response cache */
+    int cache_ttl;                  /* seconds; 0 disables */
+    int rate_limit;                 /* requests per window per user; 0 off */
+    int rate_window;                /* seconds */
+    const char *region;
 } aiproxy_global_t;
 
 /* Per <Location>: a gateway route. */
 typedef struct {
     const char *prefix;               /* the <Location> path */
     const char *provider_name;        /* NULL: not a route */
-    aiproxy_provider_t *provider;     /* resolved at start-up */
+    aiproxy_route_kind_t kind;
+    aiproxy_provider_t *provider;     /* resolved at start-up (FIXED) */
+    int cache_embeddings;             /* -1 unset, 0 off, 1 on */
     apr_array_header_t *endpoints;    /* NULL: every endpoint of the API */
     apr_hash_t *models;               /* NULL: every priced model */
     apr_array_header_t *model_list;   /* the same, in order, for listings */
@@ -61,8 +96,13 @@ void *aiproxy_merge_dir_config(apr_pool_t *p, void *base, void *add);
  * naming the directive when the configuration cannot work. p is pconf. */
 const char *aiproxy_config_finish(apr_pool_t *p, server_rec *s);
 
-/* Endpoints a route answers when AIProxyEndpoints is not given. */
-int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d, const char *ep);
-const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d);
+/* Endpoints a route answers: AIProxyEndpoints, else every endpoint of the
+ * API the route's provider (or, for by-path routes, pv) speaks. */
+int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d,
+                             const aiproxy_provider_t *pv, const char *ep);
+const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,
+                                  const aiproxy_provider_t *pv);
+/* The API an endpoint belongs to ("messages" is Anthropic's). */
+aiproxy_api_t aiproxy_endpoint_api(const char *ep);
 
 #endif

@@ -29,6 +29,8 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
         return "request body has no 'model'";
     if (!(info->model = aiproxy_json_string(v)) || !*info->model)
         return "'model' must be a non-empty string";
+    /* A copy: the gateway may rewrite "model" for a provider's alias. */
+    info->model = apr_pstrdup(p, info->model);
     if ((v = aiproxy_json_get(root, "stream"))) {
         if ((b = aiproxy_json_bool(v)) < 0)
             return "'stream' must be a boolean";

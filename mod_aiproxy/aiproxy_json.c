@@ -40,6 +40,11 @@ int aiproxy_json_is_array(const aiproxy_json_t *v)
     return json_is_array(v);
 }
 
+int aiproxy_json_is_null(const aiproxy_json_t *v)
+{
+    return json_is_null(v);
+}
+
 const char *aiproxy_json_string(const aiproxy_json_t *v)
 {
     return json_is_string(v) ? json_string_value(v) : NULL;
@@ -96,6 +101,12 @@ int aiproxy_json_set_nested_true(aiproxy_json_t *obj, const char *parent,
         return -1;
     }
     return json_object_set_new(sub, key, json_true());
+}
+
+int aiproxy_json_set_string(aiproxy_json_t *obj, const char *key,
+                            const char *value)
+{
+    return json_object_set_new(obj, key, json_string(value));
 }
 
 char *aiproxy_json_dump(apr_pool_t *p, const aiproxy_json_t *v,

@@ -16,6 +16,7 @@ aiproxy_json_t *aiproxy_json_parse(apr_pool_t *p, const char *buf,
 aiproxy_json_t *aiproxy_json_get(const aiproxy_json_t *obj, const char *key);
 int aiproxy_json_is_object(const aiproxy_json_t *v);
 int aiproxy_json_is_array(const aiproxy_json_t *v);
+int aiproxy_json_is_null(const aiproxy_json_t *v);
 /* NULL unless v is a string. */
 const char *aiproxy_json_string(const aiproxy_json_t *v);
 /* 1 and *out when v is an integer (or a float with no fraction), else 0. */
@@ -30,6 +31,9 @@ int aiproxy_json_array_remove(aiproxy_json_t *v, apr_size_t i);
  * 0 on success, -1 when obj[parent] exists and is not an object. */
 int aiproxy_json_set_nested_true(aiproxy_json_t *obj, const char *parent,
                                  const char *key);
+/* Sets obj[key] to the string value; 0 on success. */
+int aiproxy_json_set_string(aiproxy_json_t *obj, const char *key,
+                            const char *value);
 /* Compact serialisation into pool memory; NULL on failure. */
 char *aiproxy_json_dump(apr_pool_t *p, const aiproxy_json_t *v,
                         apr_size_t *len);

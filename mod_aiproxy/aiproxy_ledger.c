@@ -10,6 +10,7 @@
 #define MONTHS "months"
 #define REQUESTS "requests"
 #define USERS "users"
+#define RATES "ratelimits"
 
 struct aiproxy_ledger {
     mongoc_client_pool_t *pool;
@@ -177,7 +178,8 @@ static const char *month_key(apr_pool_t *p, const char *email,
  * matched. 0 on a store error. */
 static int find_and_modify(apr_pool_t *p, mongoc_collection_t *coll,
                            const bson_t *filter, const bson_t *update,
-                           aiproxy_month_t *m, int *found, const char **err)
+                           int upsert, bson_t *doc_out, aiproxy_month_t *m,
+                           int *found, const char **err)
 {
     mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
     bson_error_t error;
@@ -189,7 +191,8 @@ static int find_and_modify(apr_pool_t *p, mongoc_collection_t *coll,
 
     mongoc_find_and_modify_opts_set_update(opts, update);
     mongoc_find_and_modify_opts_set_flags(opts,
-                                          MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+        MONGOC_FIND_AND_MODIFY_RETURN_NEW |
+        (upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : MONGOC_FIND_AND_MODIFY_NONE));
     for (attempt = 0;; attempt++) {
         ok = mongoc_collection_find_and_modify_with_opts(coll, filter, opts,
                                                          &reply, &error);
@@ -209,7 +212,10 @@ static int find_and_modify(apr_pool_t *p, mongoc_collection_t *coll,
 
         bson_iter_document(&it, &len, &data);
         if (bson_init_static(&doc, data, len)) {
-            read_month(&doc, m);
+            if (m)
+                read_month(&doc, m);
+            if (doc_out)
+                bson_copy_to(&doc, doc_out);
             *found = 1;
         }
     }
@@ -403,7 +409,8 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
         bson_t doc;
         int got;
 
-        if (!find_and_modify(p, ls.coll, filter, update, m, &found, err))
+        if (!find_and_modify(p, ls.coll, filter, update, 0, NULL, m, &found,
+                             err))
             goto done;
         if (found) {
             rc = AIPROXY_LEDGER_OK;
@@ -513,25 +520,33 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
     memset(m, 0, sizeof(*m));
     if (!lease(l, MONTHS, &ls, err))
         goto out;
-    if (!find_and_modify(p, ls.coll, filter, update, m, &found, err))
+    if (r->held &&
+        !find_and_modify(p, ls.coll, filter, update, 0, NULL, m, &found, err))
         goto done;
-    if (!found) {
-        /* The hold was swept as stale while the request ran: the money was
-         * still spent, so charge it without a hold to release. */
+    if (!r->held || !found) {
+        /* No hold: a request that reserved nothing (a cache hit), or one
+         * whose hold was swept as stale while it ran. The money was spent
+         * all the same, so charge it; the month may not exist yet. */
         bson_t *plain = BCON_NEW("_id", BCON_UTF8(key));
         bson_t *charge = BCON_NEW("$inc", "{", "load", BCON_INT64(r->cost),
                                   "spent", BCON_INT64(r->cost),
-                                  "requests", BCON_INT64(1), "}");
-        int ok = find_and_modify(p, ls.coll, plain, charge, m, &found, err);
+                                  "requests", BCON_INT64(1), "}",
+                                  "$setOnInsert", "{",
+                                  "email", BCON_UTF8(r->email),
+                                  "month", BCON_UTF8(r->month),
+                                  "reserved", BCON_INT64(0),
+                                  "holds", "{", "}", "}");
+        int ok = find_and_modify(p, ls.coll, plain, charge, 1, NULL, m, &found,
+                                 err);
 
+        /* Two first upserts of a month race to insert: the loser retries. */
+        if (!ok)
+            ok = find_and_modify(p, ls.coll, plain, charge, 1, NULL, m, &found,
+                                 err);
         bson_destroy(charge);
         bson_destroy(plain);
         if (!ok)
             goto done;
-        if (!found) {
-            *err = "month document vanished before settlement";
-            goto done;
-        }
     }
     mongoc_collection_destroy(ls.coll);
     ls.coll = mongoc_client_get_collection(ls.client, l->db, REQUESTS);
@@ -608,6 +623,89 @@ out:
     return rc;
 }
 
+aiproxy_ledger_rc_t aiproxy_ledger_rate(aiproxy_ledger_t *l, apr_pool_t *p,
+                                        const char *email, int limit,
+                                        apr_int64_t window_ms,
+                                        apr_int64_t now_ms, int *remaining,
+                                        apr_int64_t *reset_ms,
+                                        const char **err)
+{
+    const char *nth = apr_psprintf(p, "hits.%d", limit - 1);
+    /* The last `limit` hits are kept, oldest first: one more is admitted
+     * when there are fewer, or when the oldest left the window. */
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(email), "$or", "[",
+                              "{", nth, "{", "$exists", BCON_BOOL(false), "}",
+                              "}",
+                              "{", "hits.0", "{", "$lte",
+                              BCON_INT64(now_ms - window_ms), "}", "}", "]");
+    bson_t *update = BCON_NEW("$push", "{", "hits", "{", "$each", "[",
+                              BCON_INT64(now_ms), "]", "$slice",
+                              BCON_INT32(-limit), "}", "}");
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+    apr_int64_t oldest = now_ms;
+    bson_t doc;
+    lease_t ls;
+    int attempt, found, used = 0;
+
+    *remaining = 0;
+    *reset_ms = 0;
+    if (!lease(l, RATES, &ls, err))
+        goto out;
+    for (attempt = 0; attempt < 2; attempt++) {
+        int got;
+
+        if (!find_and_modify(p, ls.coll, filter, update, 0, &doc, NULL, &found,
+                             err))
+            goto done;
+        if (found) {
+            rc = AIPROXY_LEDGER_OK;
+            break;
+        }
+        if ((got = find_by_id(p, ls.coll, email, &doc, err)) < 0)
+            goto done;
+        if (got) {
+            rc = AIPROXY_LEDGER_OVER_CAP;
+            break;
+        }
+        {
+            bson_t *fresh = BCON_NEW("_id", BCON_UTF8(email), "hits", "[", "]");
+            bson_error_t error;
+            int ok = mongoc_collection_insert_one(ls.coll, fresh, NULL, NULL,
+                                                  &error);
+
+            bson_destroy(fresh);
+            if (!ok && error.code != 11000) {
+                *err = describe(p, &error);
+                goto done;
+            }
+        }
+    }
+    if (rc != AIPROXY_LEDGER_DOWN) {
+        bson_iter_t it, hits;
+
+        if (bson_iter_init_find(&it, &doc, "hits") &&
+            BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &hits)) {
+            while (bson_iter_next(&hits)) {
+                apr_int64_t t = bson_iter_as_int64(&hits);
+
+                if (t > now_ms - window_ms) {
+                    if (!used++ || t < oldest)
+                        oldest = t;
+                }
+            }
+        }
+        bson_destroy(&doc);
+        *remaining = used < limit ? limit - used : 0;
+        *reset_ms = oldest + window_ms - now_ms;
+    }
+done:
+    unlease(l, &ls);
+out:
+    bson_destroy(update);
+    bson_destroy(filter);
+    return rc;
+}
+
 aiproxy_ledger_rc_t aiproxy_ledger_ping(aiproxy_ledger_t *l, apr_pool_t *p,
                                         const char **err)
 {
@@ -625,4 +723,230 @@ aiproxy_ledger_rc_t aiproxy_ledger_ping(aiproxy_ledger_t *l, apr_pool_t *p,
     }
     bson_destroy(cmd);
     return ok ? AIPROXY_LEDGER_OK : AIPROXY_LEDGER_DOWN;
+}
+
+/* ---- Administration ---------------------------------------------------- */
+
+/* update_one on USERS with one retry after a stale connection; 1 when a
+ * document matched (or was upserted), 0 when none did, -1 on an error. */
+static int update_user(aiproxy_ledger_t *l, apr_pool_t *p, const bson_t *filter,
+                       const bson_t *update, int upsert, const char **err)
+{
+    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(upsert != 0));
+    bson_error_t error;
+    bson_t reply;
+    lease_t ls;
+    int attempt, rc = -1;
+
+    if (!lease(l, USERS, &ls, err)) {
+        bson_destroy(opts);
+        return -1;
+    }
+    for (attempt = 0;; attempt++) {
+        int ok = mongoc_collection_update_one(ls.coll, filter, update, opts,
+                                              &reply, &error);
+
+        if (ok)
+            rc = get_i64(&reply, "matchedCount") > 0 ||
+                 get_i64(&reply, "upsertedCount") > 0;
+        bson_destroy(&reply);
+        if (ok)
+            break;
+        if (!retryable(&error, attempt)) {
+            *err = describe(p, &error);
+            break;
+        }
+    }
+    unlease(l, &ls);
+    bson_destroy(opts);
+    return rc;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_set_cap(aiproxy_ledger_t *l, apr_pool_t *p,
+                                           const char *who, int has_cap,
+                                           aiproxy_money_t cap,
+                                           const char **err)
+{
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(who));
+    bson_t *update = has_cap
+        ? BCON_NEW("$set", "{", "cap", BCON_INT64(cap), "}")
+        : BCON_NEW("$unset", "{", "cap", BCON_UTF8(""), "}");
+    /* Clearing creates nothing: no document means no cap already. */
+    int rc = update_user(l, p, filter, update, has_cap, err);
+
+    bson_destroy(update);
+    bson_destroy(filter);
+    return rc < 0 ? AIPROXY_LEDGER_DOWN : AIPROXY_LEDGER_OK;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_revoke(aiproxy_ledger_t *l, apr_pool_t *p,
+                                          const char *email, apr_int64_t now,
+                                          apr_int64_t *revoked_at,
+                                          const char **err)
+{
+    int attempt;
+
+    /* Compare and set: read, then update only if revoked_at is unchanged. */
+    for (attempt = 0; attempt < 16; attempt++) {
+        bson_t doc, *filter, *update;
+        bson_iter_t it;
+        apr_int64_t want = now;
+        lease_t ls;
+        int got, rc;
+
+        if (!lease(l, USERS, &ls, err))
+            return AIPROXY_LEDGER_DOWN;
+        got = find_by_id(p, ls.coll, email, &doc, err);
+        if (got == 0) {
+            bson_t *fresh = BCON_NEW("_id", BCON_UTF8(email),
+                                     "revoked_at", BCON_INT64(now));
+            bson_error_t error;
+            int ok = mongoc_collection_insert_one(ls.coll, fresh, NULL, NULL,
+                                                  &error);
+
+            bson_destroy(fresh);
+            unlease(l, &ls);
+            if (ok) {
+                *revoked_at = now;
+                return AIPROXY_LEDGER_OK;
+            }
+            if (error.code != 11000 && !retryable(&error, 0)) {
+                *err = describe(p, &error);
+                return AIPROXY_LEDGER_DOWN;
+            }
+            continue;   /* created meanwhile: read it again */
+        }
+        unlease(l, &ls);
+        if (got < 0)
+            return AIPROXY_LEDGER_DOWN;
+        if (bson_iter_init_find(&it, &doc, "revoked_at") &&
+            (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it))) {
+            apr_int64_t prev = get_i64(&doc, "revoked_at");
+
+            if (prev + 1 > want)
+                want = prev + 1;
+            filter = BCON_NEW("_id", BCON_UTF8(email),
+                              "revoked_at", BCON_INT64(prev));
+        }
+        else {
+            filter = BCON_NEW("_id", BCON_UTF8(email), "revoked_at", "{",
+                              "$exists", BCON_BOOL(false), "}");
+        }
+        bson_destroy(&doc);
+        update = BCON_NEW("$set", "{", "revoked_at", BCON_INT64(want), "}");
+        rc = update_user(l, p, filter, update, 0, err);
+        bson_destroy(update);
+        bson_destroy(filter);
+        if (rc < 0)
+            return AIPROXY_LEDGER_DOWN;
+        if (rc > 0) {
+            *revoked_at = want;
+            return AIPROXY_LEDGER_OK;
+        }
+    }
+    *err = "revocation kept racing with others; try again";
+    return AIPROXY_LEDGER_DOWN;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_users(aiproxy_ledger_t *l, apr_pool_t *p,
+                                         apr_array_header_t **rows,
+                                         const char **err)
+{
+    bson_t filter = BSON_INITIALIZER;
+    bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur;
+    const bson_t *doc;
+    bson_error_t error;
+    bson_iter_t it;
+    lease_t ls;
+    int attempt;
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+
+    if (!lease(l, USERS, &ls, err))
+        goto out;
+    for (attempt = 0;; attempt++) {
+        *rows = apr_array_make(p, 16, sizeof(aiproxy_user_row_t));
+        rc = AIPROXY_LEDGER_OK;
+        cur = mongoc_collection_find_with_opts(ls.coll, &filter, opts, NULL);
+        while (mongoc_cursor_next(cur, &doc)) {
+            aiproxy_user_row_t *row = apr_array_push(*rows);
+
+            row->who = get_str(p, doc, "_id");
+            row->has_cap = bson_iter_init_find(&it, doc, "cap") &&
+                           (BSON_ITER_HOLDS_INT64(&it) ||
+                            BSON_ITER_HOLDS_INT32(&it));
+            row->cap = row->has_cap ? get_i64(doc, "cap") : 0;
+            row->revoked_at = get_i64(doc, "revoked_at");
+        }
+        if (mongoc_cursor_error(cur, &error)) {
+            *err = describe(p, &error);
+            rc = AIPROXY_LEDGER_DOWN;
+        }
+        mongoc_cursor_destroy(cur);
+        if (rc == AIPROXY_LEDGER_OK || !retryable(&error, attempt))
+            break;
+    }
+    unlease(l, &ls);
+out:
+    bson_destroy(opts);
+    bson_destroy(&filter);
+    return rc;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_daily(aiproxy_ledger_t *l, apr_pool_t *p,
+                                         const char *month, const char *email,
+                                         apr_array_header_t **rows,
+                                         const char **err)
+{
+    bson_t match = BSON_INITIALIZER;
+    bson_t *pipeline;
+    mongoc_cursor_t *cur;
+    const bson_t *doc;
+    bson_error_t error;
+    lease_t ls;
+    int attempt;
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+
+    BSON_APPEND_UTF8(&match, "month", month);
+    if (email)
+        BSON_APPEND_UTF8(&match, "email", email);
+    /* Summed in the store: a month can hold many thousands of requests. */
+    pipeline = BCON_NEW("pipeline", "[",
+                        "{", "$match", BCON_DOCUMENT(&match), "}",
+                        "{", "$group", "{",
+                             "_id", "{", "$dateToString", "{",
+                                 "format", BCON_UTF8("%Y-%m-%d"),
+                                 "date", BCON_UTF8("$time"), "}", "}",
+                             "cost", "{", "$sum", BCON_UTF8("$cost"), "}",
+                             "requests", "{", "$sum", BCON_INT32(1), "}",
+                        "}", "}",
+                        "{", "$sort", "{", "_id", BCON_INT32(1), "}", "}",
+                        "]");
+    if (!lease(l, REQUESTS, &ls, err))
+        goto out;
+    for (attempt = 0;; attempt++) {
+        *rows = apr_array_make(p, 31, sizeof(aiproxy_day_row_t));
+        rc = AIPROXY_LEDGER_OK;
+        cur = mongoc_collection_aggregate(ls.coll, MONGOC_QUERY_NONE, pipeline,
+                                          NULL, NULL);
+        while (mongoc_cursor_next(cur, &doc)) {
+            aiproxy_day_row_t *row = apr_array_push(*rows);
+
+            row->day = get_str(p, doc, "_id");
+            row->cost = get_i64(doc, "cost");
+            row->requests = get_i64(doc, "requests");
+        }
+        if (mongoc_cursor_error(cur, &error)) {
+            *err = describe(p, &error);
+            rc = AIPROXY_LEDGER_DOWN;
+        }
+        mongoc_cursor_destroy(cur);
+        if (rc == AIPROXY_LEDGER_OK || !retryable(&error, attempt))
+            break;
+    }
+    unlease(l, &ls);
+out:
+    bson_destroy(pipeline);
+    bson_destroy(&match);
+    return rc;
 }

@@ -77,6 +77,7 @@ typedef struct {
     aiproxy_money_t reserved;
     int status;
     int estimated;  /* cost estimated because usage never came */
+    int held;       /* settles a hold made by aiproxy_ledger_reserve */
 } aiproxy_record_t;
 
 /* Charges the real cost, releases the rest of the hold and writes the
@@ -104,8 +105,60 @@ aiproxy_ledger_rc_t aiproxy_ledger_months(aiproxy_ledger_t *l, apr_pool_t *p,
                                           apr_array_header_t **rows,
                                           const char **err);
 
+/* A sliding window of `limit` requests per window_ms for one user: OK
+ * (counted), OVER_CAP (refused) or DOWN. *remaining is what is left in the
+ * window, *reset_ms when the oldest counted request leaves it. */
+aiproxy_ledger_rc_t aiproxy_ledger_rate(aiproxy_ledger_t *l, apr_pool_t *p,
+                                        const char *email, int limit,
+                                        apr_int64_t window_ms,
+                                        apr_int64_t now_ms, int *remaining,
+                                        apr_int64_t *reset_ms,
+                                        const char **err);
+
 /* Round trip to the store; OK or DOWN. */
 aiproxy_ledger_rc_t aiproxy_ledger_ping(aiproxy_ledger_t *l, apr_pool_t *p,
                                         const char **err);
+
+/* ---- Administration: the admin API and the aiproxy-admin command. ---- */
+
+/* Sets (has_cap) or clears the monthly cap of an email or "@domain". */
+aiproxy_ledger_rc_t aiproxy_ledger_set_cap(aiproxy_ledger_t *l, apr_pool_t *p,
+                                           const char *who, int has_cap,
+                                           aiproxy_money_t cap,
+                                           const char **err);
+
+/* Refuses every token of email issued so far: revoked_at becomes
+ * max(now, previous revoked_at + 1), since a token issued in the second of
+ * an earlier revocation carries iat = that revocation + 1. Atomic against
+ * concurrent revocations. now in seconds; the new value in *revoked_at. */
+aiproxy_ledger_rc_t aiproxy_ledger_revoke(aiproxy_ledger_t *l, apr_pool_t *p,
+                                          const char *email, apr_int64_t now,
+                                          apr_int64_t *revoked_at,
+                                          const char **err);
+
+typedef struct {
+    const char *who;            /* email or "@domain" */
+    int has_cap;
+    aiproxy_money_t cap;
+    apr_int64_t revoked_at;     /* 0: never */
+} aiproxy_user_row_t;
+
+/* Every users document, ordered by _id. */
+aiproxy_ledger_rc_t aiproxy_ledger_users(aiproxy_ledger_t *l, apr_pool_t *p,
+                                         apr_array_header_t **rows,
+                                         const char **err);
+
+typedef struct {
+    const char *day;            /* YYYY-MM-DD, UTC */
+    aiproxy_money_t cost;
+    apr_int64_t requests;
+} aiproxy_day_row_t;
+
+/* Cost and requests per UTC day of a month, from the request records, in
+ * day order; email NULL for everyone. Days without requests are absent. */
+aiproxy_ledger_rc_t aiproxy_ledger_daily(aiproxy_ledger_t *l, apr_pool_t *p,
+                                         const char *month, const char *email,
+                                         apr_array_header_t **rows,
+                                         const char **err);
 
 #endif

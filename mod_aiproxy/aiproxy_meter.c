@@ -10,6 +10,7 @@
 #include "http_request.h"
 #include "util_filter.h"
 
+#include "aiproxy_cache.h"
 #include "aiproxy_request.h"
 #include "aiproxy_sse.h"
 
@@ -19,6 +20,7 @@ APLOG_USE_MODULE(aiproxy);
 #define MAX_SSE_EVENT (1024 * 1024)
 
 typedef enum {
+    MODE_DISCARD,  /* a failed attempt that another will replace */
     MODE_BUFFER,   /* hold the body, price it at the end */
     MODE_STREAM,   /* SSE: pass events, read usage on the way */
     MODE_MODELS,   /* hold the model list and keep allowed models only */
@@ -28,6 +30,7 @@ typedef enum {
 typedef struct {
     request_rec *r;
     aiproxy_req_t *st;
+    int attempt;
     meter_mode_t mode;
     apr_bucket_brigade *held;
     aiproxy_sse_t *sse;
@@ -87,12 +90,13 @@ static void settle(request_rec *r, aiproxy_req_t *st, int status)
     rec.month = st->month;
     rec.endpoint = st->endpoint;
     rec.model = st->info.model;
-    rec.provider = st->dir->provider->name;
+    rec.provider = st->provider ? st->provider->name : "";
     rec.time_ms = st->start_ms;
     rec.usage = st->usage;
     rec.cost = (st->usage_found || rec.estimated)
                ? aiproxy_cost_of(st->price, &st->usage) : 0;
     rec.reserved = st->reserved;
+    rec.held = 1;
     rec.status = status;
     apr_table_setn(r->notes, "aiproxy-cost",
                    aiproxy_money_format(r->pool, rec.cost));
@@ -127,9 +131,15 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
 
     m->r = r;
     m->st = st;
+    m->attempt = st->attempt;
     m->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
     if (st->error_generated)
         m->mode = MODE_ERROR;
+    else if (!st->last_attempt &&
+             (r->status == HTTP_TOO_MANY_REQUESTS || r->status >= 500)) {
+        m->mode = MODE_DISCARD;
+        st->attempt_failed = 1;
+    }
     else if (!st->held)
         m->mode = MODE_MODELS;
     else if (ct && !strncasecmp(ct, "text/event-stream", 17))
@@ -142,7 +152,7 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
         m->out = apr_brigade_create(r->pool, f->c->bucket_alloc);
         m->is_responses = !strcmp(st->endpoint, "responses");
         m->hide_usage_chunk = st->info.stream && !st->info.include_usage &&
-                              st->dir->provider->api == AIPROXY_API_OPENAI &&
+                              st->api == AIPROXY_API_OPENAI &&
                               !m->is_responses;
         /* The final cost is known only at the end: the headers carry the
          * month at admission and the most this request may cost. */
@@ -157,7 +167,7 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
 
 static void merge_usage(aiproxy_req_t *st, const aiproxy_json_t *usage)
 {
-    if (aiproxy_usage_merge(usage, st->dir->provider->api, &st->usage))
+    if (aiproxy_usage_merge(usage, st->api, &st->usage))
         st->usage_found = 1;
 }
 
@@ -197,7 +207,7 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
     aiproxy_json_t *root = NULL;
     int drop = 0, end = 0;
 
-    if (st->dir->provider->api == AIPROXY_API_ANTHROPIC) {
+    if (st->api == AIPROXY_API_ANTHROPIC) {
         if (!strcmp(ev->name, "content_block_delta"))
             st->deltas++;
         else if (!strcmp(ev->name, "message_start") &&
@@ -298,12 +308,29 @@ static apr_status_t stream_filter(ap_filter_t *f, meter_t *m,
     return rv;
 }
 
-/* Keeps only the allowed models in a model list. */
-static void filter_models(meter_t *m, const char *body, apr_size_t len)
+/* A 200 answer to a cacheable request, for the next identical one. */
+static void store_in_cache(meter_t *m, const char *body, apr_size_t len)
 {
     request_rec *r = m->r;
+    const char *ctype = r->content_type ? r->content_type
+                        : apr_table_get(r->headers_out, "Content-Type");
+
+    if (!m->st->cache_key || r->status != HTTP_OK)
+        return;
+    aiproxy_cache_put(r, m->st->cache_key, ctype ? ctype : "application/json",
+                      body, len);
+    aiproxy_stat_inc(AIPROXY_STAT_CACHE_STORES);
+}
+
+/* Keeps only the allowed models in a model list. */
+static void filter_models(meter_t *m, char **bodyp, apr_size_t *lenp)
+{
+    const char *body = *bodyp;
+    apr_size_t len = *lenp;
+    request_rec *r = m->r;
     const aiproxy_dir_conf_t *d = m->st->dir;
-    const char *err, *out;
+    char *out;
+    const char *err;
     aiproxy_json_t *root = aiproxy_json_parse(r->pool, body, len, &err);
     aiproxy_json_t *data = aiproxy_json_get(root, "data");
     apr_size_t i, n;
@@ -332,6 +359,8 @@ static void filter_models(meter_t *m, const char *body, apr_size_t len)
     }
     APR_BRIGADE_INSERT_TAIL(m->held, apr_bucket_pool_create(
                                 body, len, r->pool, m->held->bucket_alloc));
+    *bodyp = (char *)body;
+    *lenp = len;
 }
 
 static void replace_error_page(meter_t *m)
@@ -391,11 +420,13 @@ static apr_status_t buffer_filter(ap_filter_t *f, meter_t *m,
     else if (apr_brigade_pflatten(m->held, &body, &len, r->pool)
              == APR_SUCCESS) {
         if (m->mode == MODE_MODELS) {
-            filter_models(m, body, len);
+            filter_models(m, &body, &len);
+            store_in_cache(m, body, len);
         }
         else {
+            store_in_cache(m, body, len);
             if (aiproxy_usage_from_body(r->pool, body, len,
-                                        st->dir->provider->api, &st->usage))
+                                        st->api, &st->usage))
                 st->usage_found = 1;
             settle(r, st, r->status);
             set_final_headers(r, st);
@@ -409,7 +440,7 @@ apr_status_t aiproxy_meter_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     meter_t *m = f->ctx;
 
-    if (!m) {
+    if (!m || (m->mode != MODE_ERROR && m->attempt != m->st->attempt)) {
         aiproxy_req_t *st = aiproxy_req_get(f->r);
 
         if (!st || f->r->main) {
@@ -417,6 +448,10 @@ apr_status_t aiproxy_meter_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             return ap_pass_brigade(f->next, bb);
         }
         m = meter_init(f, st);
+    }
+    if (m->mode == MODE_DISCARD) {
+        apr_brigade_cleanup(bb);
+        return APR_SUCCESS;
     }
     if (m->mode == MODE_STREAM)
         return stream_filter(f, m, bb);

@@ -52,6 +52,7 @@ int aiproxy_reply_handler(request_rec *r)
 {
     aiproxy_req_t *st;
     const char *body;
+    apr_size_t len;
 
     if (strcmp(r->handler, REPLY_HANDLER) || !(st = aiproxy_req_get(r)))
         return DECLINED;
@@ -61,11 +62,13 @@ int aiproxy_reply_handler(request_rec *r)
     body = st->reply_body ? st->reply_body
            : aiproxy_error_body(r->pool, st->reply_type, st->reply_code,
                                 st->reply_message);
+    len = st->reply_len ? st->reply_len : strlen(body);
     r->status = st->reply_status;
-    ap_set_content_type(r, "application/json");
+    ap_set_content_type(r, st->reply_ctype ? st->reply_ctype
+                                           : "application/json");
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    ap_set_content_length(r, strlen(body));
+    ap_set_content_length(r, len);
     if (!r->header_only)
-        ap_rwrite(body, (int)strlen(body), r);
+        ap_rwrite(body, (int)len, r);
     return OK;
 }

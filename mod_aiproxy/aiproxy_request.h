@@ -8,10 +8,22 @@
 #include "aiproxy_config.h"
 #include "aiproxy_ledger.h"
 
+typedef struct aiproxy_replay aiproxy_replay_t;
+
 typedef struct {
     aiproxy_global_t *g;
     const aiproxy_dir_conf_t *dir;
     const char *endpoint;
+    aiproxy_api_t api;              /* the wire format of the endpoint */
+    apr_array_header_t *targets;    /* aiproxy_target_t: who may serve it */
+    aiproxy_provider_t *provider;   /* serving the current attempt */
+    int attempt, last_attempt;
+    int attempt_failed;             /* answered 429/5xx: try the next one */
+    int retries;
+    char *body;                     /* as forwarded (before model aliases) */
+    apr_size_t body_out_len;
+    aiproxy_replay_t *replay;
+    const unsigned char *cache_key; /* set when the response may be cached */
     const char *email;
     const char *month;              /* YYYY-MM at admission, UTC */
     const char *id;                 /* request id, also the hold's key */
@@ -33,6 +45,8 @@ typedef struct {
     int reply_status;
     const char *reply_type, *reply_code, *reply_message;
     const char *reply_body;         /* a ready body (e.g. /usage), or NULL */
+    const char *reply_ctype;        /* its type when not JSON (cache hits) */
+    apr_size_t reply_len;           /* its length when it may hold NULs */
 } aiproxy_req_t;
 
 aiproxy_req_t *aiproxy_req_get(request_rec *r);
@@ -53,7 +67,10 @@ int aiproxy_reply_handler(request_rec *r);
 /* Body keeping (aiproxy_body.c). */
 int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
                       apr_size_t *len);
-void aiproxy_body_replay(request_rec *r, const char *buf, apr_size_t len);
+/* Installs the replay filter (once) and sets what it replays from the
+ * start: each upstream attempt gets the whole body again. */
+aiproxy_replay_t *aiproxy_body_replay(request_rec *r, aiproxy_replay_t *ctx,
+                                      const char *buf, apr_size_t len);
 apr_status_t aiproxy_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
                                  ap_input_mode_t mode, apr_read_type_e block,
                                  apr_off_t readbytes);
@@ -75,8 +92,34 @@ void aiproxy_meter_set_headers(request_rec *r, apr_table_t *t,
                                aiproxy_money_t cost,
                                const aiproxy_month_t *m);
 
+/* Forwarding with failover (aiproxy_forward.c). */
+int aiproxy_forward_handler(request_rec *r);
+
+/* Counters shared by all children (aiproxy_stats.c). */
+typedef enum {
+    AIPROXY_STAT_REQUESTS = 0,
+    AIPROXY_STAT_CACHE_HITS,
+    AIPROXY_STAT_CACHE_MISSES,
+    AIPROXY_STAT_CACHE_STORES,
+    AIPROXY_STAT_RETRIES,
+    AIPROXY_STAT_RATE_LIMITED,
+    AIPROXY_STAT_OVER_CAP,
+    AIPROXY_STAT_UPSTREAM_ERRORS,
+    AIPROXY_STAT_COUNT
+} aiproxy_stat_t;
+void aiproxy_stat_inc(aiproxy_stat_t which);
+int aiproxy_stats_post_config(apr_pool_t *pconf, server_rec *s);
+int aiproxy_health_handler(request_rec *r);
+int aiproxy_targets_handler(request_rec *r);
+int aiproxy_stats_handler(request_rec *r);
+void aiproxy_stats_register_status_hook(void);
+
 /* /usage (aiproxy_usage.c). */
 int aiproxy_usage_handler(request_rec *r);
+/* The admins' listing (skip, limit, month, email, sort) for a request
+ * whose caller is identified in st; answers 403 to a non-admin. Also
+ * served as /admin/api/usage (aiproxy_admin.c). */
+int aiproxy_usage_list(request_rec *r, aiproxy_req_t *st);
 
 /* Per-process state (mod_aiproxy.c). */
 aiproxy_ledger_t *aiproxy_child_ledger(void);

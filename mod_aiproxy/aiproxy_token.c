@@ -147,3 +147,52 @@ char *aiproxy_token_sign(apr_pool_t *p, const char *email, apr_int64_t iat,
     jwt_free(jwt);
     return copy;
 }
+
+const char *aiproxy_token_peek(apr_pool_t *p, const char *token,
+                               apr_size_t max_len, const char **alg,
+                               const char **kid)
+{
+    jwt_t *jwt = NULL;
+    const char *why, *v;
+
+    *alg = *kid = NULL;
+    if ((why = check_shape(token, max_len)))
+        return why;
+    /* No key: libjwt parses without verifying, which is all we want. */
+    if (jwt_decode(&jwt, token, NULL, 0) != 0 || !jwt)
+        return "token header or payload is not valid JSON";
+    if ((v = jwt_get_header(jwt, "alg")))
+        *alg = apr_pstrdup(p, v);
+    if ((v = jwt_get_header(jwt, "kid")))
+        *kid = apr_pstrdup(p, v);
+    jwt_free(jwt);
+    return NULL;
+}
+
+const char *aiproxy_token_verify_rs256(apr_pool_t *p, const char *token,
+                                       const char *pem, apr_size_t max_len,
+                                       char **claims)
+{
+    jwt_t *jwt = NULL;
+    const char *why = NULL;
+    char *json;
+
+    *claims = NULL;
+    if (!pem || !*pem)
+        return "no key";
+    if ((why = check_shape(token, max_len)))
+        return why;
+    if (jwt_decode(&jwt, token, (const unsigned char *)pem,
+                   (int)strlen(pem)) != 0 || !jwt)
+        return "invalid token signature";
+    if (jwt_get_alg(jwt) != JWT_ALG_RS256)
+        why = "token algorithm must be RS256";
+    else if (!(json = jwt_get_grants_json(jwt, NULL)))
+        why = "token has no claims";
+    else {
+        *claims = apr_pstrdup(p, json);
+        free(json);
+    }
+    jwt_free(jwt);
+    return why;
+}

@@ -26,4 +26,19 @@ char *aiproxy_token_sign(apr_pool_t *p, const char *email, apr_int64_t iat,
                          apr_int64_t exp, const unsigned char *key,
                          apr_size_t keylen);
 
+/* Reads `alg` and `kid` from a compact JWS header WITHOUT checking its
+ * signature: only to choose a key, never to trust. Either may come back
+ * NULL. Returns NULL, or a reason. */
+const char *aiproxy_token_peek(apr_pool_t *p, const char *token,
+                               apr_size_t max_len, const char **alg,
+                               const char **kid);
+
+/* Verifies a compact JWS signed with RS256 against a PEM public key:
+ * exactly RS256 (libjwt would also accept an HS256 token whose HMAC key is
+ * the PEM text itself) and a valid signature. Checks no claim: *claims gets
+ * the payload's JSON text. Returns NULL, or a reason. */
+const char *aiproxy_token_verify_rs256(apr_pool_t *p, const char *token,
+                                       const char *pem, apr_size_t max_len,
+                                       char **claims);
+
 #endif

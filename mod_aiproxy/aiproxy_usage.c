@@ -119,7 +119,7 @@ static int usage_me(request_rec *r, aiproxy_req_t *st,
                   rows_json(r->pool, rows)));
 }
 
-static int usage_list(request_rec *r, aiproxy_req_t *st)
+int aiproxy_usage_list(request_rec *r, aiproxy_req_t *st)
 {
     apr_table_t *args;
     const apr_array_header_t *arr;
@@ -214,7 +214,7 @@ int aiproxy_usage_handler(request_rec *r)
     if (!strcmp(sub, "me"))
         return usage_me(r, st, &user);
     if (!*sub)
-        return usage_list(r, st);
+        return aiproxy_usage_list(r, st);
     aiproxy_reply_error(r, st, HTTP_NOT_FOUND, "invalid_request_error",
                         "unknown_url", "Use /usage or /usage/me.");
     return aiproxy_reply_handler(r);

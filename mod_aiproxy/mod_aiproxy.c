@@ -12,6 +12,8 @@
 #include "http_request.h"
 #include "util_filter.h"
 
+#include "aiproxy_admin.h"
+#include "aiproxy_cache.h"
 #include "aiproxy_request.h"
 
 
@@ -53,12 +55,21 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    aiproxy_cache_pre_config(pconf);
+    return OK;
+}
+
 static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                        server_rec *s)
 {
-    (void)pconf;
     (void)plog;
-    (void)ptemp;
+    if (aiproxy_stats_post_config(pconf, s) != OK ||
+        aiproxy_cache_post_config(pconf, ptemp, s) != OK)
+        return !OK;
     if (aiproxy_global(s)->secret &&
         (!ap_find_linked_module("mod_proxy.c") ||
          !ap_find_linked_module("mod_proxy_http.c"))) {
@@ -88,6 +99,7 @@ static void child_init(apr_pool_t *p, server_rec *s)
     int i;
 
     log_server = s;
+    aiproxy_cache_child_init(p, s);
     if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS)
         apr_cpystrn((char *)rnd, "aiproxy!", sizeof(rnd));
     for (i = 0; i < 8; i++)
@@ -109,13 +121,22 @@ static void register_hooks(apr_pool_t *p)
     static const char *const before_proxy[] = { "mod_proxy.c", NULL };
 
     (void)p;
+    ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
     /* Before mod_proxy's fixup, which canonicalises the URL we set. */
     ap_hook_fixups(aiproxy_admit, NULL, before_proxy, APR_HOOK_FIRST);
     ap_hook_handler(aiproxy_reply_handler, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_handler(aiproxy_forward_handler, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(aiproxy_usage_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(aiproxy_health_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(aiproxy_targets_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(aiproxy_stats_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    aiproxy_stats_register_status_hook();
+    ap_hook_child_init(aiproxy_admin_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(aiproxy_token_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(aiproxy_admin_api_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(aiproxy_meter_insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
     /* First, so the access log can show the cost note. */

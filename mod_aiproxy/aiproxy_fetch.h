@@ -1,0 +1,27 @@
+/* The one wrapper around libcurl: small HTTP GETs the gateway makes itself
+ * (Google's signing keys). APR only, no httpd. */
+#ifndef AIPROXY_FETCH_H
+#define AIPROXY_FETCH_H
+
+#include "aiproxy.h"
+
+/* Once per process, before any thread fetches (libcurl's global init is
+ * not thread-safe). 0 on success. */
+int aiproxy_fetch_init(void);
+void aiproxy_fetch_cleanup(void);
+
+typedef struct {
+    long status;                 /* HTTP status */
+    char *body;                  /* NUL-terminated pool copy */
+    apr_size_t len;
+    const char *cache_control;   /* NULL when absent */
+    const char *age;             /* NULL when absent */
+} aiproxy_fetch_reply_t;
+
+/* GET url (http or https only, no redirects) within timeout_ms, refusing a
+ * body over max bytes. Returns NULL, or a reason fit for a log line. Any
+ * status counts as a reply: the caller judges it. */
+const char *aiproxy_fetch_get(apr_pool_t *p, const char *url, long timeout_ms,
+                              apr_size_t max, aiproxy_fetch_reply_t *out);
+
+#endif

@@ -1,0 +1,108 @@
+/* Forwarding through mod_proxy, with failover: each attempt hands the
+ * request to mod_proxy's handler with one provider key; an attempt that
+ * answers 429 or 5xx (swallowed by the meter before any byte reaches the
+ * client) or does not answer at all rests that key and the next candidate
+ * is tried. The client is charged once, for the attempt that answered. */
+#include <string.h>
+#include <apr_strings.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+
+#include "aiproxy_json.h"
+#include "aiproxy_request.h"
+#include "aiproxy_route.h"
+
+APLOG_USE_MODULE(aiproxy);
+
+#define FORWARD_HANDLER "aiproxy-forward"
+
+/* The body for a provider that knows the model by another name. */
+static void set_body(request_rec *r, aiproxy_req_t *st, const char *model)
+{
+    const char *body = st->body;
+    apr_size_t len = st->body_out_len;
+
+    if (!st->body)
+        return;
+    if (strcmp(model, st->info.model) &&
+        aiproxy_json_set_string(st->info.root, "model", model) == 0) {
+        char *alias = aiproxy_json_dump(r->pool, st->info.root, &len);
+
+        if (alias)
+            body = alias;
+        else
+            len = st->body_out_len;
+    }
+    aiproxy_body_replay(r, st->replay, body, len);
+}
+
+static void set_attempt(request_rec *r, aiproxy_req_t *st,
+                        const aiproxy_attempt_t *a, apr_table_t *headers)
+{
+    const char *key = APR_ARRAY_IDX(a->provider->auth, a->key, const char *);
+
+    /* mod_proxy adds X-Forwarded-* and Via on every attempt: start clean. */
+    r->headers_in = apr_table_copy(r->pool, headers);
+    if (a->provider->api == AIPROXY_API_ANTHROPIC)
+        apr_table_setn(r->headers_in, "x-api-key", key);
+    else
+        apr_table_setn(r->headers_in, "Authorization", key);
+    set_body(r, st, a->model);
+    st->provider = a->provider;
+    r->filename = apr_pstrcat(r->pool, "proxy:", a->provider->base_url, "/",
+                              st->endpoint, r->args ? "?" : "",
+                              r->args ? r->args : "", NULL);
+    r->proxyreq = PROXYREQ_REVERSE;
+    r->handler = "proxy-server";
+}
+
+int aiproxy_forward_handler(request_rec *r)
+{
+    aiproxy_req_t *st;
+    apr_array_header_t *attempts;
+    apr_table_t *headers;
+    apr_time_t now;
+    int i, rc = HTTP_BAD_GATEWAY;
+
+    if (strcmp(r->handler, FORWARD_HANDLER) || !(st = aiproxy_req_get(r)))
+        return DECLINED;
+    now = apr_time_now();
+    attempts = aiproxy_route_attempts(r->pool, st->targets,
+                                      st->g->max_attempts, now);
+    headers = apr_table_copy(r->pool, r->headers_in);
+    for (i = 0; i < attempts->nelts; i++) {
+        const aiproxy_attempt_t *a = &APR_ARRAY_IDX(attempts, i,
+                                                    aiproxy_attempt_t);
+
+        st->attempt = i;
+        st->last_attempt = i == attempts->nelts - 1;
+        st->attempt_failed = 0;
+        set_attempt(r, st, a, headers);
+        rc = ap_run_handler(r);
+        r->handler = FORWARD_HANDLER;
+        if (rc == OK && !st->attempt_failed)
+            break;
+        aiproxy_stat_inc(AIPROXY_STAT_UPSTREAM_ERRORS);
+        /* Once a byte went out, the answer is this attempt's. */
+        if (st->last_attempt || r->sent_bodyct)
+            break;
+        /* Never the key itself: its provider and position only. */
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, AIPLOGNO(01601)
+                      "provider %s key #%d failed (%s %d); trying the next",
+                      a->provider->name, a->key + 1,
+                      st->attempt_failed ? "answered" : "status",
+                      st->attempt_failed ? r->status : rc);
+        aiproxy_route_rest(a, now + apr_time_from_sec(st->g->rest_seconds));
+        aiproxy_stat_inc(AIPROXY_STAT_RETRIES);
+        st->retries++;
+        r->status = HTTP_OK;
+    }
+    apr_table_setn(r->notes, "aiproxy-provider",
+                   st->provider ? st->provider->name : "-");
+    apr_table_setn(r->notes, "aiproxy-retries", apr_itoa(r->pool, st->retries));
+    return rc;
+}

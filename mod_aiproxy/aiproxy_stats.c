@@ -1,0 +1,216 @@
+/* Health, targets and statistics. Counters live in shared memory made
+ * before the children fork, so every child counts into the same place. */
+#include <string.h>
+#include <apr_atomic.h>
+#include <apr_shm.h>
+#include <apr_strings.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "mod_status.h"
+
+#include "aiproxy_cache.h"
+#include "aiproxy_json.h"
+#include "aiproxy_request.h"
+
+APLOG_USE_MODULE(aiproxy);
+
+typedef struct {
+    apr_uint32_t counters[AIPROXY_STAT_COUNT];
+    apr_time_t started;
+} shared_t;
+
+static shared_t *shared;
+
+static const char *const stat_names[AIPROXY_STAT_COUNT] = {
+    "requests", "cache_hits", "cache_misses", "cache_stores", "retries",
+    "rate_limited", "over_cap", "upstream_errors"
+};
+
+void aiproxy_stat_inc(aiproxy_stat_t which)
+{
+    if (shared)
+        apr_atomic_inc32(&shared->counters[which]);
+}
+
+int aiproxy_stats_post_config(apr_pool_t *pconf, server_rec *s)
+{
+    apr_shm_t *shm;
+    apr_status_t rv = apr_shm_create(&shm, sizeof(shared_t), NULL, pconf);
+
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, AIPLOGNO(01701)
+                     "cannot create shared memory for statistics");
+        return !OK;
+    }
+    shared = apr_shm_baseaddr_get(shm);
+    memset(shared, 0, sizeof(*shared));
+    shared->started = apr_time_now();
+    return OK;
+}
+
+static apr_uint32_t stat_get(aiproxy_stat_t which)
+{
+    return shared ? apr_atomic_read32(&shared->counters[which]) : 0;
+}
+
+static aiproxy_req_t *local_state(request_rec *r)
+{
+    aiproxy_req_t *st = apr_pcalloc(r->pool, sizeof(*st));
+
+    st->g = aiproxy_global(r->server);
+    ap_set_module_config(r->request_config, &aiproxy_module, st);
+    return st;
+}
+
+static int answer(request_rec *r, aiproxy_req_t *st, int status,
+                  const char *body)
+{
+    aiproxy_reply_json(r, st, status, body);
+    return aiproxy_reply_handler(r);
+}
+
+static int only_get(request_rec *r, aiproxy_req_t *st)
+{
+    if (r->method_number == M_GET)
+        return OK;
+    aiproxy_reply_error(r, st, HTTP_METHOD_NOT_ALLOWED,
+                        "invalid_request_error", "method_not_allowed",
+                        "Use GET.");
+    return aiproxy_reply_handler(r);
+}
+
+static int store_up(request_rec *r)
+{
+    aiproxy_ledger_t *l = aiproxy_child_ledger();
+    const char *err = "";
+
+    return l && aiproxy_ledger_ping(l, r->pool, &err) == AIPROXY_LEDGER_OK;
+}
+
+int aiproxy_health_handler(request_rec *r)
+{
+    aiproxy_req_t *st;
+    int up;
+
+    if (strcmp(r->handler, "aiproxy-health"))
+        return DECLINED;
+    st = local_state(r);
+    if (only_get(r, st) != OK)
+        return OK;
+    up = store_up(r);
+    return answer(r, st, up ? HTTP_OK : HTTP_SERVICE_UNAVAILABLE,
+                  apr_psprintf(r->pool, "{\"status\":\"%s\",\"ts\":%"
+                               APR_INT64_T_FMT ",\"region\":%s%s}",
+                               up ? "ok" : "unavailable",
+                               apr_time_as_msec(apr_time_now()),
+                               aiproxy_json_quote(r->pool, st->g->region),
+                               up ? "" : ",\"failing\":[\"store\"]"));
+}
+
+static const char *targets_json(request_rec *r, aiproxy_global_t *g)
+{
+    apr_array_header_t *parts = apr_array_make(r->pool, 4, sizeof(char *));
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(r->pool, g->providers); hi; hi = apr_hash_next(hi)) {
+        aiproxy_provider_t *pv = apr_hash_this_val(hi);
+
+        APR_ARRAY_PUSH(parts, const char *) = apr_psprintf(r->pool,
+            "{\"name\":%s,\"url\":%s,\"api\":\"%s\",\"keys\":%d}",
+            aiproxy_json_quote(r->pool, pv->name),
+            aiproxy_json_quote(r->pool, pv->base_url),
+            pv->api == AIPROXY_API_ANTHROPIC ? "anthropic" : "openai",
+            pv->auth ? pv->auth->nelts : 0);
+    }
+    return apr_pstrcat(r->pool, "[", apr_array_pstrcat(r->pool, parts, ','),
+                       "]", NULL);
+}
+
+int aiproxy_targets_handler(request_rec *r)
+{
+    aiproxy_req_t *st;
+
+    if (strcmp(r->handler, "aiproxy-targets"))
+        return DECLINED;
+    st = local_state(r);
+    if (only_get(r, st) != OK)
+        return OK;
+    return answer(r, st, HTTP_OK, apr_pstrcat(r->pool, "{\"targets\":",
+                                              targets_json(r, st->g), "}",
+                                              NULL));
+}
+
+int aiproxy_stats_handler(request_rec *r)
+{
+    aiproxy_req_t *st;
+    aiproxy_user_t user;
+    aiproxy_global_t *g;
+    apr_uint32_t hits, misses;
+    const char *cache;
+    int i;
+    char *counters = "";
+
+    if (strcmp(r->handler, "aiproxy-stats"))
+        return DECLINED;
+    st = local_state(r);
+    g = st->g;
+    if (only_get(r, st) != OK)
+        return OK;
+    if (g->secret) {
+        if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||
+            st->reply_status)
+            return aiproxy_reply_handler(r);
+        if (!apr_hash_get(g->admins, st->email, APR_HASH_KEY_STRING)) {
+            aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "invalid_request_error",
+                                "not_admin", "Only administrators may read "
+                                "statistics.");
+            return aiproxy_reply_handler(r);
+        }
+    }
+    for (i = 0; i < AIPROXY_STAT_COUNT; i++)
+        counters = apr_psprintf(r->pool, "%s\"%s\":%u,", counters,
+                                stat_names[i], stat_get((aiproxy_stat_t)i));
+    hits = stat_get(AIPROXY_STAT_CACHE_HITS);
+    misses = stat_get(AIPROXY_STAT_CACHE_MISSES);
+    cache = aiproxy_cache_name(r->server);
+    return answer(r, st, HTTP_OK, apr_psprintf(r->pool,
+        "{%s\"cache_hit_rate\":%.4f,\"cached_keys\":%u,\"cache\":%s,"
+        "\"cache_ttl\":%d,\"store_connected\":%s,\"uptime_s\":%" APR_INT64_T_FMT
+        ",\"rate_limit\":{\"requests\":%d,\"window_s\":%d},\"targets\":%s}",
+        counters, hits + misses ? (double)hits / (hits + misses) : 0.0,
+        stat_get(AIPROXY_STAT_CACHE_STORES),
+        cache ? aiproxy_json_quote(r->pool, cache) : "null", g->cache_ttl,
+        store_up(r) ? "true" : "false",
+        shared ? apr_time_sec(apr_time_now() - shared->started) : 0,
+        g->rate_limit, g->rate_window, targets_json(r, g)));
+}
+
+static int status_hook(request_rec *r, int flags)
+{
+    int i;
+
+    if (!shared)
+        return OK;
+    if (flags & AP_STATUS_SHORT) {
+        for (i = 0; i < AIPROXY_STAT_COUNT; i++)
+            ap_rprintf(r, "AIProxy_%s: %u\n", stat_names[i],
+                       stat_get((aiproxy_stat_t)i));
+        return OK;
+    }
+    ap_rputs("<hr />\n<h2>mod_aiproxy</h2>\n<table>\n", r);
+    for (i = 0; i < AIPROXY_STAT_COUNT; i++)
+        ap_rprintf(r, "<tr><td>%s</td><td>%u</td></tr>\n", stat_names[i],
+                   stat_get((aiproxy_stat_t)i));
+    ap_rputs("</table>\n", r);
+    return OK;
+}
+
+void aiproxy_stats_register_status_hook(void)
+{
+    APR_OPTIONAL_HOOK(ap, status_hook, status_hook, NULL, NULL,
+                      APR_HOOK_MIDDLE);
+}
