@@ -335,8 +335,10 @@ static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
     const char *ctype, *cached, *err = "";
     apr_size_t clen;
 
-    st->cache_key = aiproxy_cache_key(r->pool, t->provider->name, st->endpoint,
-                                      r->args, body, len);
+    /* The route's prefix too: routes may allow different models. */
+    st->cache_key = aiproxy_cache_key(r->pool, apr_pstrcat(r->pool,
+                                      t->provider->name, " ", st->dir->prefix,
+                                      NULL), st->endpoint, r->args, body, len);
     if (!aiproxy_cache_get(r, st->cache_key, &ctype, &cached, &clen)) {
         aiproxy_stat_inc(AIPROXY_STAT_CACHE_MISSES);
         apr_table_setn(r->err_headers_out, "X-Cache", "MISS");

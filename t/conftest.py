@@ -154,6 +154,7 @@ class Gateway:
             "AIPROXY_DB": self.db_name,
             "AIPROXY_LOGLEVEL": loglevel,
             "AIPROXY_ADMINS": ADMIN,
+            "AIPROXY_REGION": "test-region",
             "AIPROXY_TOKEN_SECRET": TOKEN_SECRET,
             "OPENAI_BASE_URL": upstream.base + "/v1",
             "OPENAI_API_KEY": PROVIDER_KEY,

@@ -9,4 +9,5 @@ aiproxy_env() {
     export AIPROXY_LOGLEVEL="${AIPROXY_LOGLEVEL:-warn}"
     export AIPROXY_ADMINS="${AIPROXY_ADMINS:-admin@example.com}"
     export OPENAI_BASE_URL="${OPENAI_BASE_URL:-https://api.openai.com/v1}"
+    export AIPROXY_REGION="${AIPROXY_REGION:-local}"
 }
