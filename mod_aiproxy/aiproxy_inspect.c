@@ -31,7 +31,8 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
         return "'model' must be a non-empty string";
     /* A copy: the gateway may rewrite "model" for a provider's alias. */
     info->model = apr_pstrdup(p, info->model);
-    if ((v = aiproxy_json_get(root, "stream"))) {
+    /* OpenAI accepts null for these optional fields: null means absent. */
+    if ((v = aiproxy_json_get(root, "stream")) && !aiproxy_json_is_null(v)) {
         if ((b = aiproxy_json_bool(v)) < 0)
             return "'stream' must be a boolean";
         info->stream = b;
@@ -42,7 +43,8 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
     for (i = 0; output_limits[i]; i++) {
         apr_int64_t n;
 
-        if (!(v = aiproxy_json_get(root, output_limits[i])))
+        if (!(v = aiproxy_json_get(root, output_limits[i])) ||
+            aiproxy_json_is_null(v))
             continue;
         if (!aiproxy_json_int(v, &n) || n < 0)
             return apr_psprintf(p, "'%s' must be a non-negative integer",

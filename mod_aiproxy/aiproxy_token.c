@@ -97,7 +97,8 @@ const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
         why = "token exp is not a number";
         goto done;
     }
-    if (rc == 0 && now > t + leeway) {
+    /* Written so that an exp near INT64_MAX cannot overflow. */
+    if (rc == 0 && t < now - leeway) {
         why = "token expired";
         goto done;
     }

@@ -1,0 +1,55 @@
+/* Fuzz target: a request body through aiproxy_inspect_request, and the same
+ * bytes as a response body through usage extraction for both APIs. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "aiproxy_inspect.h"
+
+static void check_usage(const aiproxy_usage_t *u)
+{
+    if (u->input < 0 || u->cached_input < 0 || u->cache_write < 0 ||
+        u->output < 0)
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int initialized;
+    apr_pool_t *p;
+    aiproxy_request_info_t info;
+    aiproxy_usage_t u;
+    const char *why;
+    char *body;
+
+    if (!initialized) {
+        apr_initialize();
+        initialized = 1;
+    }
+    if (apr_pool_create(&p, NULL) != APR_SUCCESS)
+        abort();
+    /* An exact copy with no NUL after it, as a request body is held. */
+    body = apr_palloc(p, size ? size : 1);
+    memcpy(body, data, size);
+
+    why = aiproxy_inspect_request(p, body, size, &info);
+    if (!why) {
+        if (!info.root || !info.model || !*info.model ||
+            info.max_output < -1 || (info.stream != 0 && info.stream != 1))
+            abort();
+    }
+    else if (!*why) {
+        abort();
+    }
+
+    memset(&u, 0, sizeof(u));
+    aiproxy_usage_from_body(p, body, size, AIPROXY_API_OPENAI, &u);
+    check_usage(&u);
+    memset(&u, 0, sizeof(u));
+    aiproxy_usage_from_body(p, body, size, AIPROXY_API_ANTHROPIC, &u);
+    check_usage(&u);
+    apr_pool_destroy(p);
+    return 0;
+}

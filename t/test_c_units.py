@@ -1,0 +1,64 @@
+"""The C unit tests and the fuzz corpus replays, built with ASan and UBSan
+by Makefile.apxs; no server needed."""
+import os
+import re
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+FUZZERS = ("token", "request", "sse")
+BINARIES = ["unit_tests"] + ["fuzz_replay_" + f for f in FUZZERS]
+
+# A sanitizer report fails the run: ASan aborts by itself, UBSan only when
+# told to.
+SANITIZER_ENV = {
+    "ASAN_OPTIONS": "abort_on_error=1:detect_leaks=1",
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    """Builds the tests once; make rebuilds whatever is out of date."""
+    proc = subprocess.run(["make", "-s", "-f", "Makefile.apxs", "tests"],
+                          cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in BINARIES:
+        assert os.access(os.path.join(BUILD, name), os.X_OK), name
+
+
+def run(args, halt_on_ub=True):
+    env = dict(os.environ)
+    env.update(SANITIZER_ENV)
+    if not halt_on_ub:
+        # Every check still runs; a UBSan report is caught in its output.
+        env["UBSAN_OPTIONS"] = "print_stacktrace=1"
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_unit_tests():
+    proc = run([os.path.join(BUILD, "unit_tests")], halt_on_ub=False)
+    lines = proc.stdout.strip().splitlines()
+    assert lines, proc.stderr
+    m = re.fullmatch(r"(\d+) passed, (\d+) failed", lines[-1])
+    assert m, proc.stdout
+    assert int(m.group(1)) > 0, proc.stdout
+    assert m.group(2) == "0", proc.stdout + proc.stderr
+    assert "runtime error" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", FUZZERS)
+def test_fuzz_corpus_replays(name):
+    corpus = os.path.join(ROOT, "t", "fuzz", "corpus", name)
+    seeds = [f for f in os.listdir(corpus) if not f.startswith(".")]
+    assert seeds, corpus
+    proc = run([os.path.join(BUILD, "fuzz_replay_" + name), corpus])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "runtime error" not in proc.stderr, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == \
+        "replayed %d inputs" % len(seeds), proc.stdout
