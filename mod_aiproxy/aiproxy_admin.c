@@ -51,6 +51,7 @@ void aiproxy_admin_child_init(apr_pool_t *p, server_rec *s)
     }
     apr_pool_cleanup_register(p, NULL, fetch_cleanup, apr_pool_cleanup_null);
     google_keys = aiproxy_google_keys_create(p, g->google_jwks_url,
+                                             aiproxy_fetch_get,
                                              JWKS_TIMEOUT_MS,
                                              g->google_jwks_refetch, &err);
     if (!google_keys)

@@ -427,13 +427,17 @@ static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)
 
 /* A by-model route lists its models itself: they come from several
  * providers. */
-static int list_models(request_rec *r, aiproxy_req_t *st)
+static int list_models(request_rec *r, aiproxy_req_t *st, const char *one)
 {
-    apr_array_header_t *names = model_names(r->pool, st);
-    apr_array_header_t *parts = apr_array_make(r->pool, names->nelts,
+    apr_array_header_t *names = one ? NULL : model_names(r->pool, st);
+    apr_array_header_t *parts = apr_array_make(r->pool, 8,
                                                sizeof(const char *));
     int i;
 
+    if (one) {
+        names = apr_array_make(r->pool, 1, sizeof(const char *));
+        APR_ARRAY_PUSH(names, const char *) = one;
+    }
     for (i = 0; i < names->nelts; i++) {
         const char *m = APR_ARRAY_IDX(names, i, const char *);
         apr_array_header_t *t = apr_hash_get(st->g->model_map, m,
@@ -445,6 +449,9 @@ static int list_models(request_rec *r, aiproxy_req_t *st)
                 t && t->nelts ? APR_ARRAY_IDX(t, 0, aiproxy_target_t).provider_name
                               : "aiproxy"));
     }
+    if (one)
+        return aiproxy_reply_json(r, st, HTTP_OK,
+                                  APR_ARRAY_IDX(parts, 0, const char *));
     return aiproxy_reply_json(r, st, HTTP_OK, apr_pstrcat(r->pool,
                               "{\"object\":\"list\",\"data\":[",
                               apr_array_pstrcat(r->pool, parts, ','), "]}",
@@ -496,7 +503,11 @@ int aiproxy_admit(request_rec *r)
     if (d->kind == AIPROXY_ROUTE_FIXED)
         pv = d->provider;
     st->api = pv ? pv->api : aiproxy_endpoint_api(st->endpoint);
-    if (!*st->endpoint || !aiproxy_endpoint_allowed(d, pv, st->endpoint))
+    /* GET models/{id}: one model, allowed when the list is. */
+    is_models = !strcmp(st->endpoint, "models") ||
+                !strncmp(st->endpoint, "models/", 7);
+    if (!*st->endpoint || !aiproxy_endpoint_allowed(d, pv, is_models
+                                                    ? "models" : st->endpoint))
         return aiproxy_reply_error(r, st, HTTP_NOT_FOUND,
                                    "invalid_request_error", "unknown_url",
                                    apr_psprintf(r->pool, "Unknown endpoint "
@@ -504,7 +515,6 @@ int aiproxy_admit(request_rec *r)
                                                 r->uri, d->prefix,
                                                 aiproxy_endpoint_list(r->pool,
                                                                       d, pv)));
-    is_models = !strcmp(st->endpoint, "models");
     if (r->method_number != (is_models ? M_GET : M_POST))
         return aiproxy_reply_error(r, st, HTTP_METHOD_NOT_ALLOWED,
                                    "invalid_request_error",
@@ -518,8 +528,16 @@ int aiproxy_admit(request_rec *r)
         return rc;
     apr_table_setn(r->notes, "aiproxy-email", st->email);
     if (is_models) {
+        const char *id = st->endpoint[6] ? st->endpoint + 7 : NULL;
+
+        if (id && (strchr(id, '/') || !model_allowed(st, id)))
+            return aiproxy_reply_error(r, st, HTTP_NOT_FOUND,
+                                       "invalid_request_error",
+                                       "model_not_found", apr_psprintf(
+                                       r->pool, "The model '%s' does not "
+                                       "exist or is not allowed here.", id));
         if (!pv)
-            return list_models(r, st);
+            return list_models(r, st, id);
         st->targets = targets_for(r->pool, st, pv, "");
         if (cacheable(r, st, 1) && cache_lookup(r, st, "", 0) != DECLINED)
             return OK;

@@ -303,7 +303,8 @@ static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
                                 "'%s' (input=, cached=, cache_write=, "
                                 "output=)", model, name);
         if ((err = aiproxy_price_parse(cmd->pool, eq + 1, field)))
-            return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s", model, err);
+            return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s= %s", model,
+                                name, err);
     }
     if (!has_input)
         return apr_psprintf(cmd->pool, "AIProxyPrice %s: input= is required",

@@ -16,7 +16,7 @@ typedef struct {
     apr_array_header_t *key_specs; /* "env:VAR" or "file:PATH" */
     apr_array_header_t *auth;      /* ready header values, one per key */
     const char *defined_in;        /* "file:line" for start-up errors */
-    apr_uint32_t *turn;            /* key rotation, per process */
+    apr_uint32_t *turn;            /* key rotation (shared memory) */
     apr_time_t *rest_until;        /* per key: failed, left alone till then */
 } aiproxy_provider_t;
 

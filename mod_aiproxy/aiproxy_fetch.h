@@ -24,4 +24,10 @@ typedef struct {
 const char *aiproxy_fetch_get(apr_pool_t *p, const char *url, long timeout_ms,
                               apr_size_t max, aiproxy_fetch_reply_t *out);
 
+/* The same, as a type: what the key cache is given to fetch with, so that
+ * it links without libcurl (unit tests, fuzzers). */
+typedef const char *aiproxy_fetch_fn(apr_pool_t *p, const char *url,
+                                     long timeout_ms, apr_size_t max,
+                                     aiproxy_fetch_reply_t *out);
+
 #endif

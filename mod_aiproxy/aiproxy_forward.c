@@ -84,11 +84,15 @@ int aiproxy_forward_handler(request_rec *r)
         set_attempt(r, st, a, headers);
         rc = ap_run_handler(r);
         r->handler = FORWARD_HANDLER;
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, AIPLOGNO(01602)
+                      "attempt %d via %s: handler %d, status %d%s", i + 1,
+                      a->provider->name, rc, r->status,
+                      st->attempt_failed ? ", discarded" : "");
         if (rc == OK && !st->attempt_failed)
             break;
         aiproxy_stat_inc(AIPROXY_STAT_UPSTREAM_ERRORS);
         /* Once a byte went out, the answer is this attempt's. */
-        if (st->last_attempt || r->sent_bodyct)
+        if (st->last_attempt || st->committed)
             break;
         /* Never the key itself: its provider and position only. */
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, AIPLOGNO(01601)

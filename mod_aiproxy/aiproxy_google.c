@@ -9,7 +9,6 @@
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
 
-#include "aiproxy_fetch.h"
 #include "aiproxy_google.h"
 #include "aiproxy_json.h"
 #include "aiproxy_token.h"
@@ -342,6 +341,7 @@ apr_int64_t aiproxy_google_cache_seconds(const char *cache_control,
 
 struct aiproxy_google_keys {
     const char *url;
+    aiproxy_fetch_fn *fetch;
     long timeout_ms;
     apr_time_t refetch;
     apr_thread_mutex_t *fetching;   /* one fetch at a time */
@@ -357,6 +357,7 @@ struct aiproxy_google_keys {
 
 aiproxy_google_keys_t *aiproxy_google_keys_create(apr_pool_t *p,
                                                   const char *url,
+                                                  aiproxy_fetch_fn *fetch,
                                                   long timeout_ms,
                                                   apr_int64_t refetch,
                                                   const char **err)
@@ -365,6 +366,7 @@ aiproxy_google_keys_t *aiproxy_google_keys_create(apr_pool_t *p,
     apr_allocator_t *a;
 
     c->url = apr_pstrdup(p, url);
+    c->fetch = fetch;
     c->timeout_ms = timeout_ms;
     c->refetch = apr_time_from_sec(refetch);
     if (apr_thread_mutex_create(&c->fetching, APR_THREAD_MUTEX_DEFAULT, p) ||
@@ -418,7 +420,7 @@ static const char *refresh(aiproxy_google_keys_t *c, apr_pool_t *p)
     apr_int64_t ttl = 0;
     const char *why;
 
-    why = aiproxy_fetch_get(p, c->url, c->timeout_ms, JWKS_MAX_BYTES, &reply);
+    why = c->fetch(p, c->url, c->timeout_ms, JWKS_MAX_BYTES, &reply);
     if (!why && reply.status != 200)
         why = apr_psprintf(p, "HTTP status %ld", reply.status);
     if (!why)

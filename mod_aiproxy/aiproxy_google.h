@@ -5,6 +5,7 @@
 #define AIPROXY_GOOGLE_H
 
 #include "aiproxy.h"
+#include "aiproxy_fetch.h"
 
 typedef enum {
     AIPROXY_GOOGLE_OK = 0,
@@ -70,9 +71,11 @@ apr_int64_t aiproxy_google_cache_seconds(const char *cache_control,
 typedef struct aiproxy_google_keys aiproxy_google_keys_t;
 
 /* refetch: least seconds between fetches caused by an unknown kid while the
- * cached keys are fresh. The cache lives as long as p. */
+ * cached keys are fresh; fetch: how to GET url (aiproxy_fetch_get). The
+ * cache lives as long as p. */
 aiproxy_google_keys_t *aiproxy_google_keys_create(apr_pool_t *p,
                                                   const char *url,
+                                                  aiproxy_fetch_fn *fetch,
                                                   long timeout_ms,
                                                   apr_int64_t refetch,
                                                   const char **err);

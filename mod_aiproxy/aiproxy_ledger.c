@@ -50,7 +50,12 @@ static apr_status_t pool_release(void *data)
 const char *aiproxy_ledger_check_uri(apr_pool_t *p, const char *uri)
 {
     bson_error_t error;
-    mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &error);
+    mongoc_uri_t *u;
+
+    /* The driver would print its own complaint to stderr; ours names the
+     * directive. Children install a handler into httpd's log. */
+    mongoc_log_set_handler(NULL, NULL);
+    u = mongoc_uri_new_with_error(uri, &error);
 
     if (!u)
         return apr_pstrdup(p, error.message);
@@ -403,11 +408,12 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
     memset(m, 0, sizeof(*m));
     if (!lease(l, MONTHS, &ls, err))
         goto out;
-    /* Try, then mend the one reason a try may fail without being over the
-     * cap (no document yet, or expired holds), then try once more. */
-    for (attempt = 0; attempt < 2; attempt++) {
+    /* Try, then mend what may fail a try without the month being over the
+     * cap (no document yet, expired holds, a document inserted by a racing
+     * request but not yet visible), then try again. */
+    for (attempt = 0; attempt < 4; attempt++) {
         bson_t doc;
-        int got;
+        int got, over;
 
         if (!find_and_modify(p, ls.coll, filter, update, 0, NULL, m, &found,
                              err))
@@ -449,9 +455,11 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
             rc = AIPROXY_LEDGER_OK;
             goto done;
         }
+        /* Over the cap only when the document says so. */
+        over = get_i64(&doc, "load") > cap - amount;
         found = sweep_expired(p, ls.coll, key, &doc, now_ms);
         bson_destroy(&doc);
-        if (!found)
+        if (over && !found)
             break;
     }
     rc = AIPROXY_LEDGER_OVER_CAP;
@@ -623,6 +631,18 @@ out:
     return rc;
 }
 
+static int window_count(const bson_t *doc, apr_int64_t since)
+{
+    bson_iter_t it, hits;
+    int n = 0;
+
+    if (bson_iter_init_find(&it, doc, "hits") && BSON_ITER_HOLDS_ARRAY(&it) &&
+        bson_iter_recurse(&it, &hits))
+        while (bson_iter_next(&hits))
+            n += bson_iter_as_int64(&hits) > since;
+    return n;
+}
+
 aiproxy_ledger_rc_t aiproxy_ledger_rate(aiproxy_ledger_t *l, apr_pool_t *p,
                                         const char *email, int limit,
                                         apr_int64_t window_ms,
@@ -651,7 +671,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_rate(aiproxy_ledger_t *l, apr_pool_t *p,
     *reset_ms = 0;
     if (!lease(l, RATES, &ls, err))
         goto out;
-    for (attempt = 0; attempt < 2; attempt++) {
+    for (attempt = 0; attempt < 4; attempt++) {
         int got;
 
         if (!find_and_modify(p, ls.coll, filter, update, 0, &doc, NULL, &found,
@@ -663,9 +683,15 @@ aiproxy_ledger_rc_t aiproxy_ledger_rate(aiproxy_ledger_t *l, apr_pool_t *p,
         }
         if ((got = find_by_id(p, ls.coll, email, &doc, err)) < 0)
             goto done;
-        if (got) {
+        /* Refused only when the document shows the window full; a racing
+         * first request may have just created it. */
+        if (got && window_count(&doc, now_ms - window_ms) >= limit) {
             rc = AIPROXY_LEDGER_OVER_CAP;
             break;
+        }
+        if (got) {
+            bson_destroy(&doc);
+            continue;
         }
         {
             bson_t *fresh = BCON_NEW("_id", BCON_UTF8(email), "hits", "[", "]");

@@ -136,9 +136,16 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     if (st->error_generated)
         m->mode = MODE_ERROR;
     else if (!st->last_attempt &&
-             (r->status == HTTP_TOO_MANY_REQUESTS || r->status >= 500)) {
+             (r->status == HTTP_UNAUTHORIZED ||
+              r->status == HTTP_TOO_MANY_REQUESTS || r->status >= 500)) {
         m->mode = MODE_DISCARD;
         st->attempt_failed = 1;
+    }
+    else if (r->status == HTTP_UNAUTHORIZED) {
+        /* The provider refused our key: not the student's token. */
+        m->mode = MODE_ERROR;
+        r->status = HTTP_BAD_GATEWAY;
+        r->status_line = NULL;
     }
     else if (!st->held)
         m->mode = MODE_MODELS;
@@ -366,11 +373,16 @@ static void filter_models(meter_t *m, char **bodyp, apr_size_t *lenp)
 static void replace_error_page(meter_t *m)
 {
     request_rec *r = m->r;
-    const char *body = aiproxy_error_body(r->pool, "upstream_error",
-        r->status == HTTP_GATEWAY_TIME_OUT ? "upstream_timeout"
-                                           : "upstream_unavailable",
-        apr_psprintf(r->pool, "The provider did not answer (%d); you were "
-                     "not charged.", r->status));
+    const char *body = m->st->error_generated
+        ? aiproxy_error_body(r->pool, "upstream_error",
+                             r->status == HTTP_GATEWAY_TIME_OUT
+                             ? "upstream_timeout" : "upstream_unavailable",
+                             apr_psprintf(r->pool, "The provider did not "
+                                          "answer (%d); you were not "
+                                          "charged.", r->status))
+        : aiproxy_error_body(r->pool, "upstream_error", "upstream_auth",
+                             "The provider refused the gateway's "
+                             "credentials; you were not charged.");
 
     apr_brigade_cleanup(m->held);
     ap_set_content_type(r, "application/json");
@@ -453,6 +465,8 @@ apr_status_t aiproxy_meter_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         apr_brigade_cleanup(bb);
         return APR_SUCCESS;
     }
+    /* From here on bytes reach the client: no other attempt may follow. */
+    m->st->committed = 1;
     if (m->mode == MODE_STREAM)
         return stream_filter(f, m, bb);
     return buffer_filter(f, m, bb);

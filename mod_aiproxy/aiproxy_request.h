@@ -19,6 +19,7 @@ typedef struct {
     aiproxy_provider_t *provider;   /* serving the current attempt */
     int attempt, last_attempt;
     int attempt_failed;             /* answered 429/5xx: try the next one */
+    int committed;                  /* the meter passed bytes to the client */
     int retries;
     char *body;                     /* as forwarded (before model aliases) */
     apr_size_t body_out_len;

@@ -16,7 +16,7 @@ apr_array_header_t *aiproxy_route_attempts(apr_pool_t *p,
                                                    aiproxy_target_t);
         aiproxy_provider_t *pv = t->provider;
         int n = pv->auth->nelts;
-        /* Per process; across children the turns interleave. */
+        /* In shared memory: every child takes the next turn. */
         int start = (int)(apr_atomic_inc32(pv->turn) % (apr_uint32_t)n);
 
         for (k = 0; k < n; k++) {

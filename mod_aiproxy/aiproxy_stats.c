@@ -36,19 +36,44 @@ void aiproxy_stat_inc(aiproxy_stat_t which)
         apr_atomic_inc32(&shared->counters[which]);
 }
 
+/* Shared memory holds the counters and, per provider key, its turn and
+ * rest time, so every child rotates keys and rests failed ones together. */
 int aiproxy_stats_post_config(apr_pool_t *pconf, server_rec *s)
 {
+    aiproxy_global_t *g = aiproxy_global(s);
+    apr_hash_index_t *hi;
+    apr_size_t keys = 0, size;
     apr_shm_t *shm;
-    apr_status_t rv = apr_shm_create(&shm, sizeof(shared_t), NULL, pconf);
+    apr_status_t rv;
+    char *next;
 
+    for (hi = apr_hash_first(pconf, g->providers); hi; hi = apr_hash_next(hi))
+        keys += ((aiproxy_provider_t *)apr_hash_this_val(hi))->key_specs->nelts;
+    size = APR_ALIGN_DEFAULT(sizeof(shared_t)) + keys * sizeof(apr_time_t) +
+           APR_ALIGN_DEFAULT(apr_hash_count(g->providers) *
+                             sizeof(apr_uint32_t));
+    rv = apr_shm_create(&shm, size, NULL, pconf);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, AIPLOGNO(01701)
                      "cannot create shared memory for statistics");
         return !OK;
     }
     shared = apr_shm_baseaddr_get(shm);
-    memset(shared, 0, sizeof(*shared));
+    memset(shared, 0, size);
     shared->started = apr_time_now();
+    next = (char *)shared + APR_ALIGN_DEFAULT(sizeof(shared_t));
+    for (hi = apr_hash_first(pconf, g->providers); hi; hi = apr_hash_next(hi)) {
+        aiproxy_provider_t *pv = apr_hash_this_val(hi);
+
+        pv->rest_until = (apr_time_t *)next;
+        next += pv->key_specs->nelts * sizeof(apr_time_t);
+    }
+    for (hi = apr_hash_first(pconf, g->providers); hi; hi = apr_hash_next(hi)) {
+        aiproxy_provider_t *pv = apr_hash_this_val(hi);
+
+        pv->turn = (apr_uint32_t *)next;
+        next += sizeof(apr_uint32_t);
+    }
     return OK;
 }
 
@@ -73,14 +98,16 @@ static int answer(request_rec *r, aiproxy_req_t *st, int status,
     return aiproxy_reply_handler(r);
 }
 
+/* 1 for GET; otherwise answers 405 and returns 0. */
 static int only_get(request_rec *r, aiproxy_req_t *st)
 {
     if (r->method_number == M_GET)
-        return OK;
+        return 1;
     aiproxy_reply_error(r, st, HTTP_METHOD_NOT_ALLOWED,
                         "invalid_request_error", "method_not_allowed",
                         "Use GET.");
-    return aiproxy_reply_handler(r);
+    aiproxy_reply_handler(r);
+    return 0;
 }
 
 static int store_up(request_rec *r)
@@ -99,7 +126,7 @@ int aiproxy_health_handler(request_rec *r)
     if (strcmp(r->handler, "aiproxy-health"))
         return DECLINED;
     st = local_state(r);
-    if (only_get(r, st) != OK)
+    if (!only_get(r, st))
         return OK;
     up = store_up(r);
     return answer(r, st, up ? HTTP_OK : HTTP_SERVICE_UNAVAILABLE,
@@ -137,7 +164,7 @@ int aiproxy_targets_handler(request_rec *r)
     if (strcmp(r->handler, "aiproxy-targets"))
         return DECLINED;
     st = local_state(r);
-    if (only_get(r, st) != OK)
+    if (!only_get(r, st))
         return OK;
     return answer(r, st, HTTP_OK, apr_pstrcat(r->pool, "{\"targets\":",
                                               targets_json(r, st->g), "}",
@@ -158,7 +185,7 @@ int aiproxy_stats_handler(request_rec *r)
         return DECLINED;
     st = local_state(r);
     g = st->g;
-    if (only_get(r, st) != OK)
+    if (!only_get(r, st))
         return OK;
     if (g->secret) {
         if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||

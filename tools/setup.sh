@@ -10,6 +10,9 @@ APT_PACKAGES=(
     apache2 apache2-dev libjwt-dev libmongoc-dev libbson-dev libjansson-dev
     libssl-dev pkg-config make gcc ca-certificates curl openssl
     openjdk-17-jdk-headless maven python3 python3-venv
+    libcurl4-openssl-dev chromium
+    # tests: a shared cache (redis), a moved clock (month rollover)
+    redis-server faketime
 )
 
 missing=()

@@ -1,0 +1,645 @@
+/* aiproxy-admin: the gateway's administration from a shell. It reads the
+ * store and the token secret from the same httpd configuration as
+ * mod_aiproxy and talks to the same ledger, with no httpd running.
+ *
+ * Exit status: 0 done, 1 usage error, 2 configuration or store error. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <apr_file_io.h>
+#include <apr_fnmatch.h>
+#include <apr_general.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+
+#include "aiproxy.h"
+#include "aiproxy_cost.h"
+#include "aiproxy_ledger.h"
+#include "aiproxy_token.h"
+
+#define EXIT_USAGE 1
+#define EXIT_STORE 2
+#define MAX_INCLUDE_DEPTH 16
+#define USAGE_PAGE 1000
+
+static const char usage_text[] =
+"usage: aiproxy-admin [-f HTTPD.CONF] COMMAND [ARGS]\n"
+"\n"
+"Administers mod_aiproxy's users from a shell. The store (AIProxyStore,\n"
+"AIProxyStoreDatabase) and the token secret (AIProxyTokenSecret) come from\n"
+"the httpd configuration, following Include lines and expanding ${VAR}\n"
+"from the environment, so run it with the gateway's environment.\n"
+"\n"
+"commands:\n"
+"  token EMAIL [--days N]      print a new token for EMAIL; it expires in N\n"
+"                              days (default: AIProxyTokenLifetime, else\n"
+"                              never; --days 0: never)\n"
+"  cap set WHO USD             set the monthly cap of an email or @domain\n"
+"                              (USD as a decimal, e.g. 2.50)\n"
+"  cap clear WHO               remove it (the default cap applies again)\n"
+"  cap list                    every email and @domain with settings\n"
+"  revoke EMAIL                refuse every token of EMAIL issued until now\n"
+"  usage [--month YYYY-MM] [--email EMAIL]\n"
+"                              spend per user for a month (default: this\n"
+"                              month, UTC), highest first\n"
+"  help, --help, -h            this text\n"
+"\n"
+"options:\n"
+"  -f FILE    httpd configuration (default: $AIPROXY_CONF, else\n"
+"             conf/httpd.conf)\n"
+"\n"
+"exit status: 0 done, 1 usage error, 2 configuration or store error\n";
+
+typedef struct {
+    apr_pool_t *p;
+    const char *server_root;
+    apr_table_t *defines;        /* Define NAME VALUE */
+    const char *store_uri;
+    const char *store_db;
+    int store_timeout_ms;
+    const char *secret_spec;
+    const char *default_cap;     /* AIProxyMonthlyCap, as written */
+    apr_int64_t token_lifetime;
+    const char *err;             /* first configuration error */
+} conf_t;
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "aiproxy-admin: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'aiproxy-admin --help'.\n");
+    return EXIT_USAGE;
+}
+
+static int store_error(const char *what, const char *why)
+{
+    fprintf(stderr, "aiproxy-admin: %s: %s\n", what, why);
+    return EXIT_STORE;
+}
+
+/* ---- The httpd configuration ------------------------------------------- */
+
+/* ${NAME} from Define lines, then the environment, as httpd does. An
+ * unset name becomes "" and is remembered in *missing. */
+static const char *expand(conf_t *c, const char *in, const char **missing)
+{
+    const char *s = in, *open;
+    char *out = "";
+
+    while ((open = strstr(s, "${"))) {
+        const char *close = strchr(open + 2, '}');
+        const char *name, *v;
+
+        if (!close)
+            break;
+        name = apr_pstrmemdup(c->p, open + 2, close - open - 2);
+        v = apr_table_get(c->defines, name);
+        if (!v)
+            v = getenv(name);
+        if (!v) {
+            *missing = name;
+            v = "";
+        }
+        out = apr_pstrcat(c->p, out, apr_pstrmemdup(c->p, s, open - s), v,
+                          NULL);
+        s = close + 1;
+    }
+    return apr_pstrcat(c->p, out, s, NULL);
+}
+
+/* The next argument of a directive line, unquoted. */
+static const char *next_arg(apr_pool_t *p, const char **line)
+{
+    const char *s = *line, *start;
+    char quote = 0;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (!*s)
+        return NULL;
+    if (*s == '"' || *s == '\'')
+        quote = *s++;
+    start = s;
+    while (*s && (quote ? *s != quote : (*s != ' ' && *s != '\t')))
+        s++;
+    *line = *s ? s + 1 : s;
+    return apr_pstrmemdup(p, start, s - start);
+}
+
+static void read_config(conf_t *c, const char *path, int optional,
+                        int depth);
+
+static void include(conf_t *c, const char *pattern, int optional, int depth)
+{
+    apr_array_header_t *files;
+    const char *path = pattern;
+    int i;
+
+    if (*path != '/')
+        path = apr_pstrcat(c->p, c->server_root, "/", path, NULL);
+    if (!apr_fnmatch_test(path)) {
+        read_config(c, path, optional, depth + 1);
+        return;
+    }
+    if (apr_match_glob(path, &files, c->p) != APR_SUCCESS) {
+        if (!optional && !c->err)
+            c->err = apr_psprintf(c->p, "Include %s: no such files", path);
+        return;
+    }
+    qsort(files->elts, files->nelts, sizeof(char *),
+          (int (*)(const void *, const void *))strcmp);
+    for (i = 0; i < files->nelts; i++) {
+        /* apr_match_glob gives names relative to the pattern's folder. */
+        const char *f = APR_ARRAY_IDX(files, i, const char *);
+        const char *slash = strrchr(path, '/');
+
+        if (*f != '/')
+            f = apr_pstrcat(c->p, apr_pstrmemdup(c->p, path, slash - path),
+                            "/", f, NULL);
+        read_config(c, f, optional, depth + 1);
+    }
+}
+
+static void directive(conf_t *c, const char *line, int depth)
+{
+    static const char *const used[] = {
+        "Define", "ServerRoot", "Include", "IncludeOptional", "AIProxyStore",
+        "AIProxyStoreDatabase", "AIProxyStoreTimeout", "AIProxyTokenSecret",
+        "AIProxyMonthlyCap", "AIProxyTokenLifetime", NULL
+    };
+    const char *name = next_arg(c->p, &line);
+    const char *arg = next_arg(c->p, &line);
+    const char *missing = NULL;
+    int i;
+
+    if (!name || !arg)
+        return;
+    for (i = 0; used[i] && strcasecmp(used[i], name); i++)
+        ;
+    if (!used[i])
+        return;     /* not ours: its variables may stay unset */
+    if (!strcasecmp(name, "Define")) {
+        const char *v = next_arg(c->p, &line);
+
+        apr_table_set(c->defines, arg, v ? expand(c, v, &missing) : "");
+        return;
+    }
+    arg = expand(c, arg, &missing);
+    if (missing) {
+        if (!c->err)
+            c->err = apr_psprintf(c->p, "%s: variable ${%s} is not set (run "
+                                  "with the gateway's environment)", name,
+                                  missing);
+        return;
+    }
+    if (!strcasecmp(name, "ServerRoot"))
+        c->server_root = arg;
+    else if (!strcasecmp(name, "Include"))
+        include(c, arg, 0, depth);
+    else if (!strcasecmp(name, "IncludeOptional"))
+        include(c, arg, 1, depth);
+    else if (!strcasecmp(name, "AIProxyStore"))
+        c->store_uri = arg;
+    else if (!strcasecmp(name, "AIProxyStoreDatabase"))
+        c->store_db = arg;
+    else if (!strcasecmp(name, "AIProxyStoreTimeout"))
+        c->store_timeout_ms = atoi(arg);
+    else if (!strcasecmp(name, "AIProxyTokenSecret"))
+        c->secret_spec = arg;
+    else if (!strcasecmp(name, "AIProxyMonthlyCap"))
+        c->default_cap = arg;
+    else if (!strcasecmp(name, "AIProxyTokenLifetime"))
+        c->token_lifetime = apr_atoi64(arg);
+}
+
+static void read_config(conf_t *c, const char *path, int optional, int depth)
+{
+    apr_file_t *f;
+    char buf[8192];
+    const char *line = "";
+
+    if (depth > MAX_INCLUDE_DEPTH) {
+        if (!c->err)
+            c->err = apr_psprintf(c->p, "%s: Include nested too deep", path);
+        return;
+    }
+    if (apr_file_open(&f, path, APR_READ, 0, c->p) != APR_SUCCESS) {
+        if (!optional && !c->err)
+            c->err = apr_psprintf(c->p, "cannot read %s", path);
+        return;
+    }
+    while (apr_file_gets(buf, sizeof(buf), f) == APR_SUCCESS) {
+        apr_size_t n = strlen(buf);
+        const char *s;
+
+        while (n && apr_isspace(buf[n - 1]))
+            buf[--n] = '\0';
+        /* A trailing backslash continues the line. */
+        if (n && buf[n - 1] == '\\') {
+            buf[n - 1] = ' ';
+            line = apr_pstrcat(c->p, line, buf, NULL);
+            continue;
+        }
+        line = apr_pstrcat(c->p, line, buf, NULL);
+        for (s = line; *s == ' ' || *s == '\t'; s++)
+            ;
+        if (*s && *s != '#' && *s != '<')
+            directive(c, s, depth);
+        line = "";
+    }
+    apr_file_close(f);
+}
+
+/* env:VAR or file:PATH, as mod_aiproxy reads it. */
+static const char *read_secret(conf_t *c, char **out, apr_size_t *len)
+{
+    const char *spec = c->secret_spec;
+    char *v = NULL;
+
+    if (!spec)
+        return "no AIProxyTokenSecret in the configuration";
+    if (!strncmp(spec, "env:", 4)) {
+        const char *e = getenv(spec + 4);
+
+        if (!e || !*e)
+            return apr_psprintf(c->p, "AIProxyTokenSecret: environment "
+                                "variable %s is not set or empty", spec + 4);
+        v = apr_pstrdup(c->p, e);
+    }
+    else if (!strncmp(spec, "file:", 5)) {
+        apr_file_t *f;
+        apr_finfo_t fi;
+        apr_size_t n = 0;
+        apr_status_t rv;
+
+        if (apr_file_open(&f, spec + 5, APR_READ, 0, c->p) != APR_SUCCESS)
+            return apr_psprintf(c->p, "AIProxyTokenSecret: cannot read %s",
+                                spec + 5);
+        rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
+        if (rv == APR_SUCCESS && fi.size > 65536)
+            rv = APR_EGENERAL;
+        if (rv == APR_SUCCESS) {
+            v = apr_palloc(c->p, (apr_size_t)fi.size + 1);
+            rv = apr_file_read_full(f, v, (apr_size_t)fi.size, &n);
+            if (rv == APR_EOF)
+                rv = APR_SUCCESS;
+            v[n] = '\0';
+        }
+        apr_file_close(f);
+        if (rv != APR_SUCCESS)
+            return apr_psprintf(c->p, "AIProxyTokenSecret: cannot read %s",
+                                spec + 5);
+    }
+    else {
+        return "AIProxyTokenSecret: give env:VARIABLE or file:/path";
+    }
+    *len = strlen(v);
+    while (*len && (v[*len - 1] == '\n' || v[*len - 1] == '\r'))
+        v[--*len] = '\0';
+    if (!*len)
+        return "AIProxyTokenSecret: the secret is empty";
+    *out = v;
+    return NULL;
+}
+
+/* ---- Arguments ---------------------------------------------------------- */
+
+static int valid_who(const char *w, int domain_ok)
+{
+    const char *at = strchr(w, '@'), *s;
+
+    if (!at || strchr(at + 1, '@') || !at[1] || strlen(w) > 320 ||
+        (at == w && !domain_ok))
+        return 0;
+    for (s = w; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '"' ||
+            *s == '|' || *s == '\\' || *s == '$')
+            return 0;
+    return 1;
+}
+
+static char *lower(apr_pool_t *p, const char *s)
+{
+    char *out = apr_pstrdup(p, s), *c;
+
+    for (c = out; *c; c++)
+        *c = (char)apr_tolower(*c);
+    return out;
+}
+
+static int valid_month(const char *m)
+{
+    return strlen(m) == 7 && apr_isdigit(m[0]) && apr_isdigit(m[1]) &&
+           apr_isdigit(m[2]) && apr_isdigit(m[3]) && m[4] == '-' &&
+           ((m[5] == '0' && m[6] >= '1' && m[6] <= '9') ||
+            (m[5] == '1' && m[6] >= '0' && m[6] <= '2'));
+}
+
+static const char *this_month(apr_pool_t *p)
+{
+    apr_time_exp_t tm;
+
+    apr_time_exp_gmt(&tm, apr_time_now());
+    return apr_psprintf(p, "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+}
+
+/* ---- Commands ----------------------------------------------------------- */
+
+typedef struct {
+    apr_pool_t *p;
+    conf_t *conf;
+    aiproxy_ledger_t *ledger;
+} ctx_t;
+
+static int cmd_token(ctx_t *x, int argc, const char *const *argv)
+{
+    const char *email = NULL, *err = "";
+    apr_int64_t days = -1, iat = apr_time_sec(apr_time_now()), exp = 0;
+    aiproxy_user_t user;
+    char *secret = NULL, *token;
+    apr_size_t secret_len = 0;
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--days") && i + 1 < argc) {
+            char *end;
+
+            days = apr_strtoi64(argv[++i], &end, 10);
+            if (*end || !*argv[i] || days < 0 || days > 3660)
+                return usage_error("--days: '%s' is not a whole number of "
+                                   "days from 0 to 3660", argv[i]);
+        }
+        else if (!email && argv[i][0] != '-') {
+            email = argv[i];
+        }
+        else {
+            return usage_error("token: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!email)
+        return usage_error("token: give an EMAIL%s", "");
+    if (!valid_who(email, 0))
+        return usage_error("token: '%s' is not an email address", email);
+    email = lower(x->p, email);
+    if ((err = read_secret(x->conf, &secret, &secret_len)))
+        return store_error("configuration", err);
+    /* Issued after any revocation, even one in this very second. */
+    if (aiproxy_ledger_user(x->ledger, x->p, email, &user, &err)
+        != AIPROXY_LEDGER_OK)
+        return store_error("store", err);
+    if (user.revoked_at >= iat)
+        iat = user.revoked_at + 1;
+    if (days > 0)
+        exp = iat + days * 86400;
+    else if (days < 0 && x->conf->token_lifetime > 0)
+        exp = iat + x->conf->token_lifetime;
+    token = aiproxy_token_sign(x->p, email, iat, exp,
+                               (const unsigned char *)secret, secret_len);
+    if (!token)
+        return store_error("token", "cannot sign");
+    printf("%s\n", token);
+    return 0;
+}
+
+static int cmd_cap(ctx_t *x, int argc, const char *const *argv)
+{
+    const char *err = "", *who;
+    aiproxy_money_t cap = 0;
+    int set;
+
+    if (argc >= 1 && !strcmp(argv[0], "list") && argc == 1) {
+        apr_array_header_t *rows;
+        int i;
+
+        if (aiproxy_ledger_users(x->ledger, x->p, &rows, &err)
+            != AIPROXY_LEDGER_OK)
+            return store_error("store", err);
+        printf("%-40s %14s  %s\n", "WHO", "CAP (USD)", "REVOKED AT (UTC)");
+        for (i = 0; i < rows->nelts; i++) {
+            aiproxy_user_row_t *u = &APR_ARRAY_IDX(rows, i,
+                                                   aiproxy_user_row_t);
+            char when[APR_RFC822_DATE_LEN] = "-";
+
+            if (u->revoked_at > 0)
+                apr_rfc822_date(when, apr_time_from_sec(u->revoked_at));
+            printf("%-40s %14s  %s\n", u->who,
+                   u->has_cap ? aiproxy_money_format(x->p, u->cap) : "-",
+                   when);
+        }
+        return 0;
+    }
+    if (argc < 2 || (strcmp(argv[0], "set") && strcmp(argv[0], "clear")))
+        return usage_error("cap: use 'cap set WHO USD', 'cap clear WHO' or "
+                           "'cap list'%s", "");
+    set = !strcmp(argv[0], "set");
+    if (argc != (set ? 3 : 2))
+        return usage_error(set ? "cap set: give WHO and USD%s"
+                               : "cap clear: give WHO only%s", "");
+    who = argv[1];
+    if (!valid_who(who, 1))
+        return usage_error("cap: '%s' is not an email or @domain", who);
+    who = lower(x->p, who);
+    if (set && (err = aiproxy_money_parse(x->p, argv[2], &cap)))
+        return usage_error("cap set: %s", err);
+    if (aiproxy_ledger_set_cap(x->ledger, x->p, who, set, cap, &err)
+        != AIPROXY_LEDGER_OK)
+        return store_error("store", err);
+    if (set)
+        printf("cap of %s set to $%s a month\n", who,
+               aiproxy_money_format(x->p, cap));
+    else
+        printf("cap of %s cleared\n", who);
+    return 0;
+}
+
+static int cmd_revoke(ctx_t *x, int argc, const char *const *argv)
+{
+    const char *err = "", *email;
+    apr_int64_t at;
+    char when[APR_RFC822_DATE_LEN];
+
+    if (argc != 1)
+        return usage_error("revoke: give one EMAIL%s", "");
+    if (!valid_who(argv[0], 0))
+        return usage_error("revoke: '%s' is not an email address", argv[0]);
+    email = lower(x->p, argv[0]);
+    if (aiproxy_ledger_revoke(x->ledger, x->p, email,
+                              apr_time_sec(apr_time_now()), &at, &err)
+        != AIPROXY_LEDGER_OK)
+        return store_error("store", err);
+    apr_rfc822_date(when, apr_time_from_sec(at));
+    printf("tokens of %s issued up to %s are refused; signing in again "
+           "gives a new one\n", email, when);
+    return 0;
+}
+
+/* The cap that applies: the email's, the domain's, else the default. */
+static aiproxy_money_t effective_cap(apr_hash_t *caps, const char *email,
+                                     aiproxy_money_t dflt)
+{
+    aiproxy_money_t *c = apr_hash_get(caps, email, APR_HASH_KEY_STRING);
+    const char *at = strchr(email, '@');
+
+    if (!c && at)
+        c = apr_hash_get(caps, at, APR_HASH_KEY_STRING);
+    return c ? *c : dflt;
+}
+
+static int cmd_usage(ctx_t *x, int argc, const char *const *argv)
+{
+    const char *month = this_month(x->p), *email = NULL, *err = "";
+    apr_array_header_t *rows, *users;
+    apr_hash_t *caps = apr_hash_make(x->p);
+    aiproxy_money_t dflt = 2 * AIPROXY_PICO_PER_USD, total = 0;
+    apr_int64_t requests = 0;
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--month") && i + 1 < argc) {
+            month = argv[++i];
+            if (!valid_month(month))
+                return usage_error("--month: '%s' is not YYYY-MM", month);
+        }
+        else if (!strcmp(argv[i], "--email") && i + 1 < argc) {
+            email = argv[++i];
+            if (!valid_who(email, 0))
+                return usage_error("--email: '%s' is not an email address",
+                                   email);
+            email = lower(x->p, email);
+        }
+        else {
+            return usage_error("usage: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (x->conf->default_cap &&
+        (err = aiproxy_money_parse(x->p, x->conf->default_cap, &dflt)))
+        return store_error("AIProxyMonthlyCap", err);
+    if (aiproxy_ledger_users(x->ledger, x->p, &users, &err)
+        != AIPROXY_LEDGER_OK ||
+        aiproxy_ledger_months(x->ledger, x->p, month, email, "monthlyCost", 0,
+                              USAGE_PAGE, &rows, &err) != AIPROXY_LEDGER_OK)
+        return store_error("store", err);
+    for (i = 0; i < users->nelts; i++) {
+        aiproxy_user_row_t *u = &APR_ARRAY_IDX(users, i, aiproxy_user_row_t);
+
+        if (u->has_cap)
+            apr_hash_set(caps, u->who, APR_HASH_KEY_STRING, &u->cap);
+    }
+    printf("%-7s  %-36s %16s %9s %14s %12s\n", "MONTH", "EMAIL",
+           "SPENT (USD)", "REQUESTS", "RESERVED", "CAP");
+    for (i = 0; i < rows->nelts; i++) {
+        aiproxy_month_row_t *m = &APR_ARRAY_IDX(rows, i, aiproxy_month_row_t);
+
+        total += m->spent;
+        requests += m->requests;
+        printf("%-7s  %-36s %16s %9" APR_INT64_T_FMT " %14s %12s\n", m->month,
+               m->email, aiproxy_money_format(x->p, m->spent), m->requests,
+               aiproxy_money_format(x->p, m->reserved),
+               aiproxy_money_format(x->p, effective_cap(caps, m->email, dflt)));
+    }
+    printf("%-7s  %-36s %16s %9" APR_INT64_T_FMT "\n", month,
+           apr_psprintf(x->p, "total (%d users)", rows->nelts),
+           aiproxy_money_format(x->p, total), requests);
+    if (rows->nelts == USAGE_PAGE)
+        fprintf(stderr, "aiproxy-admin: only the first %d users are shown\n",
+                USAGE_PAGE);
+    return 0;
+}
+
+/* ---- Main ---------------------------------------------------------------- */
+
+static int driver_started;
+
+static void driver_log(int level, const char *domain, const char *message)
+{
+    if (level <= 3)
+        fprintf(stderr, "aiproxy-admin: mongoc %s: %s\n", domain, message);
+}
+
+static int run(apr_pool_t *p, int argc, const char *const *argv)
+{
+    conf_t conf;
+    ctx_t x;
+    const char *path = getenv("AIPROXY_CONF"), *cmd, *err = "";
+    int i = 1, rc;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.p = p;
+    conf.defines = apr_table_make(p, 8);
+    conf.store_uri = "mongodb://127.0.0.1:27017";
+    conf.store_db = "aiproxy";
+    conf.store_timeout_ms = 1500;
+    if (!path || !*path)
+        path = "conf/httpd.conf";
+    if (argc > 2 && !strcmp(argv[1], "-f")) {
+        path = argv[2];
+        i = 3;
+    }
+    if (i >= argc)
+        return usage_error("give a command%s", "");
+    cmd = argv[i++];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "token") && strcmp(cmd, "cap") && strcmp(cmd, "revoke") &&
+        strcmp(cmd, "usage"))
+        return usage_error("unknown command '%s'", cmd);
+    if (i < argc && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    /* ServerRoot defaults to the configuration file's folder's parent. */
+    {
+        char *dir = apr_pstrdup(p, path), *slash = strrchr(dir, '/');
+
+        if (slash)
+            *slash = '\0';
+        conf.server_root = slash ? dir : ".";
+    }
+    read_config(&conf, path, 0, 0);
+    if (conf.err)
+        return store_error(path, conf.err);
+    if (conf.store_timeout_ms < 100)
+        conf.store_timeout_ms = 1500;
+    aiproxy_ledger_driver_init(driver_log);
+    driver_started = 1;
+    x.p = p;
+    x.conf = &conf;
+    x.ledger = aiproxy_ledger_open(p, conf.store_uri, conf.store_db,
+                                   conf.store_timeout_ms, &err);
+    if (!x.ledger)
+        return store_error("AIProxyStore", err);
+    argv += i;
+    argc -= i;
+    if (!strcmp(cmd, "token"))
+        rc = cmd_token(&x, argc, argv);
+    else if (!strcmp(cmd, "cap"))
+        rc = cmd_cap(&x, argc, argv);
+    else if (!strcmp(cmd, "revoke"))
+        rc = cmd_revoke(&x, argc, argv);
+    else
+        rc = cmd_usage(&x, argc, argv);
+    return rc;
+}
+
+int main(int argc, const char *const *argv)
+{
+    apr_pool_t *p;
+    int rc;
+
+    if (apr_app_initialize(&argc, &argv, NULL) != APR_SUCCESS ||
+        apr_pool_create(&p, NULL) != APR_SUCCESS) {
+        fprintf(stderr, "aiproxy-admin: cannot initialise APR\n");
+        return EXIT_STORE;
+    }
+    rc = run(p, argc, argv);
+    /* The ledger's connection pool goes with p, before the driver. */
+    apr_pool_destroy(p);
+    if (driver_started)
+        aiproxy_ledger_driver_cleanup();
+    apr_terminate();
+    return rc;
+}
