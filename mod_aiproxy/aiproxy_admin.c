@@ -144,7 +144,7 @@ static int valid_who(const char *w, int domain_ok)
     return 1;
 }
 
-/* Sends a JSON text only when the arguments parse. */
+/* A USD amount as a JSON string, or null. */
 static const char *json_money(apr_pool_t *p, int has, aiproxy_money_t m)
 {
     return has ? apr_pstrcat(p, "\"", aiproxy_money_format(p, m), "\"", NULL)
@@ -208,45 +208,50 @@ static int token_config(request_rec *r, aiproxy_req_t *st)
 }
 
 /* The credential from ?credential= or a POSTed form (what Google Identity
- * Services sends, with its double-submit CSRF cookie). */
-static int read_credential(request_rec *r, aiproxy_req_t *st,
-                           const char **credential)
+ * Services sends, with its double-submit CSRF cookie). NULL when the
+ * request has been answered with an error instead. */
+static const char *read_credential(request_rec *r, aiproxy_req_t *st)
 {
     apr_table_t *fields;
+    const char *credential;
 
-    *credential = NULL;
-    if (r->method_number == M_GET) {
+    if (r->method_number == M_GET)
         ap_args_to_table(r, &fields);
-        redact_query(r);
-    }
-    else {
+    redact_query(r);
+    if (r->method_number != M_GET) {
         const char *ct = apr_table_get(r->headers_in, "Content-Type");
         const char *csrf, *cookie = NULL;
         char *body;
         apr_size_t len;
         int rc;
 
-        if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33))
-            return fail(r, st, HTTP_UNSUPPORTED_MEDIA_TYPE,
-                        "unsupported_media_type", "POST the credential as "
-                        "application/x-www-form-urlencoded.");
+        if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33)) {
+            fail(r, st, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                 "POST the credential as application/x-www-form-urlencoded.");
+            return NULL;
+        }
         rc = aiproxy_body_read(r, BODY_MAX, &body, &len);
-        if (rc != OK)
-            return fail(r, st, rc, "invalid_body", "The form could not be "
-                        "read, or is too large.");
+        if (rc != OK) {
+            fail(r, st, rc, "invalid_body", "The form could not be read, or "
+                 "is too large.");
+            return NULL;
+        }
         fields = parse_form(r->pool, body);
         csrf = apr_table_get(fields, "g_csrf_token");
         if (csrf && (ap_cookie_read(r, "g_csrf_token", &cookie, 0) !=
-                     APR_SUCCESS || !cookie || strcmp(cookie, csrf)))
-            return fail(r, st, HTTP_BAD_REQUEST, "csrf_mismatch",
-                        "The g_csrf_token field does not match its cookie.");
+                     APR_SUCCESS || !cookie || strcmp(cookie, csrf))) {
+            fail(r, st, HTTP_BAD_REQUEST, "csrf_mismatch",
+                 "The g_csrf_token field does not match its cookie.");
+            return NULL;
+        }
     }
-    *credential = apr_table_get(fields, "credential");
-    if (!*credential || !**credential)
-        return fail(r, st, HTTP_BAD_REQUEST, "missing_credential",
-                    "Missing credential: send the Google ID token as "
-                    "credential=<token>.");
-    return OK;
+    credential = apr_table_get(fields, "credential");
+    if (!credential || !*credential) {
+        fail(r, st, HTTP_BAD_REQUEST, "missing_credential", "Missing "
+             "credential: send the Google ID token as credential=<token>.");
+        return NULL;
+    }
+    return credential;
 }
 
 static int google_status(aiproxy_google_rc_t rc)
@@ -316,8 +321,8 @@ int aiproxy_token_handler(request_rec *r)
         return token_config(r, st);
     if (r->method_number != M_GET && r->method_number != M_POST)
         return wrong_method(r, st, "GET, POST");
-    if (read_credential(r, st, &credential) != OK || st->reply_status)
-        return st->reply_status ? OK : HTTP_INTERNAL_SERVER_ERROR;
+    if (!(credential = read_credential(r, st)))
+        return OK;
     if (!st->g->google_client_id || !google_keys || !st->g->secret)
         return fail(r, st, HTTP_SERVICE_UNAVAILABLE, "signin_not_configured",
                     "Google sign-in is not configured on this server.");
@@ -465,7 +470,8 @@ static int revoke_user(request_rec *r, aiproxy_req_t *st)
                                       aiproxy_json_quote(r->pool, email), at));
 }
 
-/* Reads month (default: this one) and email from the query. */
+/* Reads month (default: this one) and email from the query; 0 when the
+ * request has been answered with an error instead. */
 static int month_email_args(request_rec *r, aiproxy_req_t *st,
                             const char **month, const char **email)
 {
@@ -488,13 +494,14 @@ static int month_email_args(request_rec *r, aiproxy_req_t *st,
             *email = lower(r->pool, v);
         else if (!strcmp(e[i].key, "email") && !*v)
             continue;
-        else
-            return fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
-                        apr_psprintf(r->pool, "Bad parameter '%s': use "
-                                     "month=YYYY-MM and email=ADDRESS.",
-                                     e[i].key));
+        else {
+            fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
+                 apr_psprintf(r->pool, "Bad parameter '%s': use "
+                              "month=YYYY-MM and email=ADDRESS.", e[i].key));
+            return 0;
+        }
     }
-    return OK;
+    return 1;
 }
 
 static int daily(request_rec *r, aiproxy_req_t *st)
@@ -505,7 +512,7 @@ static int daily(request_rec *r, aiproxy_req_t *st)
     apr_int64_t requests = 0;
     int i;
 
-    if (month_email_args(r, st, &month, &email) != OK || st->reply_status)
+    if (!month_email_args(r, st, &month, &email))
         return OK;
     if (aiproxy_ledger_daily(aiproxy_child_ledger(), r->pool, month, email,
                              &rows, &err) != AIPROXY_LEDGER_OK)

@@ -161,9 +161,11 @@ def traffic(gateway, upstream):
     upstream.next(status=500)
     assert s.add_curl(curl(gateway, CHAT, good, body={"model": "gpt-4o-mini",
                                                       "messages": MSG})) == 500
+    # The provider refusing the server's key is the gateway's problem, not
+    # the student's: 502, never a 401 that blames the student's token.
     upstream.next(status=401)
     assert s.add_curl(curl(gateway, CHAT, good, body={"model": "gpt-4o-mini",
-                                                      "messages": MSG})) == 401
+                                                      "messages": MSG})) == 502
 
     # The gateway's own pages, as a student and as an admin: whatever they
     # answer, it goes through the same sweep.
