@@ -302,3 +302,48 @@ def usd(pico):
     from decimal import Decimal
     s = format(Decimal(pico) / Decimal(10**12), "f")
     return s.rstrip("0").rstrip(".") if "." in s else s
+
+
+def curl_raw(gateway, path, token=None, method=None, body=None, headers=(),
+             args=(), auth_header=None):
+    """curl against the gateway: (status, raw header text, body bytes)."""
+    with tempfile.TemporaryDirectory() as d:
+        hfile, bfile = os.path.join(d, "h"), os.path.join(d, "b")
+        cmd = ["curl", "-sS", "-o", bfile, "-D", hfile, "-w", "%{http_code}",
+               "--max-time", "20"] + list(args)
+        if method:
+            cmd += ["-X", method]
+        if auth_header is not None:
+            cmd += ["-H", "Authorization: " + auth_header]
+        elif token is not None:
+            cmd += ["-H", "Authorization: Bearer " + token]
+        for h in headers:
+            cmd += ["-H", h]
+        if body is not None:
+            if not isinstance(body, (bytes, str)):
+                body = json.dumps(body)
+            if isinstance(body, str):
+                body = body.encode()
+            dfile = os.path.join(d, "d")
+            with open(dfile, "wb") as f:
+                f.write(body)
+            cmd += ["-H", "Content-Type: application/json", "--data-binary", "@" + dfile]
+        cmd.append(gateway.url(path))
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        with open(hfile, "rb") as f:
+            head = f.read().decode("latin-1")
+        with open(bfile, "rb") as f:
+            return int(p.stdout), head, f.read()
+
+
+def curl(gateway, path, *args, **kw):
+    """curl against the gateway: (status, {lower header: value}, body bytes)."""
+    status, head, body = curl_raw(gateway, path, *args, **kw)
+    hdrs = {}
+    last = [b for b in head.split("\r\n\r\n") if b.strip()][-1]
+    for line in last.split("\r\n")[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            hdrs[k.strip().lower()] = v.strip()
+    return status, hdrs, body

@@ -5,9 +5,7 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import subprocess
-import tempfile
 import time
 
 import jwt
@@ -15,7 +13,7 @@ import openai
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import PROVIDER_KEY, TOKEN_SECRET, make_token
+from conftest import PROVIDER_KEY, TOKEN_SECRET, make_token, curl
 
 # HS512 with our 56-byte secret is the point, not a mistake.
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -47,45 +45,6 @@ def hand_made(header, payload, secret=TOKEN_SECRET, signature=None):
         signature = b64url(hmac.new(secret.encode(), signing_input.encode(),
                                     hashlib.sha256).digest())
     return signing_input + "." + signature
-
-
-def curl(gateway, path, token=None, method=None, body=None, headers=(),
-         auth_header=None):
-    """curl against the gateway: (status, {lower header: value}, body bytes)."""
-    with tempfile.TemporaryDirectory() as d:
-        hfile, bfile = os.path.join(d, "h"), os.path.join(d, "b")
-        cmd = ["curl", "-sS", "-o", bfile, "-D", hfile, "-w", "%{http_code}",
-               "--max-time", "20"]
-        if method:
-            cmd += ["-X", method]
-        if auth_header is not None:
-            cmd += ["-H", "Authorization: " + auth_header]
-        elif token is not None:
-            cmd += ["-H", "Authorization: Bearer " + token]
-        for h in headers:
-            cmd += ["-H", h]
-        if body is not None:
-            if not isinstance(body, (bytes, str)):
-                body = json.dumps(body)
-            if isinstance(body, str):
-                body = body.encode()
-            dfile = os.path.join(d, "d")
-            with open(dfile, "wb") as f:
-                f.write(body)
-            cmd += ["-H", "Content-Type: application/json", "--data-binary", "@" + dfile]
-        cmd.append(gateway.url(path))
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, p.stderr
-        hdrs = {}
-        with open(hfile, "rb") as f:
-            blocks = f.read().decode("latin-1").split("\r\n\r\n")
-        last = [b for b in blocks if b.strip()][-1]
-        for line in last.split("\r\n")[1:]:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                hdrs[k.strip().lower()] = v.strip()
-        with open(bfile, "rb") as f:
-            return int(p.stdout), hdrs, f.read()
 
 
 def assert_openai_error(status, headers, body, expected=401):

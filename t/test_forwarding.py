@@ -1,56 +1,17 @@
 """Forwarding: what the provider receives, and what the client gets back,
 through the OpenAI SDK and curl."""
 import json
-import os
-import subprocess
-import tempfile
 
 import openai
 import pytest
 
-from conftest import PROVIDER_KEY, make_token
+from conftest import PROVIDER_KEY, make_token, curl
 
 CHAT = "/openai/v1/chat/completions"
 ALLOWED_MODELS = {"gpt-4o-mini", "text-embedding-3-small"}
 
 
 # ---------------------------------------------------------------- helpers
-
-def curl(gateway, path, token=None, method=None, body=None, headers=(), args=()):
-    """curl against the gateway: (status, {lower header: value}, body bytes)."""
-    with tempfile.TemporaryDirectory() as d:
-        hfile, bfile = os.path.join(d, "h"), os.path.join(d, "b")
-        cmd = ["curl", "-sS", "-o", bfile, "-D", hfile, "-w", "%{http_code}",
-               "--max-time", "20"] + list(args)
-        if method:
-            cmd += ["-X", method]
-        if token is not None:
-            cmd += ["-H", "Authorization: Bearer " + token]
-        for h in headers:
-            cmd += ["-H", h]
-        if body is not None:
-            if not isinstance(body, (bytes, str)):
-                body = json.dumps(body)
-            if isinstance(body, str):
-                body = body.encode()
-            dfile = os.path.join(d, "d")
-            with open(dfile, "wb") as f:
-                f.write(body)
-            cmd += ["-H", "Content-Type: application/json", "--data-binary", "@" + dfile]
-        cmd.append(gateway.url(path))
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, p.stderr
-        hdrs = {}
-        with open(hfile, "rb") as f:
-            blocks = f.read().decode("latin-1").split("\r\n\r\n")
-        last = [b for b in blocks if b.strip()][-1]
-        for line in last.split("\r\n")[1:]:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                hdrs[k.strip().lower()] = v.strip()
-        with open(bfile, "rb") as f:
-            return int(p.stdout), hdrs, f.read()
-
 
 def assert_openai_error(status, headers, body, expected):
     assert status == expected, body

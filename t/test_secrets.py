@@ -2,52 +2,18 @@
 at LogLevel debug, neither the provider key, the token secret nor any
 bearer token used appears in the error log, the access log, a response
 body or a response header."""
-import json
-import os
-import subprocess
-import tempfile
 import time
 
 import jwt  # noqa: F401  (for the warning filter)
 import openai
 import pytest
 
-from conftest import ADMIN, ANTHROPIC_KEY, PROVIDER_KEY, TOKEN_SECRET, make_token
+from conftest import ADMIN, ANTHROPIC_KEY, PROVIDER_KEY, TOKEN_SECRET, make_token, curl_raw
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
 CHAT = "/openai/v1/chat/completions"
 MSG = [{"role": "user", "content": "hello"}]
-
-
-def curl(gateway, path, token=None, method=None, body=None, headers=()):
-    """(status, raw header text, body bytes), with curl."""
-    with tempfile.TemporaryDirectory() as d:
-        hfile, bfile = os.path.join(d, "h"), os.path.join(d, "b")
-        cmd = ["curl", "-sS", "-o", bfile, "-D", hfile, "-w", "%{http_code}",
-               "--max-time", "20"]
-        if method:
-            cmd += ["-X", method]
-        if token is not None:
-            cmd += ["-H", "Authorization: Bearer " + token]
-        for h in headers:
-            cmd += ["-H", h]
-        if body is not None:
-            if not isinstance(body, (bytes, str)):
-                body = json.dumps(body)
-            if isinstance(body, str):
-                body = body.encode()
-            dfile = os.path.join(d, "d")
-            with open(dfile, "wb") as f:
-                f.write(body)
-            cmd += ["-H", "Content-Type: application/json", "--data-binary", "@" + dfile]
-        cmd.append(gateway.url(path))
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, p.stderr
-        with open(hfile, "rb") as f:
-            head = f.read().decode("latin-1")
-        with open(bfile, "rb") as f:
-            return int(p.stdout), head, f.read().decode("utf-8", "replace")
 
 
 class Seen:
@@ -115,9 +81,9 @@ def traffic(gateway, upstream):
         text = "".join(resp.iter_text())
         s.statuses.append(resp.http_response.status_code)
         s.texts += ["\n".join("%s: %s" % kv for kv in resp.headers.items()), text]
-    assert s.add_curl(curl(gateway, CHAT, good, body={"model": "gpt-4o-mini",
+    assert s.add_curl(curl_text(gateway, CHAT, good, body={"model": "gpt-4o-mini",
                                                       "messages": MSG})) == 200
-    assert s.add_curl(curl(gateway, "/openai/v1/models", good)) == 200
+    assert s.add_curl(curl_text(gateway, "/openai/v1/models", good)) == 200
 
     # 401: a token signed with another secret, an expired one, an HS512 one,
     # a flipped signature, a mangled one; with the SDK and curl.
@@ -129,42 +95,42 @@ def traffic(gateway, upstream):
                 s.raw("Zm9v" + good)):
         s.sdk_call(lambda: s.sdk(gateway, bad).chat.completions.with_raw_response.create(
             model="gpt-4o-mini", messages=MSG), openai.AuthenticationError)
-        assert s.add_curl(curl(gateway, CHAT, bad, body={"model": "gpt-4o-mini",
+        assert s.add_curl(curl_text(gateway, CHAT, bad, body={"model": "gpt-4o-mini",
                                                          "messages": MSG})) == 401
     # Someone pasting the server's own key or secret as their token.
     for leaked in (PROVIDER_KEY, TOKEN_SECRET):
-        assert s.add_curl(curl(gateway, CHAT, leaked, body={"model": "gpt-4o-mini",
+        assert s.add_curl(curl_text(gateway, CHAT, leaked, body={"model": "gpt-4o-mini",
                                                             "messages": MSG})) == 401
-    assert s.add_curl(curl(gateway, CHAT, body={"model": "gpt-4o-mini",
+    assert s.add_curl(curl_text(gateway, CHAT, body={"model": "gpt-4o-mini",
                                                 "messages": MSG},
                            headers=["Authorization: Basic " + good])) == 401
 
     # 404 and 405.
     s.sdk_call(lambda: client.files.with_raw_response.list(), openai.NotFoundError)
-    assert s.add_curl(curl(gateway, "/openai/v1/nope", good)) == 404
-    assert s.add_curl(curl(gateway, CHAT, good, method="GET")) == 405
+    assert s.add_curl(curl_text(gateway, "/openai/v1/nope", good)) == 404
+    assert s.add_curl(curl_text(gateway, CHAT, good, method="GET")) == 405
 
     # 403: a model that is not allowed.
     s.sdk_call(lambda: client.chat.completions.with_raw_response.create(
         model="gpt-4o", messages=MSG), openai.PermissionDeniedError)
-    assert s.add_curl(curl(gateway, CHAT, good, body={"model": "o3-mini",
+    assert s.add_curl(curl_text(gateway, CHAT, good, body={"model": "o3-mini",
                                                       "messages": MSG})) == 403
 
     # 400: a body that is not JSON, or has no model.
-    assert s.add_curl(curl(gateway, CHAT, good, body=b'{"model": "gpt-4o-mini", ')) == 400
-    assert s.add_curl(curl(gateway, CHAT, good, body={"messages": MSG})) == 400
+    assert s.add_curl(curl_text(gateway, CHAT, good, body=b'{"model": "gpt-4o-mini", ')) == 400
+    assert s.add_curl(curl_text(gateway, CHAT, good, body={"messages": MSG})) == 400
 
     # The upstream fails: 500 and 401 from the provider (a bad server key).
     s.sdk_call(lambda: client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=MSG, extra_headers={"X-Fake-Status": "500"}),
         openai.InternalServerError)
     upstream.next(status=500)
-    assert s.add_curl(curl(gateway, CHAT, good, body={"model": "gpt-4o-mini",
+    assert s.add_curl(curl_text(gateway, CHAT, good, body={"model": "gpt-4o-mini",
                                                       "messages": MSG})) == 500
     # The provider refusing the server's key is the gateway's problem, not
     # the student's: 502, never a 401 that blames the student's token.
     upstream.next(status=401)
-    assert s.add_curl(curl(gateway, CHAT, good, body={"model": "gpt-4o-mini",
+    assert s.add_curl(curl_text(gateway, CHAT, good, body={"model": "gpt-4o-mini",
                                                       "messages": MSG})) == 502
 
     # The gateway's own pages, as a student and as an admin: whatever they
@@ -172,7 +138,7 @@ def traffic(gateway, upstream):
     admin = s.token(ADMIN)
     for path in ("/usage", "/health", "/targets", "/api/stats", "/token"):
         for who in (good, admin, None):
-            s.add_curl(curl(gateway, path, who))
+            s.add_curl(curl_text(gateway, path, who))
 
     time.sleep(0.3)  # let the log lines of the last request land
     return s
@@ -220,3 +186,9 @@ def test_secrets_are_not_partially_echoed(gateway, traffic):
     logs = gateway.error_log() + gateway.access_log() + "\n".join(traffic.texts)
     for value in (PROVIDER_KEY[len("sk-upstream-"):], TOKEN_SECRET[len("tsecret-"):]):
         assert value[:16] not in logs
+
+
+def curl_text(gateway, path, *args, **kw):
+    """(status, raw header text, body text), with curl."""
+    status, head, body = curl_raw(gateway, path, *args, **kw)
+    return status, head, body.decode("utf-8", "replace")
