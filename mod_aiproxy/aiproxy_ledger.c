@@ -173,6 +173,47 @@ static void read_month(const bson_t *doc, aiproxy_month_t *m)
     m->requests = get_i64(doc, "requests");
 }
 
+/* Gives each document of a query (a find, or an aggregation when pipeline
+ * is set) to `each`, after `start` resets what a failed try gathered; a
+ * try on a stale pooled connection is retried once. */
+typedef void doc_fn(apr_pool_t *p, const bson_t *doc, void *baton);
+
+static aiproxy_ledger_rc_t each_doc(apr_pool_t *p, aiproxy_ledger_t *l,
+                                    const char *collection,
+                                    const bson_t *filter, const bson_t *opts,
+                                    const bson_t *pipeline, doc_fn *start,
+                                    doc_fn *each, void *baton,
+                                    const char **err)
+{
+    const bson_t *doc;
+    bson_error_t error;
+    lease_t ls;
+    int attempt, failed;
+
+    if (!lease(l, collection, &ls, err))
+        return AIPROXY_LEDGER_DOWN;
+    for (attempt = 0;; attempt++) {
+        mongoc_cursor_t *cur = pipeline
+            ? mongoc_collection_aggregate(ls.coll, MONGOC_QUERY_NONE, pipeline,
+                                          NULL, NULL)
+            : mongoc_collection_find_with_opts(ls.coll, filter, opts, NULL);
+
+        start(p, NULL, baton);
+        while (mongoc_cursor_next(cur, &doc))
+            each(p, doc, baton);
+        failed = mongoc_cursor_error(cur, &error);
+        mongoc_cursor_destroy(cur);
+        if (!failed || !retryable(&error, attempt))
+            break;
+    }
+    unlease(l, &ls);
+    if (failed) {
+        *err = describe(p, &error);
+        return AIPROXY_LEDGER_DOWN;
+    }
+    return AIPROXY_LEDGER_OK;
+}
+
 static const char *month_key(apr_pool_t *p, const char *email,
                              const char *month)
 {
@@ -262,26 +303,38 @@ static int find_by_id(apr_pool_t *p, mongoc_collection_t *coll,
     return rc;
 }
 
+typedef struct {
+    const char *email;
+    aiproxy_user_t *out;
+    int email_cap;
+} user_scan_t;
+
+static void user_start(apr_pool_t *p, const bson_t *doc, void *baton)
+{
+    user_scan_t *u = baton;
+
+    (void)p;
+    (void)doc;
+    memset(u->out, 0, sizeof(*u->out));
+    u->email_cap = 0;
+}
+
 /* An email's document gives its revocation and, first, its cap; the
  * domain's gives a cap when the email's has none. */
-static void read_users(apr_pool_t *p, mongoc_cursor_t *cur, const char *email,
-                       aiproxy_user_t *out, int *email_cap)
+static void user_each(apr_pool_t *p, const bson_t *doc, void *baton)
 {
-    const bson_t *doc;
+    user_scan_t *u = baton;
+    int is_email = strcmp(get_str(p, doc, "_id"), u->email) == 0;
     bson_iter_t it;
 
-    while (mongoc_cursor_next(cur, &doc)) {
-        int is_email = strcmp(get_str(p, doc, "_id"), email) == 0;
-
-        if (is_email)
-            out->revoked_at = get_i64(doc, "revoked_at");
-        if (bson_iter_init_find(&it, doc, "cap") &&
-            (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)) &&
-            (is_email || !*email_cap)) {
-            out->cap = get_i64(doc, "cap");
-            out->has_cap = 1;
-            *email_cap |= is_email;
-        }
+    if (is_email)
+        u->out->revoked_at = get_i64(doc, "revoked_at");
+    if (bson_iter_init_find(&it, doc, "cap") &&
+        (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)) &&
+        (is_email || !u->email_cap)) {
+        u->out->cap = get_i64(doc, "cap");
+        u->out->has_cap = 1;
+        u->email_cap |= is_email;
     }
 }
 
@@ -293,32 +346,12 @@ aiproxy_ledger_rc_t aiproxy_ledger_user(aiproxy_ledger_t *l, apr_pool_t *p,
     const char *domain = strchr(email, '@');
     bson_t *filter = BCON_NEW("_id", "{", "$in", "[", BCON_UTF8(email),
                               BCON_UTF8(domain ? domain : email), "]", "}");
-    mongoc_cursor_t *cur;
-    bson_error_t error;
-    lease_t ls;
-    int email_cap, attempt;
-    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+    user_scan_t u = { email, out, 0 };
+    aiproxy_ledger_rc_t rc;
 
     memset(out, 0, sizeof(*out));
-    if (!lease(l, USERS, &ls, err)) {
-        bson_destroy(filter);
-        return AIPROXY_LEDGER_DOWN;
-    }
-    for (attempt = 0;; attempt++) {
-        memset(out, 0, sizeof(*out));
-        email_cap = 0;
-        rc = AIPROXY_LEDGER_OK;
-        cur = mongoc_collection_find_with_opts(ls.coll, filter, NULL, NULL);
-        read_users(p, cur, email, out, &email_cap);
-        if (mongoc_cursor_error(cur, &error)) {
-            *err = describe(p, &error);
-            rc = AIPROXY_LEDGER_DOWN;
-        }
-        mongoc_cursor_destroy(cur);
-        if (rc == AIPROXY_LEDGER_OK || !retryable(&error, attempt))
-            break;
-    }
-    unlease(l, &ls);
+    rc = each_doc(p, l, USERS, filter, NULL, NULL, user_start, user_each, &u,
+                  err);
     bson_destroy(filter);
     return rc;
 }
@@ -577,6 +610,28 @@ static const char *sort_field(const char *sort)
     return sort;  /* email, month: validated by the caller */
 }
 
+static void rows_start(apr_pool_t *p, const bson_t *doc, void *baton)
+{
+    apr_array_header_t *rows = baton;
+
+    (void)p;
+    (void)doc;
+    apr_array_clear(rows);
+}
+
+static void month_each(apr_pool_t *p, const bson_t *doc, void *baton)
+{
+    aiproxy_month_row_t *row = apr_array_push((apr_array_header_t *)baton);
+    aiproxy_month_t m;
+
+    read_month(doc, &m);
+    row->email = get_str(p, doc, "email");
+    row->month = get_str(p, doc, "month");
+    row->spent = m.spent;
+    row->reserved = m.reserved;
+    row->requests = m.requests;
+}
+
 aiproxy_ledger_rc_t aiproxy_ledger_months(aiproxy_ledger_t *l, apr_pool_t *p,
                                           const char *month,
                                           const char *email,
@@ -592,40 +647,15 @@ aiproxy_ledger_rc_t aiproxy_ledger_months(aiproxy_ledger_t *l, apr_pool_t *p,
                             "skip", BCON_INT64(skip),
                             "limit", BCON_INT64(limit),
                             "projection", "{", "holds", BCON_INT32(0), "}");
-    mongoc_cursor_t *cur;
-    const bson_t *doc;
-    bson_error_t error;
-    lease_t ls;
-    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_OK;
+    aiproxy_ledger_rc_t rc;
 
     *rows = apr_array_make(p, 16, sizeof(aiproxy_month_row_t));
     if (month)
         BSON_APPEND_UTF8(&filter, "month", month);
     if (email)
         BSON_APPEND_UTF8(&filter, "email", email);
-    if (!lease(l, MONTHS, &ls, err)) {
-        rc = AIPROXY_LEDGER_DOWN;
-        goto out;
-    }
-    cur = mongoc_collection_find_with_opts(ls.coll, &filter, opts, NULL);
-    while (mongoc_cursor_next(cur, &doc)) {
-        aiproxy_month_row_t *row = apr_array_push(*rows);
-        aiproxy_month_t m;
-
-        read_month(doc, &m);
-        row->email = get_str(p, doc, "email");
-        row->month = get_str(p, doc, "month");
-        row->spent = m.spent;
-        row->reserved = m.reserved;
-        row->requests = m.requests;
-    }
-    if (mongoc_cursor_error(cur, &error)) {
-        *err = describe(p, &error);
-        rc = AIPROXY_LEDGER_DOWN;
-    }
-    mongoc_cursor_destroy(cur);
-    unlease(l, &ls);
-out:
+    rc = each_doc(p, l, MONTHS, &filter, opts, NULL, rows_start, month_each,
+                  *rows, err);
     bson_destroy(opts);
     bson_destroy(&filter);
     return rc;
@@ -874,49 +904,41 @@ aiproxy_ledger_rc_t aiproxy_ledger_revoke(aiproxy_ledger_t *l, apr_pool_t *p,
     return AIPROXY_LEDGER_DOWN;
 }
 
+static void user_row_each(apr_pool_t *p, const bson_t *doc, void *baton)
+{
+    aiproxy_user_row_t *row = apr_array_push((apr_array_header_t *)baton);
+    bson_iter_t it;
+
+    row->who = get_str(p, doc, "_id");
+    row->has_cap = bson_iter_init_find(&it, doc, "cap") &&
+                   (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it));
+    row->cap = row->has_cap ? get_i64(doc, "cap") : 0;
+    row->revoked_at = get_i64(doc, "revoked_at");
+}
+
 aiproxy_ledger_rc_t aiproxy_ledger_users(aiproxy_ledger_t *l, apr_pool_t *p,
                                          apr_array_header_t **rows,
                                          const char **err)
 {
     bson_t filter = BSON_INITIALIZER;
     bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}");
-    mongoc_cursor_t *cur;
-    const bson_t *doc;
-    bson_error_t error;
-    bson_iter_t it;
-    lease_t ls;
-    int attempt;
-    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+    aiproxy_ledger_rc_t rc;
 
-    if (!lease(l, USERS, &ls, err))
-        goto out;
-    for (attempt = 0;; attempt++) {
-        *rows = apr_array_make(p, 16, sizeof(aiproxy_user_row_t));
-        rc = AIPROXY_LEDGER_OK;
-        cur = mongoc_collection_find_with_opts(ls.coll, &filter, opts, NULL);
-        while (mongoc_cursor_next(cur, &doc)) {
-            aiproxy_user_row_t *row = apr_array_push(*rows);
-
-            row->who = get_str(p, doc, "_id");
-            row->has_cap = bson_iter_init_find(&it, doc, "cap") &&
-                           (BSON_ITER_HOLDS_INT64(&it) ||
-                            BSON_ITER_HOLDS_INT32(&it));
-            row->cap = row->has_cap ? get_i64(doc, "cap") : 0;
-            row->revoked_at = get_i64(doc, "revoked_at");
-        }
-        if (mongoc_cursor_error(cur, &error)) {
-            *err = describe(p, &error);
-            rc = AIPROXY_LEDGER_DOWN;
-        }
-        mongoc_cursor_destroy(cur);
-        if (rc == AIPROXY_LEDGER_OK || !retryable(&error, attempt))
-            break;
-    }
-    unlease(l, &ls);
-out:
+    *rows = apr_array_make(p, 16, sizeof(aiproxy_user_row_t));
+    rc = each_doc(p, l, USERS, &filter, opts, NULL, rows_start, user_row_each,
+                  *rows, err);
     bson_destroy(opts);
     bson_destroy(&filter);
     return rc;
+}
+
+static void day_each(apr_pool_t *p, const bson_t *doc, void *baton)
+{
+    aiproxy_day_row_t *row = apr_array_push((apr_array_header_t *)baton);
+
+    row->day = get_str(p, doc, "_id");
+    row->cost = get_i64(doc, "cost");
+    row->requests = get_i64(doc, "requests");
 }
 
 aiproxy_ledger_rc_t aiproxy_ledger_daily(aiproxy_ledger_t *l, apr_pool_t *p,
@@ -926,12 +948,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_daily(aiproxy_ledger_t *l, apr_pool_t *p,
 {
     bson_t match = BSON_INITIALIZER;
     bson_t *pipeline;
-    mongoc_cursor_t *cur;
-    const bson_t *doc;
-    bson_error_t error;
-    lease_t ls;
-    int attempt;
-    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+    aiproxy_ledger_rc_t rc;
 
     BSON_APPEND_UTF8(&match, "month", month);
     if (email)
@@ -948,30 +965,9 @@ aiproxy_ledger_rc_t aiproxy_ledger_daily(aiproxy_ledger_t *l, apr_pool_t *p,
                         "}", "}",
                         "{", "$sort", "{", "_id", BCON_INT32(1), "}", "}",
                         "]");
-    if (!lease(l, REQUESTS, &ls, err))
-        goto out;
-    for (attempt = 0;; attempt++) {
-        *rows = apr_array_make(p, 31, sizeof(aiproxy_day_row_t));
-        rc = AIPROXY_LEDGER_OK;
-        cur = mongoc_collection_aggregate(ls.coll, MONGOC_QUERY_NONE, pipeline,
-                                          NULL, NULL);
-        while (mongoc_cursor_next(cur, &doc)) {
-            aiproxy_day_row_t *row = apr_array_push(*rows);
-
-            row->day = get_str(p, doc, "_id");
-            row->cost = get_i64(doc, "cost");
-            row->requests = get_i64(doc, "requests");
-        }
-        if (mongoc_cursor_error(cur, &error)) {
-            *err = describe(p, &error);
-            rc = AIPROXY_LEDGER_DOWN;
-        }
-        mongoc_cursor_destroy(cur);
-        if (rc == AIPROXY_LEDGER_OK || !retryable(&error, attempt))
-            break;
-    }
-    unlease(l, &ls);
-out:
+    *rows = apr_array_make(p, 31, sizeof(aiproxy_day_row_t));
+    rc = each_doc(p, l, REQUESTS, NULL, NULL, pipeline, rows_start, day_each,
+                  *rows, err);
     bson_destroy(pipeline);
     bson_destroy(&match);
     return rc;
