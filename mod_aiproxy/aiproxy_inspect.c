@@ -1,3 +1,4 @@
+#include <string.h>
 #include <apr_strings.h>
 
 #include "aiproxy_inspect.h"
@@ -114,11 +115,77 @@ int aiproxy_usage_merge(const aiproxy_json_t *usage, aiproxy_api_t api,
     return 1;
 }
 
+/* 1 when buf[0..len) closes exactly one open object: what follows a
+ * member of the top-level object (more members, then its brace). */
+static int closes_top_level(const char *buf, apr_size_t len)
+{
+    apr_size_t i;
+    int depth = 1, in_string = 0;
+
+    for (i = 0; i < len; i++) {
+        char c = buf[i];
+
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+        }
+        else if (c == '"')
+            in_string = 1;
+        else if (c == '{' || c == '[')
+            depth++;
+        else if ((c == '}' || c == ']') && --depth == 0) {
+            for (i++; i < len; i++)
+                if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' &&
+                    buf[i] != '\t')
+                    return 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Every provider puts the top-level "usage" near the end of its answer:
+ * parse that member alone rather than the whole body (embeddings can be
+ * megabytes). In a JSON text the bytes "usage" followed by ':' are a key
+ * (inside a string the quotes would be escaped); the member is taken only
+ * when the rest of the body closes the top-level object. */
+static int usage_from_tail(apr_pool_t *p, const char *body, apr_size_t len,
+                           aiproxy_api_t api, aiproxy_usage_t *u)
+{
+    apr_size_t i = len, j, used;
+    aiproxy_json_t *usage;
+
+    while (i-- > 7) {
+        if (body[i - 7] != '"' || memcmp(body + i - 6, "usage\"", 6) ||
+            (i >= 8 && body[i - 8] == '\\'))
+            continue;
+        for (j = i; j < len && (body[j] == ' ' || body[j] == '\n' ||
+                                body[j] == '\r' || body[j] == '\t'); j++)
+            ;
+        if (j == len || body[j] != ':')
+            continue;
+        for (j++; j < len && (body[j] == ' ' || body[j] == '\n' ||
+                              body[j] == '\r' || body[j] == '\t'); j++)
+            ;
+        usage = aiproxy_json_parse_prefix(p, body + j, len - j, &used);
+        if (!usage || !closes_top_level(body + j + used, len - j - used))
+            return -1;
+        return aiproxy_usage_merge(usage, api, u);
+    }
+    return -1;
+}
+
 int aiproxy_usage_from_body(apr_pool_t *p, const char *body, apr_size_t len,
                             aiproxy_api_t api, aiproxy_usage_t *u)
 {
     const char *err;
-    aiproxy_json_t *root = aiproxy_json_parse(p, body, len, &err);
+    aiproxy_json_t *root;
+    int rc = usage_from_tail(p, body, len, api, u);
 
+    if (rc >= 0)
+        return rc;
+    root = aiproxy_json_parse(p, body, len, &err);
     return root && aiproxy_usage_merge(aiproxy_json_get(root, "usage"), api, u);
 }

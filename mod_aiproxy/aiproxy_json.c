@@ -25,6 +25,20 @@ aiproxy_json_t *aiproxy_json_parse(apr_pool_t *p, const char *buf,
     return v;
 }
 
+aiproxy_json_t *aiproxy_json_parse_prefix(apr_pool_t *p, const char *buf,
+                                          apr_size_t len, apr_size_t *used)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(buf, len, JSON_REJECT_DUPLICATES |
+                           JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &jerr);
+
+    if (!v)
+        return NULL;
+    *used = (apr_size_t)jerr.position;
+    apr_pool_cleanup_register(p, v, json_release, apr_pool_cleanup_null);
+    return v;
+}
+
 aiproxy_json_t *aiproxy_json_get(const aiproxy_json_t *obj, const char *key)
 {
     return json_is_object(obj) ? json_object_get(obj, key) : NULL;

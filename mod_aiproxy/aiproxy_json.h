@@ -13,6 +13,11 @@ typedef struct json_t aiproxy_json_t;
 aiproxy_json_t *aiproxy_json_parse(apr_pool_t *p, const char *buf,
                                    apr_size_t len, const char **err);
 
+/* Parses the one JSON value at the start of buf, ignoring what follows;
+ * *used says how many bytes it took. */
+aiproxy_json_t *aiproxy_json_parse_prefix(apr_pool_t *p, const char *buf,
+                                          apr_size_t len, apr_size_t *used);
+
 aiproxy_json_t *aiproxy_json_get(const aiproxy_json_t *obj, const char *key);
 int aiproxy_json_is_object(const aiproxy_json_t *v);
 int aiproxy_json_is_array(const aiproxy_json_t *v);

@@ -1367,6 +1367,40 @@ static void test_sse_limits(apr_pool_t *p)
     CHECK_INT(plen, 0);
 }
 
+/* Usage is read from the body's tail; anything that is not the top-level
+ * member there (a "usage" inside a string or a nested object, usage
+ * first) must give the same answer as a whole parse. */
+static void test_usage_tail(apr_pool_t *p)
+{
+    aiproxy_usage_t u;
+    int found;
+
+    u = usage_of(p, "{\"choices\":[{\"message\":{\"content\":"
+                 "\"say \\\"usage\\\": {\\\"prompt_tokens\\\": 99}\"}}],"
+                 "\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}",
+                 AIPROXY_API_OPENAI, &found);
+    CHECK(found);
+    CHECK_USAGE(u, 7, 0, 0, 3);
+    u = usage_of(p, "{\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2},"
+                 "\"x\":{\"usage\":{\"prompt_tokens\":99}}}",
+                 AIPROXY_API_OPENAI, &found);
+    CHECK(found);
+    CHECK_USAGE(u, 5, 0, 0, 2);
+    u = usage_of(p, "{\"usage\":{\"prompt_tokens\":4},\"choices\":[]}",
+                 AIPROXY_API_OPENAI, &found);
+    CHECK(found);
+    CHECK_USAGE(u, 4, 0, 0, 0);
+    u = usage_of(p, "{\"usage\" :\n {\"input_tokens\":2,\"output_tokens\":1}"
+                 " , \"stop\" : null }\n", AIPROXY_API_ANTHROPIC, &found);
+    CHECK(found);
+    CHECK_USAGE(u, 2, 0, 0, 1);
+    /* A tail that does not close the object is not trusted, and the whole
+     * body is not JSON either. */
+    u = usage_of(p, "{\"usage\":{\"prompt_tokens\":4}", AIPROXY_API_OPENAI,
+                 &found);
+    CHECK(!found);
+}
+
 /* ------------------------------------------------------------------ */
 
 typedef void test_fn(apr_pool_t *p);
@@ -1389,6 +1423,7 @@ static const struct {
     { "inspect_ok", test_inspect_ok },
     { "inspect_bad", test_inspect_bad },
     { "usage", test_usage },
+    { "usage_tail", test_usage_tail },
     { "json", test_json },
     { "sse_chunking", test_sse_chunking },
     { "sse_line_ends", test_sse_line_ends },
