@@ -29,10 +29,20 @@ if ((${#missing[@]})); then
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# httpd's children drop root for this user when started as root.
-if [ "$(id -u)" -eq 0 ] && ! id aiproxy >/dev/null 2>&1; then
-    useradd --system --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin aiproxy
+# httpd's children drop root for this user when started as root; they
+# serve the dashboard from admin/www, so every directory above it must let
+# them through (a clone under /root would not).
+if [ "$(id -u)" -eq 0 ]; then
+    id aiproxy >/dev/null 2>&1 || useradd --system --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin aiproxy
+    if ! runuser -u aiproxy -- test -r "$ROOT/admin/www/index.html"; then
+        dir="$ROOT/admin/www"
+        while [ "$dir" != / ]; do
+            chmod o+x "$dir"
+            dir="$(dirname "$dir")"
+        done
+        chmod -R o+rX "$ROOT/admin/www"
+    fi
 fi
 
 # Python for the tests and tools, pinned.
