@@ -1,0 +1,3 @@
+module aiproxy-bench
+
+go 1.19
