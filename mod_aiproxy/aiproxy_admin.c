@@ -437,6 +437,7 @@ static int set_cap(request_rec *r, aiproxy_req_t *st)
     if (aiproxy_ledger_set_cap(aiproxy_child_ledger(), r->pool, who, usd != NULL,
                                cap, &err) != AIPROXY_LEDGER_OK)
         return store_down(r, st, err);
+    aiproxy_users_changed();
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, AIPLOGNO(04008)
                   "%s %s the cap of %s%s%s", st->email,
                   usd ? "set" : "cleared", who, usd ? " to $" : "",
@@ -463,6 +464,7 @@ static int revoke_user(request_rec *r, aiproxy_req_t *st)
                               apr_time_sec(apr_time_now()), &at, &err)
         != AIPROXY_LEDGER_OK)
         return store_down(r, st, err);
+    aiproxy_users_changed();
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, AIPLOGNO(04009)
                   "%s revoked the tokens of %s", st->email, email);
     return answer(r, st, apr_psprintf(r->pool, "{\"email\":%s,\"revoked_at\":%"

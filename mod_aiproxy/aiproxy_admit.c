@@ -10,6 +10,7 @@
 #include "http_request.h"
 
 #include "aiproxy_cache.h"
+#include "aiproxy_memo.h"
 #include "aiproxy_request.h"
 #include "aiproxy_token.h"
 
@@ -83,6 +84,102 @@ static int store_unavailable(request_rec *r, aiproxy_req_t *st,
                                "unavailable; please retry shortly.");
 }
 
+/* Verified tokens: the HMAC and the claims' parse cost more than a store
+ * round trip's client side, and a student sends the same token all month.
+ * Keyed by the token's exact bytes, so a hit is a token this child has
+ * verified with the same secret; exp and nbf are checked again. */
+static aiproxy_memo_t *token_memo;
+/* User settings, for AIProxyUserCacheTTL seconds or until this server's
+ * admin API changes a cap or a revocation (aiproxy_users_changed). */
+static aiproxy_memo_t *user_memo;
+
+typedef struct {
+    apr_int64_t iat, exp, nbf;
+    int has_iat, has_exp, has_nbf;
+    /* the email and its NUL follow */
+} token_entry_t;
+
+typedef struct {
+    aiproxy_user_t user;
+    apr_uint32_t generation;
+} user_entry_t;
+
+#define USER_MEMO_MAX 4096
+
+void aiproxy_admit_child_init(apr_pool_t *p, server_rec *s)
+{
+    aiproxy_global_t *g = aiproxy_global(s);
+
+    token_memo = aiproxy_memo_create(p, (apr_size_t)g->token_memo);
+    user_memo = g->user_memo_ttl > 0 ? aiproxy_memo_create(p, USER_MEMO_MAX)
+                                     : NULL;
+}
+
+static const char *verify_token(request_rec *r, aiproxy_global_t *g,
+                                const char *token, aiproxy_claims_t *c)
+{
+    apr_int64_t now = apr_time_sec(apr_time_now());
+    token_entry_t *e;
+    const char *why;
+    apr_size_t len, n;
+
+    e = aiproxy_memo_get(token_memo, r->pool, token, 0, &len);
+    if (e && len > sizeof(*e)) {
+        c->email = (const char *)(e + 1);
+        c->iat = e->iat;
+        c->exp = e->exp;
+        c->nbf = e->nbf;
+        c->has_iat = e->has_iat;
+        c->has_exp = e->has_exp;
+        c->has_nbf = e->has_nbf;
+        return aiproxy_token_check_time(c, now, g->token_leeway);
+    }
+    why = aiproxy_token_verify(r->pool, token, g->secret, g->secret_len, now,
+                               g->token_leeway, g->token_max, c);
+    if (why || !token_memo)
+        return why;
+    n = strlen(c->email) + 1;
+    e = apr_palloc(r->pool, sizeof(*e) + n);
+    e->iat = c->iat;
+    e->exp = c->has_exp ? c->exp : 0;
+    e->nbf = c->has_nbf ? c->nbf : 0;
+    e->has_iat = c->has_iat;
+    e->has_exp = c->has_exp;
+    e->has_nbf = c->has_nbf;
+    memcpy(e + 1, c->email, n);
+    aiproxy_memo_put(token_memo, token, 0, e, sizeof(*e) + n);
+    return NULL;
+}
+
+static aiproxy_ledger_rc_t user_settings(request_rec *r, aiproxy_global_t *g,
+                                         aiproxy_ledger_t *ledger,
+                                         const char *email,
+                                         aiproxy_user_t *user,
+                                         const char **err)
+{
+    apr_int64_t now_ms = apr_time_as_msec(apr_time_now());
+    apr_uint32_t gen = aiproxy_users_generation();
+    user_entry_t *e, fresh;
+    aiproxy_ledger_rc_t rc;
+    apr_size_t len;
+
+    e = aiproxy_memo_get(user_memo, r->pool, email,
+                         now_ms - (apr_int64_t)g->user_memo_ttl * 1000, &len);
+    if (e && len == sizeof(*e) && e->generation == gen) {
+        *user = e->user;
+        return AIPROXY_LEDGER_OK;
+    }
+    rc = aiproxy_ledger_user(ledger, r->pool, email, user, err);
+    if (rc == AIPROXY_LEDGER_OK && user_memo) {
+        /* The generation read before the lookup: a change made during it
+         * makes this entry stale at once rather than hiding the change. */
+        fresh.user = *user;
+        fresh.generation = gen;
+        aiproxy_memo_put(user_memo, email, now_ms, &fresh, sizeof(fresh));
+    }
+    return rc;
+}
+
 int aiproxy_identify(request_rec *r, aiproxy_req_t *st, aiproxy_api_t api,
                      aiproxy_user_t *user)
 {
@@ -99,9 +196,7 @@ int aiproxy_identify(request_rec *r, aiproxy_req_t *st, aiproxy_api_t api,
                                    malformed ? "Authorization must be "
                                    "'Bearer <token>'." : "Missing token: send "
                                    "'Authorization: Bearer <token>'.");
-    why = aiproxy_token_verify(r->pool, token, g->secret, g->secret_len,
-                               apr_time_sec(apr_time_now()), g->token_leeway,
-                               g->token_max, &claims);
+    why = verify_token(r, g, token, &claims);
     if (why) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, AIPLOGNO(01102)
                       "token refused: %s", why);
@@ -111,8 +206,8 @@ int aiproxy_identify(request_rec *r, aiproxy_req_t *st, aiproxy_api_t api,
                                                ".", NULL));
     }
     st->email = claims.email;
-    if (!ledger || aiproxy_ledger_user(ledger, r->pool, st->email, user,
-                                       &err) != AIPROXY_LEDGER_OK)
+    if (!ledger || user_settings(r, g, ledger, st->email, user, &err)
+                   != AIPROXY_LEDGER_OK)
         return store_unavailable(r, st, err);
     /* Revocation outlaws every token issued up to that second. */
     if (user->revoked_at > 0 && (!claims.has_iat ||

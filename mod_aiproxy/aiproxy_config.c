@@ -35,6 +35,7 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->store_timeout_ms = 1500;
     g->token_leeway = 60;
     g->token_max = 8192;
+    g->token_memo = 1024;
     g->providers = apr_hash_make(p);
     g->prices = apr_hash_make(p);
     g->default_cap = 2 * AIPROXY_PICO_PER_USD;   /* what the original charged */
@@ -163,6 +164,14 @@ static const char *set_int(cmd_parms *cmd, void *dc, const char *arg)
     else if (!strcasecmp(name, "AIProxyTokenMaxLength")) {
         if (!(err = parse_int(cmd, arg, 64, 1 << 20, &v)))
             g->token_max = (apr_size_t)v;
+    }
+    else if (!strcasecmp(name, "AIProxyTokenCache")) {
+        if (!(err = parse_int(cmd, arg, 0, 1 << 20, &v)))
+            g->token_memo = (int)v;
+    }
+    else if (!strcasecmp(name, "AIProxyUserCacheTTL")) {
+        if (!(err = parse_int(cmd, arg, 0, 3600, &v)))
+            g->user_memo_ttl = (int)v;
     }
     else if (!strcasecmp(name, "AIProxyMaxBody")) {
         if (!(err = parse_int(cmd, arg, 1024, APR_INT64_C(1) << 30, &v)))
@@ -563,6 +572,11 @@ const command_rec aiproxy_directives[] = {
                   "seconds of clock skew allowed on exp and nbf (60)"),
     AP_INIT_TAKE1("AIProxyTokenMaxLength", set_int, NULL, RSRC_CONF,
                   "longest token accepted, in bytes (8192)"),
+    AP_INIT_TAKE1("AIProxyTokenCache", set_int, NULL, RSRC_CONF,
+                  "verified tokens each child remembers; 0 is off (1024)"),
+    AP_INIT_TAKE1("AIProxyUserCacheTTL", set_int, NULL, RSRC_CONF,
+                  "seconds a child reuses a user's cap and revocation; "
+                  "0 is off (0)"),
     AP_INIT_RAW_ARGS("AIProxyProvider", set_provider, NULL, RSRC_CONF,
                      "NAME BASE-URL [api=openai|anthropic] key=env:VAR|file:PATH ..."),
     AP_INIT_RAW_ARGS("AIProxyPrice", set_price, NULL, RSRC_CONF,

@@ -46,6 +46,8 @@ typedef struct {
     apr_size_t secret_len;
     int token_leeway;
     apr_size_t token_max;
+    int token_memo;                 /* verified tokens kept per child; 0: off */
+    int user_memo_ttl;              /* seconds a child reuses user settings */
     apr_hash_t *providers;          /* name -> aiproxy_provider_t */
     apr_hash_t *prices;             /* model -> aiproxy_price_t */
     aiproxy_money_t default_cap;

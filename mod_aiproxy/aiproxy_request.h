@@ -109,6 +109,10 @@ typedef enum {
     AIPROXY_STAT_COUNT
 } aiproxy_stat_t;
 void aiproxy_stat_inc(aiproxy_stat_t which);
+/* Bumped by this server's admin API whenever a cap or a revocation changes,
+ * so every child drops the user settings it remembers at once. */
+void aiproxy_users_changed(void);
+apr_uint32_t aiproxy_users_generation(void);
 int aiproxy_stats_post_config(apr_pool_t *pconf, server_rec *s);
 int aiproxy_health_handler(request_rec *r);
 int aiproxy_targets_handler(request_rec *r);
@@ -121,6 +125,9 @@ int aiproxy_usage_handler(request_rec *r);
  * whose caller is identified in st; answers 403 to a non-admin. Also
  * served as /admin/api/usage (aiproxy_admin.c). */
 int aiproxy_usage_list(request_rec *r, aiproxy_req_t *st);
+
+/* Per-child memos of verified tokens and user settings (aiproxy_admit.c). */
+void aiproxy_admit_child_init(apr_pool_t *p, server_rec *s);
 
 /* Per-process state (mod_aiproxy.c). */
 aiproxy_ledger_t *aiproxy_child_ledger(void);

@@ -20,6 +20,7 @@ APLOG_USE_MODULE(aiproxy);
 
 typedef struct {
     apr_uint32_t counters[AIPROXY_STAT_COUNT];
+    apr_uint32_t users_generation;
     apr_time_t started;
 } shared_t;
 
@@ -34,6 +35,17 @@ void aiproxy_stat_inc(aiproxy_stat_t which)
 {
     if (shared)
         apr_atomic_inc32(&shared->counters[which]);
+}
+
+void aiproxy_users_changed(void)
+{
+    if (shared)
+        apr_atomic_inc32(&shared->users_generation);
+}
+
+apr_uint32_t aiproxy_users_generation(void)
+{
+    return shared ? apr_atomic_read32(&shared->users_generation) : 0;
 }
 
 /* Shared memory holds the counters and, per provider key, its turn and

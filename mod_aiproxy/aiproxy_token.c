@@ -72,6 +72,17 @@ static int valid_email(const char *e)
     return 1;
 }
 
+const char *aiproxy_token_check_time(const aiproxy_claims_t *c,
+                                     apr_int64_t now, apr_int64_t leeway)
+{
+    /* Written so that an exp near INT64_MAX cannot overflow. */
+    if (c->has_exp && c->exp < now - leeway)
+        return "token expired";
+    if (c->has_nbf && now + leeway < c->nbf)
+        return "token not valid yet";
+    return NULL;
+}
+
 const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
                                  const unsigned char *key, apr_size_t keylen,
                                  apr_int64_t now, apr_int64_t leeway,
@@ -79,7 +90,6 @@ const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
 {
     jwt_t *jwt = NULL;
     const char *why, *email;
-    apr_int64_t t;
     int rc;
 
     if (!key || keylen == 0)
@@ -93,23 +103,18 @@ const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
         why = "token algorithm must be HS256";
         goto done;
     }
-    if ((rc = numeric_claim(jwt, "exp", &t)) > 0) {
+    if ((rc = numeric_claim(jwt, "exp", &out->exp)) > 0) {
         why = "token exp is not a number";
         goto done;
     }
-    /* Written so that an exp near INT64_MAX cannot overflow. */
-    if (rc == 0 && t < now - leeway) {
-        why = "token expired";
-        goto done;
-    }
-    if ((rc = numeric_claim(jwt, "nbf", &t)) > 0) {
+    out->has_exp = rc == 0;
+    if ((rc = numeric_claim(jwt, "nbf", &out->nbf)) > 0) {
         why = "token nbf is not a number";
         goto done;
     }
-    if (rc == 0 && now + leeway < t) {
-        why = "token not valid yet";
+    out->has_nbf = rc == 0;
+    if ((why = aiproxy_token_check_time(out, now, leeway)))
         goto done;
-    }
     if ((rc = numeric_claim(jwt, "iat", &out->iat)) > 0) {
         why = "token iat is not a number";
         goto done;

@@ -8,6 +8,8 @@ typedef struct {
     const char *email;   /* pool copy */
     apr_int64_t iat;     /* seconds; 0 when the token has none */
     int has_iat;
+    apr_int64_t exp, nbf; /* seconds, when has_exp / has_nbf */
+    int has_exp, has_nbf;
 } aiproxy_claims_t;
 
 /* Verifies a compact JWS: exactly HS256 (libjwt 1.10 would accept HS384/512
@@ -19,6 +21,12 @@ const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
                                  const unsigned char *key, apr_size_t keylen,
                                  apr_int64_t now, apr_int64_t leeway,
                                  apr_size_t max_len, aiproxy_claims_t *out);
+
+/* Checks verified claims' exp and nbf against now (seconds) with leeway:
+ * what must be checked again when a verification is reused. Returns NULL,
+ * or the reason. */
+const char *aiproxy_token_check_time(const aiproxy_claims_t *c,
+                                     apr_int64_t now, apr_int64_t leeway);
 
 /* Signs {email, iat[, exp]} with HS256; exp <= 0 leaves it out. NULL on
  * failure. */

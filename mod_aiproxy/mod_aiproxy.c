@@ -106,6 +106,7 @@ static void child_init(apr_pool_t *p, server_rec *s)
         apr_snprintf(id_prefix + 2 * i, 3, "%02x", rnd[i]);
     if (!g->secret)
         return;
+    aiproxy_admit_child_init(p, s);
     aiproxy_ledger_driver_init(driver_log);
     /* Cleanups run in reverse: the ledger's pool goes before the driver. */
     apr_pool_cleanup_register(p, NULL, child_exit, apr_pool_cleanup_null);

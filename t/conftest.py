@@ -166,8 +166,11 @@ class Gateway:
         self.proc = None
 
     def write_conf(self, text):
+        # Tests edit users in the store behind the gateway's back and expect
+        # the next request to see it: remembered user settings would hide
+        # that for AIProxyUserCacheTTL. test_memos.py turns it back on.
         with open(os.path.join(self.var, "conf.d", "extra.conf"), "w") as f:
-            f.write(text)
+            f.write("AIProxyUserCacheTTL 0\n" + text)
 
     def args(self):
         a = [APACHE, "-f", os.path.join(ROOT, "conf/httpd.conf"), "-D", "AIPROXY_ANTHROPIC"]
