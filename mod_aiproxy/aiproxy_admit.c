@@ -478,21 +478,31 @@ static int over_cap(request_rec *r, aiproxy_req_t *st, aiproxy_money_t cap)
 {
     apr_time_t now = apr_time_now();
     aiproxy_money_t used = st->month_state.spent + st->month_state.reserved;
+    const char *msg;
 
     aiproxy_stat_inc(AIPROXY_STAT_OVER_CAP);
     apr_table_setn(r->headers_out, "Retry-After",
                    apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
                                 seconds_to_next_month(now)));
     aiproxy_meter_set_headers(r, r->headers_out, 0, &st->month_state);
+    if (used >= cap)
+        msg = apr_psprintf(r->pool, "On %s you used $%s, exceeding $%s. This "
+                           "request may cost up to $%s.", st->month,
+                           aiproxy_money_format(r->pool, used),
+                           aiproxy_money_format(r->pool, cap),
+                           aiproxy_money_format(r->pool, st->reserved));
+    else
+        /* Under the cap, but the most this request may cost is more than
+         * what is left: say so, and how to ask for less. */
+        msg = apr_psprintf(r->pool, "On %s you used $%s of $%s. This request "
+                           "may cost up to $%s, more than the $%s left; a "
+                           "lower max_tokens or a shorter input costs less.",
+                           st->month, aiproxy_money_format(r->pool, used),
+                           aiproxy_money_format(r->pool, cap),
+                           aiproxy_money_format(r->pool, st->reserved),
+                           aiproxy_money_format(r->pool, cap - used));
     return aiproxy_reply_error(r, st, HTTP_TOO_MANY_REQUESTS,
-                               "insufficient_quota", "insufficient_quota",
-                               apr_psprintf(r->pool, "On %s you used $%s, "
-                                            "exceeding $%s. This request "
-                                            "may cost up to $%s.", st->month,
-                                            aiproxy_money_format(r->pool, used),
-                                            aiproxy_money_format(r->pool, cap),
-                                            aiproxy_money_format(r->pool,
-                                                                 st->reserved)));
+                               "insufficient_quota", "insufficient_quota", msg);
 }
 
 static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)

@@ -127,8 +127,16 @@ def test_cap_boundary_is_inclusive(gateway, up):
     email = "edge-%s@example.com" % secrets.token_hex(4)
 
     gateway.set_cap(email, hold - 1)
-    assert chat(gateway, email, body).status_code == 429
+    r = chat(gateway, email, body)
+    assert r.status_code == 429
     assert up.requests() == []
+    # Nothing used yet: the message says the request's maximum is the
+    # problem, not that the month is spent.
+    month = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m")
+    assert r.json()["error"]["message"] == (
+        "On %s you used $0 of $%s. This request may cost up to $%s, more than "
+        "the $%s left; a lower max_tokens or a shorter input costs less."
+        % (month, usd(hold - 1), usd(hold), usd(hold - 1)))
     gateway.set_cap(email, hold)
     r = chat(gateway, email, body)
     assert r.status_code == 200, r.text
