@@ -9,6 +9,7 @@ struct aiproxy_sse {
     apr_size_t len, size;
     apr_size_t scan;        /* where the next line starts within buf */
     apr_size_t max_event;
+    int oversize;           /* inside an event already passed on unread */
     char *data;             /* scratch for joined data lines */
     apr_size_t data_size;
 };
@@ -76,7 +77,7 @@ static void dispatch(aiproxy_sse_t *s, apr_size_t end,
 
     ev.raw = s->buf;
     ev.raw_len = end;
-    if (end > s->max_event) {
+    if (end > s->max_event || s->oversize) {
         s->data[0] = '\0';
         ev.name = "";
         ev.data = s->data;
@@ -131,12 +132,13 @@ void aiproxy_sse_feed(aiproxy_sse_t *s, const char *in, apr_size_t len,
     memcpy(s->buf + s->len, in, len);
     s->len += len;
     while (find_line(s->buf, s->len, s->scan, &eol, &next)) {
-        if (eol == s->scan && s->scan > 0) {
+        if (eol == s->scan && (s->scan > 0 || s->oversize)) {
             /* A blank line ends the event. */
             dispatch(s, next, fn, baton);
             memmove(s->buf, s->buf + next, s->len - next);
             s->len -= next;
             s->scan = 0;
+            s->oversize = 0;
             continue;
         }
         if (eol == s->scan) {
@@ -148,6 +150,15 @@ void aiproxy_sse_feed(aiproxy_sse_t *s, const char *in, apr_size_t len,
         }
         s->scan = next;
     }
+    if (s->len > s->max_event) {
+        /* An event this long is never read: pass on what has come so far,
+         * unread, and the rest as it comes, so an endless event cannot
+         * hold the child's memory. */
+        s->oversize = 1;
+        dispatch(s, s->len, fn, baton);
+        s->len = 0;
+        s->scan = 0;
+    }
 }
 
 const char *aiproxy_sse_take_pending(aiproxy_sse_t *s, apr_size_t *len)
@@ -157,5 +168,6 @@ const char *aiproxy_sse_take_pending(aiproxy_sse_t *s, apr_size_t *len)
     *len = s->len;
     s->len = 0;
     s->scan = 0;
+    s->oversize = 0;
     return out;
 }

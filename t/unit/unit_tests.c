@@ -1307,8 +1307,32 @@ static void test_sse_limits(apr_pool_t *p)
     CHECK_INT(e.raw_len[0], strlen(in) - strlen("data: small\n\n"));
     CHECK_STR(e.data[1], "small");
     CHECK(raw_is_input(p, &e, pend, plen, in, strlen(in)));
-    split_events(p, in, strlen(in), 1, 64, &bytes, &plen);
-    CHECK(same_events(&e, &bytes));
+    /* Arriving byte by byte, the big event is passed on in pieces as soon
+     * as more than max_event of it is held, all unread; the next event is
+     * read as usual. */
+    pend = split_events(p, in, strlen(in), 1, 64, &bytes, &plen);
+    CHECK(raw_is_input(p, &bytes, pend, plen, in, strlen(in)));
+    CHECK(bytes.n > 2);
+    CHECK_STR(bytes.data[bytes.n - 1], "small");
+    {
+        int i, unread = 1;
+
+        for (i = 0; i < bytes.n - 1; i++)
+            unread = unread && bytes.data_len[i] == 0 &&
+                     !strcmp(bytes.name[i], "") && bytes.raw_len[i] <= 65;
+        CHECK(unread);
+    }
+    /* An event that never ends is never held whole: what stays pending is
+     * at most max_event bytes. */
+    n = 50000;
+    big = apr_palloc(p, n + 1);
+    memset(big, 'C', n);
+    big[n] = '\0';
+    in = apr_pstrcat(p, "data: ", big, NULL);
+    pend = split_events(p, in, strlen(in), 1000, 4096, &bytes, &plen);
+    CHECK(plen <= 4096);
+    CHECK(bytes.n > 0 && bytes.data_len[0] == 0);
+    CHECK(raw_is_input(p, &bytes, pend, plen, in, strlen(in)));
     /* The limit is on the event's bytes: exactly max_event is still read. */
     in = "data: 0123456789\n\n";
     split_events(p, in, strlen(in), 0, strlen(in), &e, &plen);
