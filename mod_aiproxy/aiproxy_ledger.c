@@ -1,6 +1,10 @@
 #include <string.h>
 #include <mongoc/mongoc.h>
+#include <apr_atomic.h>
 #include <apr_strings.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
 
 #include "aiproxy_ledger.h"
 
@@ -12,9 +16,12 @@
 #define USERS "users"
 #define RATES "ratelimits"
 
+typedef struct writer writer_t;
+
 struct aiproxy_ledger {
     mongoc_client_pool_t *pool;
     const char *db;
+    writer_t *writer;       /* NULL: request records are written inline */
 };
 
 static aiproxy_ledger_log_fn *driver_log;
@@ -504,39 +511,218 @@ out:
     return rc;
 }
 
-static int insert_record(apr_pool_t *p, mongoc_collection_t *coll,
-                         const aiproxy_record_t *r, const char **err)
+static bson_t *record_doc(const aiproxy_record_t *r)
 {
-    bson_t *doc = BCON_NEW("_id", BCON_UTF8(r->id),
-                           "email", BCON_UTF8(r->email),
-                           "month", BCON_UTF8(r->month),
-                           "time", BCON_DATE_TIME(r->time_ms),
-                           "endpoint", BCON_UTF8(r->endpoint),
-                           "model", BCON_UTF8(r->model ? r->model : ""),
-                           "provider", BCON_UTF8(r->provider ? r->provider : ""),
-                           "input_tokens", BCON_INT64(r->usage.input),
-                           "cached_tokens", BCON_INT64(r->usage.cached_input),
-                           "cache_write_tokens", BCON_INT64(r->usage.cache_write),
-                           "output_tokens", BCON_INT64(r->usage.output),
-                           "cost", BCON_INT64(r->cost),
-                           "reserved", BCON_INT64(r->reserved),
-                           "status", BCON_INT32(r->status),
-                           "estimated", BCON_BOOL(r->estimated != 0));
-    bson_error_t error;
+    return BCON_NEW("_id", BCON_UTF8(r->id),
+                    "email", BCON_UTF8(r->email),
+                    "month", BCON_UTF8(r->month),
+                    "time", BCON_DATE_TIME(r->time_ms),
+                    "endpoint", BCON_UTF8(r->endpoint),
+                    "model", BCON_UTF8(r->model ? r->model : ""),
+                    "provider", BCON_UTF8(r->provider ? r->provider : ""),
+                    "input_tokens", BCON_INT64(r->usage.input),
+                    "cached_tokens", BCON_INT64(r->usage.cached_input),
+                    "cache_write_tokens", BCON_INT64(r->usage.cache_write),
+                    "output_tokens", BCON_INT64(r->usage.output),
+                    "cost", BCON_INT64(r->cost),
+                    "reserved", BCON_INT64(r->reserved),
+                    "status", BCON_INT32(r->status),
+                    "estimated", BCON_BOOL(r->estimated != 0));
+}
+
+/* Inserts n records, unordered so one bad record cannot hold back the
+ * rest. A record already there (a retried insert that had landed) is no
+ * failure: its id is unique. */
+static int insert_records(mongoc_collection_t *coll, const bson_t **docs,
+                          apr_size_t n, bson_error_t *error)
+{
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
     int ok, attempt;
 
-    /* A retried insert that had landed meets its own duplicate key. */
     for (attempt = 0;; attempt++) {
-        ok = mongoc_collection_insert_one(coll, doc, NULL, NULL, &error);
-        if (ok || !retryable(&error, attempt))
+        ok = n == 1 ? mongoc_collection_insert_one(coll, docs[0], NULL, NULL,
+                                                   error)
+                    : mongoc_collection_insert_many(coll, docs, n, opts, NULL,
+                                                    error);
+        if (ok || !retryable(error, attempt))
             break;
     }
-    bson_destroy(doc);
-    if (!ok && error.code != 11000) {
-        *err = describe(p, &error);
+    bson_destroy(opts);
+    return ok || error->code == 11000;
+}
+
+/* The record writer: a queue of documents and one thread draining it. */
+#define WRITER_QUEUE 4096
+#define WRITER_BATCH 256
+#define WRITER_RETRY_MS 500
+
+struct writer {
+    aiproxy_ledger_t *l;
+    apr_thread_mutex_t *lock;
+    apr_thread_cond_t *wake;
+    apr_thread_t *thread;
+    bson_t *queue[WRITER_QUEUE];
+    apr_size_t n;
+    int stopping;
+    apr_uint32_t *pending;
+};
+
+static void writer_log(int level, apr_size_t n, const bson_error_t *e,
+                       const char *what)
+{
+    char msg[700];
+
+    if (!driver_log)
+        return;
+    apr_snprintf(msg, sizeof(msg), "%" APR_SIZE_T_FMT " request record(s) %s: "
+                 "%s (domain %u, code %u)", n, what, e->message, e->domain,
+                 e->code);
+    driver_log(level, "aiproxy-writer", msg);
+}
+
+/* Writes one batch; 0 when the store could not take it. */
+static int writer_flush(writer_t *w, const bson_t **batch, apr_size_t n)
+{
+    mongoc_client_t *client = mongoc_client_pool_pop(w->l->pool);
+    mongoc_collection_t *coll;
+    bson_error_t error;
+    int ok;
+
+    if (!client) {
+        bson_set_error(&error, MONGOC_ERROR_CLIENT, 0,
+                       "no free store connection");
+        writer_log(3, n, &error, "wait");
         return 0;
     }
+    coll = mongoc_client_get_collection(client, w->l->db, REQUESTS);
+    ok = insert_records(coll, batch, n, &error);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(w->l->pool, client);
+    if (ok)
+        return 1;
+    if (error.domain == MONGOC_ERROR_STREAM ||
+        error.domain == MONGOC_ERROR_SERVER_SELECTION ||
+        error.domain == MONGOC_ERROR_CLIENT) {
+        writer_log(3, n, &error, "wait for the store");
+        return 0;
+    }
+    /* The server refused them (a validator, say): retrying would not help,
+     * and holding them would stop every later record. */
+    writer_log(3, n, &error, "refused by the store and dropped");
     return 1;
+}
+
+static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
+{
+    writer_t *w = data;
+    bson_t *batch[WRITER_BATCH];
+    apr_size_t n, i;
+    int ok;
+
+    (void)t;
+    apr_thread_mutex_lock(w->lock);
+    for (;;) {
+        while (w->n == 0 && !w->stopping)
+            apr_thread_cond_wait(w->wake, w->lock);
+        if (w->n == 0)
+            break;
+        n = w->n < WRITER_BATCH ? w->n : WRITER_BATCH;
+        memcpy(batch, w->queue, n * sizeof(batch[0]));
+        apr_thread_mutex_unlock(w->lock);
+        ok = writer_flush(w, (const bson_t **)batch, n);
+        apr_thread_mutex_lock(w->lock);
+        if (!ok && !w->stopping) {
+            /* Still at the queue's head: wait a little and try again. */
+            apr_thread_cond_timedwait(w->wake, w->lock,
+                                      apr_time_from_msec(WRITER_RETRY_MS));
+            continue;
+        }
+        if (!ok) {
+            bson_error_t e;
+
+            bson_set_error(&e, MONGOC_ERROR_CLIENT, 0, "process stopping");
+            writer_log(3, n, &e, "lost");
+        }
+        memmove(w->queue, w->queue + n, (w->n - n) * sizeof(w->queue[0]));
+        w->n -= n;
+        for (i = 0; i < n; i++) {
+            bson_destroy(batch[i]);
+            apr_atomic_dec32(w->pending);
+        }
+    }
+    apr_thread_mutex_unlock(w->lock);
+    return NULL;
+}
+
+/* 1 when queued; 0 when the queue is full and the caller writes it. */
+static int writer_enqueue(writer_t *w, bson_t *doc)
+{
+    int queued = 0;
+
+    apr_thread_mutex_lock(w->lock);
+    if (w->n < WRITER_QUEUE && !w->stopping) {
+        w->queue[w->n++] = doc;
+        apr_atomic_inc32(w->pending);
+        if (w->n == 1)
+            apr_thread_cond_signal(w->wake);
+        queued = 1;
+    }
+    apr_thread_mutex_unlock(w->lock);
+    return queued;
+}
+
+/* A pre-cleanup: runs before the pool's sub-pools and its other cleanups
+ * go (the client pool among them), so the last batch still has a store. */
+static apr_status_t writer_stop(void *data)
+{
+    writer_t *w = data;
+    apr_status_t rv;
+
+    apr_thread_mutex_lock(w->lock);
+    w->stopping = 1;
+    apr_thread_cond_signal(w->wake);
+    apr_thread_mutex_unlock(w->lock);
+    apr_thread_join(&rv, w->thread);
+    w->l->writer = NULL;
+    return APR_SUCCESS;
+}
+
+const char *aiproxy_ledger_start_writer(aiproxy_ledger_t *l, apr_pool_t *p,
+                                        apr_uint32_t *pending)
+{
+    writer_t *w = apr_pcalloc(p, sizeof(*w));
+    apr_threadattr_t *attr;
+
+    w->l = l;
+    w->pending = pending;
+    if (apr_thread_mutex_create(&w->lock, APR_THREAD_MUTEX_DEFAULT, p) ||
+        apr_thread_cond_create(&w->wake, p) ||
+        apr_threadattr_create(&attr, p) ||
+        apr_thread_create(&w->thread, attr, writer_main, w, p))
+        return "cannot start the request record writer";
+    l->writer = w;
+    apr_pool_pre_cleanup_register(p, w, writer_stop);
+    return NULL;
+}
+
+static int insert_record(apr_pool_t *p, aiproxy_ledger_t *l,
+                         mongoc_client_t *client, const aiproxy_record_t *r,
+                         const char **err)
+{
+    bson_t *doc = record_doc(r);
+    mongoc_collection_t *coll;
+    bson_error_t error;
+    int ok;
+
+    if (l->writer && writer_enqueue(l->writer, doc))
+        return 1;
+    coll = mongoc_client_get_collection(client, l->db, REQUESTS);
+    ok = insert_records(coll, (const bson_t **)&doc, 1, &error);
+    mongoc_collection_destroy(coll);
+    bson_destroy(doc);
+    if (!ok)
+        *err = describe(p, &error);
+    return ok;
 }
 
 aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
@@ -589,9 +775,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
         if (!ok)
             goto done;
     }
-    mongoc_collection_destroy(ls.coll);
-    ls.coll = mongoc_client_get_collection(ls.client, l->db, REQUESTS);
-    if (insert_record(p, ls.coll, r, err))
+    if (insert_record(p, l, ls.client, r, err))
         rc = AIPROXY_LEDGER_OK;
 done:
     unlease(l, &ls);

@@ -33,6 +33,14 @@ aiproxy_ledger_t *aiproxy_ledger_open(apr_pool_t *p, const char *uri,
                                       const char *db, int timeout_ms,
                                       const char **err);
 
+/* Moves request records off the request path: from now on settlement
+ * queues them for a thread of this process that inserts them in batches,
+ * and *pending (shared memory) counts those not yet written. Stopped, after
+ * a last flush, when p is destroyed. Without it records are written inline
+ * (the CLI). NULL, or the reason it could not start. */
+const char *aiproxy_ledger_start_writer(aiproxy_ledger_t *l, apr_pool_t *p,
+                                        apr_uint32_t *pending);
+
 /* Checks a URI's syntax without connecting (for start-up checks). */
 const char *aiproxy_ledger_check_uri(apr_pool_t *p, const char *uri);
 
@@ -80,8 +88,8 @@ typedef struct {
     int held;       /* settles a hold made by aiproxy_ledger_reserve */
 } aiproxy_record_t;
 
-/* Charges the real cost, releases the rest of the hold and writes the
- * request document. Exactly once per id: a second call finds no hold and
+/* Charges the real cost, releases the rest of the hold and writes (or,
+ * with a writer, queues) the request document. Exactly once per id: a second call finds no hold and
  * charges nothing. */
 aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
                                           const aiproxy_record_t *rec,

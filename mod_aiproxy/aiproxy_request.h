@@ -106,9 +106,13 @@ typedef enum {
     AIPROXY_STAT_RATE_LIMITED,
     AIPROXY_STAT_OVER_CAP,
     AIPROXY_STAT_UPSTREAM_ERRORS,
+    AIPROXY_STAT_RECORDS_PENDING,   /* a gauge: records not yet written */
     AIPROXY_STAT_COUNT
 } aiproxy_stat_t;
 void aiproxy_stat_inc(aiproxy_stat_t which);
+/* The shared slot itself, for code that moves it both ways; NULL before
+ * post_config made the shared memory. */
+apr_uint32_t *aiproxy_stat_slot(aiproxy_stat_t which);
 /* Bumped by this server's admin API whenever a cap or a revocation changes,
  * so every child drops the user settings it remembers at once. */
 void aiproxy_users_changed(void);

@@ -28,13 +28,18 @@ static shared_t *shared;
 
 static const char *const stat_names[AIPROXY_STAT_COUNT] = {
     "requests", "cache_hits", "cache_misses", "cache_stores", "retries",
-    "rate_limited", "over_cap", "upstream_errors"
+    "rate_limited", "over_cap", "upstream_errors", "records_pending"
 };
 
 void aiproxy_stat_inc(aiproxy_stat_t which)
 {
     if (shared)
         apr_atomic_inc32(&shared->counters[which]);
+}
+
+apr_uint32_t *aiproxy_stat_slot(aiproxy_stat_t which)
+{
+    return shared ? &shared->counters[which] : NULL;
 }
 
 void aiproxy_users_changed(void)

@@ -115,6 +115,12 @@ static void child_init(apr_pool_t *p, server_rec *s)
     if (!child_ledger)
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, AIPLOGNO(01004)
                      "cannot open the usage store: %s", err);
+    else if (aiproxy_stat_slot(AIPROXY_STAT_RECORDS_PENDING) &&
+             (err = aiproxy_ledger_start_writer(child_ledger, p,
+                        aiproxy_stat_slot(AIPROXY_STAT_RECORDS_PENDING))))
+        /* Records are then written inline, as before: slower, not wrong. */
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, AIPLOGNO(01005)
+                     "%s", err);
 }
 
 static void register_hooks(apr_pool_t *p)

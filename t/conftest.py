@@ -215,7 +215,28 @@ class Gateway:
         return self.base + "/openai/v1"
 
     def db(self):
+        """The gateway's database, once its request records are written."""
+        self.wait_records()
         return self.store.client()[self.db_name]
+
+    def wait_records(self, timeout=10):
+        """Each child writes request records from a queue, just after the
+        response: wait until /api/stats shows none pending. Returns at once
+        when the gateway is not running or cannot tell (store down)."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        deadline = time.time() + timeout
+        headers = {"Authorization": "Bearer " + make_token(ADMIN)}
+        while time.time() < deadline:
+            req = urllib.request.Request(self.url("/api/stats"), headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    if json.load(r).get("records_pending", 0) == 0:
+                        return
+            except (OSError, ValueError):
+                return
+            time.sleep(0.01)
+        raise AssertionError("request records still pending after %ss" % timeout)
 
     def error_log(self):
         p = os.path.join(self.var, "error.log")
