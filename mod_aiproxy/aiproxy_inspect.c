@@ -57,14 +57,48 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
 }
 
 /* Reads obj[key] (or obj[key][sub]) as a count; 1 when present. */
-static int count_at(const aiproxy_json_t *obj, const char *key,
-                    const char *sub, apr_int64_t *out)
+/* The counts a usage object may carry, each present when it is a
+ * non-negative integer; read from jansson's tree or by scan_usage(). */
+enum {
+    F_PROMPT, F_COMPLETION, F_INPUT, F_OUTPUT, F_CACHE_READ,
+    F_CACHE_CREATION, F_PROMPT_CACHED, F_INPUT_CACHED, F_COUNT
+};
+
+typedef struct {
+    apr_int64_t v[F_COUNT];
+    int has[F_COUNT];
+} fields_t;
+
+static const char *const top_keys[] = {
+    "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens",
+    "cache_read_input_tokens", "cache_creation_input_tokens"
+};
+
+static void count_at(const aiproxy_json_t *obj, const char *key,
+                     const char *sub, fields_t *f, int which)
 {
     const aiproxy_json_t *v = aiproxy_json_get(obj, key);
+    apr_int64_t n;
 
     if (sub)
         v = aiproxy_json_get(v, sub);
-    return v && aiproxy_json_int(v, out) && *out >= 0;
+    if (v && aiproxy_json_int(v, &n) && n >= 0) {
+        f->v[which] = n;
+        f->has[which] = 1;
+    }
+}
+
+static void fields_from_json(const aiproxy_json_t *usage, fields_t *f)
+{
+    int i;
+
+    memset(f, 0, sizeof(*f));
+    for (i = 0; i <= F_CACHE_CREATION; i++)
+        count_at(usage, top_keys[i], NULL, f, i);
+    count_at(usage, "prompt_tokens_details", "cached_tokens", f,
+             F_PROMPT_CACHED);
+    count_at(usage, "input_tokens_details", "cached_tokens", f,
+             F_INPUT_CACHED);
 }
 
 static void keep_max(apr_int64_t *field, apr_int64_t v)
@@ -73,46 +107,232 @@ static void keep_max(apr_int64_t *field, apr_int64_t v)
         *field = v;
 }
 
-int aiproxy_usage_merge(const aiproxy_json_t *usage, aiproxy_api_t api,
+static apr_int64_t field_or_0(const fields_t *f, int which)
+{
+    return f->has[which] ? f->v[which] : 0;
+}
+
+static int merge_fields(const fields_t *f, aiproxy_api_t api,
                         aiproxy_usage_t *u)
 {
-    apr_int64_t total = 0, cached = 0, out = 0, w = 0;
-    int found = 0;
+    apr_int64_t total, cached, out;
 
-    if (!aiproxy_json_is_object(usage))
-        return 0;
     if (api == AIPROXY_API_ANTHROPIC) {
         /* Anthropic's input_tokens excludes cache reads and writes. */
-        if (count_at(usage, "input_tokens", NULL, &total))
-            keep_max(&u->input, total), found = 1;
-        if (count_at(usage, "cache_read_input_tokens", NULL, &cached))
-            keep_max(&u->cached_input, cached), found = 1;
-        if (count_at(usage, "cache_creation_input_tokens", NULL, &w))
-            keep_max(&u->cache_write, w), found = 1;
-        if (count_at(usage, "output_tokens", NULL, &out))
-            keep_max(&u->output, out), found = 1;
-        return found;
+        keep_max(&u->input, field_or_0(f, F_INPUT));
+        keep_max(&u->cached_input, field_or_0(f, F_CACHE_READ));
+        keep_max(&u->cache_write, field_or_0(f, F_CACHE_CREATION));
+        keep_max(&u->output, field_or_0(f, F_OUTPUT));
+        return f->has[F_INPUT] || f->has[F_CACHE_READ] ||
+               f->has[F_CACHE_CREATION] || f->has[F_OUTPUT];
     }
     /* OpenAI counts cached tokens inside the prompt total. Chat and
      * embeddings say prompt/completion; the Responses API input/output. */
-    if (count_at(usage, "prompt_tokens", NULL, &total)) {
-        found = 1;
-        count_at(usage, "prompt_tokens_details", "cached_tokens", &cached);
-        count_at(usage, "completion_tokens", NULL, &out);
+    if (f->has[F_PROMPT]) {
+        total = f->v[F_PROMPT];
+        cached = field_or_0(f, F_PROMPT_CACHED);
+        out = field_or_0(f, F_COMPLETION);
     }
-    else if (count_at(usage, "input_tokens", NULL, &total)) {
-        found = 1;
-        count_at(usage, "input_tokens_details", "cached_tokens", &cached);
-        count_at(usage, "output_tokens", NULL, &out);
+    else if (f->has[F_INPUT]) {
+        total = f->v[F_INPUT];
+        cached = field_or_0(f, F_INPUT_CACHED);
+        out = field_or_0(f, F_OUTPUT);
     }
-    if (!found)
+    else {
         return 0;
+    }
     if (cached > total)
         cached = total;
     keep_max(&u->input, total - cached);
     keep_max(&u->cached_input, cached);
     keep_max(&u->output, out);
     return 1;
+}
+
+int aiproxy_usage_merge(const aiproxy_json_t *usage, aiproxy_api_t api,
+                        aiproxy_usage_t *u)
+{
+    fields_t f;
+
+    if (!aiproxy_json_is_object(usage))
+        return 0;
+    fields_from_json(usage, &f);
+    return merge_fields(&f, api, u);
+}
+
+/* A scanner for usage objects in the plain shape every provider sends,
+ * which costs a tenth of building jansson's tree. It reads objects (two
+ * levels), keys and strings of printable ASCII without escapes, integers,
+ * true, false and null, and refuses (-1) anything else, or a duplicate
+ * key: the caller then asks jansson, so anything unusual is decided exactly
+ * as before. */
+#define SCAN_MAX_KEYS 32
+
+static void skip_ws(const char *s, apr_size_t len, apr_size_t *i)
+{
+    while (*i < len && (s[*i] == ' ' || s[*i] == '\n' || s[*i] == '\r' ||
+                        s[*i] == '\t'))
+        (*i)++;
+}
+
+/* A string at s[*i] == '"': its bytes' span. */
+static int scan_string(const char *s, apr_size_t len, apr_size_t *i,
+                       apr_size_t *start, apr_size_t *n)
+{
+    apr_size_t j = *i + 1;
+
+    for (; j < len && s[j] != '"'; j++)
+        if ((unsigned char)s[j] < 0x20 || (unsigned char)s[j] >= 0x7f ||
+            s[j] == '\\')
+            return -1;
+    if (j >= len)
+        return -1;
+    *start = *i + 1;
+    *n = j - *i - 1;
+    *i = j + 1;
+    return 0;
+}
+
+static int scan_int(const char *s, apr_size_t len, apr_size_t *i,
+                    apr_int64_t *out)
+{
+    apr_size_t j = *i, digits = 0;
+    int neg = 0;
+    apr_int64_t v = 0;
+
+    if (s[j] == '-')
+        neg = 1, j++;
+    for (; j < len && s[j] >= '0' && s[j] <= '9'; j++, digits++)
+        v = v * 10 + (s[j] - '0');
+    /* No digits, a leading zero, past 18 digits, or a fraction or
+     * exponent: jansson's to judge. */
+    if (digits == 0 || digits > 18 || (digits > 1 && s[j - digits] == '0') ||
+        (j < len && (s[j] == '.' || s[j] == 'e' || s[j] == 'E')))
+        return -1;
+    *out = neg ? -v : v;
+    *i = j;
+    return 0;
+}
+
+static int word_at(const char *s, apr_size_t len, apr_size_t *i,
+                   const char *w)
+{
+    apr_size_t n = strlen(w);
+
+    if (len - *i < n || memcmp(s + *i, w, n))
+        return -1;
+    *i += n;
+    return 0;
+}
+
+static int key_is(const char *s, apr_size_t start, apr_size_t n,
+                  const char *key)
+{
+    return strlen(key) == n && !memcmp(s + start, key, n);
+}
+
+/* Which count a key names: at the top, or inside the named details. */
+static int field_of(const char *s, apr_size_t start, apr_size_t n,
+                    int details)
+{
+    int k;
+
+    if (details >= 0)
+        return key_is(s, start, n, "cached_tokens") ? details : -1;
+    for (k = 0; k <= F_CACHE_CREATION; k++)
+        if (key_is(s, start, n, top_keys[k]))
+            return k;
+    return -1;
+}
+
+/* The object at s[*i] == '{'. details: -1 at the top; inside an object,
+ * the field its cached_tokens fills, or -2 for one that fills nothing. */
+static int scan_object(const char *s, apr_size_t len, apr_size_t *i,
+                       int details, fields_t *f)
+{
+    apr_size_t keys[SCAN_MAX_KEYS][2], nkeys = 0, k, start, n;
+
+    (*i)++;
+    skip_ws(s, len, i);
+    if (*i < len && s[*i] == '}') {
+        (*i)++;
+        return 0;
+    }
+    for (;;) {
+        int which;
+
+        if (*i >= len || s[*i] != '"' || scan_string(s, len, i, &start, &n))
+            return -1;
+        for (k = 0; k < nkeys; k++)
+            if (keys[k][1] == n && !memcmp(s + keys[k][0], s + start, n))
+                return -1;
+        if (nkeys == SCAN_MAX_KEYS)
+            return -1;
+        keys[nkeys][0] = start;
+        keys[nkeys++][1] = n;
+        which = details == -2 ? -1 : field_of(s, start, n, details);
+        skip_ws(s, len, i);
+        if (*i >= len || s[(*i)++] != ':')
+            return -1;
+        skip_ws(s, len, i);
+        if (*i >= len)
+            return -1;
+        if (s[*i] == '{') {
+            int sub = -2;
+
+            if (details != -1)
+                return -1;   /* deeper than any usage goes */
+            if (key_is(s, start, n, "prompt_tokens_details"))
+                sub = F_PROMPT_CACHED;
+            else if (key_is(s, start, n, "input_tokens_details"))
+                sub = F_INPUT_CACHED;
+            if (scan_object(s, len, i, sub, f))
+                return -1;
+        }
+        else if (s[*i] == '"') {
+            apr_size_t vs, vn;
+
+            if (scan_string(s, len, i, &vs, &vn))
+                return -1;
+        }
+        else if (s[*i] == '-' || (s[*i] >= '0' && s[*i] <= '9')) {
+            apr_int64_t v;
+
+            if (scan_int(s, len, i, &v))
+                return -1;
+            if (which >= 0 && v >= 0) {
+                f->v[which] = v;
+                f->has[which] = 1;
+            }
+        }
+        else if (word_at(s, len, i, "true") && word_at(s, len, i, "false") &&
+                 word_at(s, len, i, "null")) {
+            return -1;
+        }
+        skip_ws(s, len, i);
+        if (*i >= len)
+            return -1;
+        if (s[*i] == '}') {
+            (*i)++;
+            return 0;
+        }
+        if (s[(*i)++] != ',')
+            return -1;
+        skip_ws(s, len, i);
+    }
+}
+
+int aiproxy_usage_scan(const char *s, apr_size_t len, apr_size_t *used,
+                       aiproxy_api_t api, aiproxy_usage_t *u)
+{
+    fields_t f;
+    apr_size_t i = 0;
+
+    memset(&f, 0, sizeof(f));
+    if (!len || s[0] != '{' || scan_object(s, len, &i, -1, &f))
+        return -1;
+    *used = i;
+    return merge_fields(&f, api, u);
 }
 
 /* 1 when buf[0..len) closes exactly one open object: what follows a
@@ -156,6 +376,8 @@ static int usage_from_tail(apr_pool_t *p, const char *body, apr_size_t len,
 {
     apr_size_t i = len, j, used;
     aiproxy_json_t *usage;
+    aiproxy_usage_t scanned;
+    int rc;
 
     while (i-- > 7) {
         if (body[i - 7] != '"' || memcmp(body + i - 6, "usage\"", 6) ||
@@ -169,6 +391,16 @@ static int usage_from_tail(apr_pool_t *p, const char *body, apr_size_t len,
         for (j++; j < len && (body[j] == ' ' || body[j] == '\n' ||
                               body[j] == '\r' || body[j] == '\t'); j++)
             ;
+        /* Scanned into a copy, kept only when the rest of the body
+         * closes the top-level object. */
+        scanned = *u;
+        rc = aiproxy_usage_scan(body + j, len - j, &used, api, &scanned);
+        if (rc >= 0) {
+            if (!closes_top_level(body + j + used, len - j - used))
+                return -1;
+            *u = scanned;
+            return rc;
+        }
         usage = aiproxy_json_parse_prefix(p, body + j, len - j, &used);
         if (!usage || !closes_top_level(body + j + used, len - j - used))
             return -1;

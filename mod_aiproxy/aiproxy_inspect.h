@@ -33,6 +33,13 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
 int aiproxy_usage_merge(const aiproxy_json_t *usage, aiproxy_api_t api,
                         aiproxy_usage_t *u);
 
+/* The same for a usage object in text at s (the plain shape providers
+ * send), without building a JSON tree: 1 or 0 as aiproxy_usage_merge, with
+ * *used the object's length; -1 when the text is anything else (jansson
+ * must judge it; *u untouched). */
+int aiproxy_usage_scan(const char *s, apr_size_t len, apr_size_t *used,
+                       aiproxy_api_t api, aiproxy_usage_t *u);
+
 /* Usage of a whole non-streamed response body; 1 when found. */
 int aiproxy_usage_from_body(apr_pool_t *p, const char *body, apr_size_t len,
                             aiproxy_api_t api, aiproxy_usage_t *u);

@@ -7,11 +7,35 @@
 #include <apr_strings.h>
 
 #include "aiproxy_inspect.h"
+#include "aiproxy_json.h"
 
 static void check_usage(const aiproxy_usage_t *u)
 {
     if (u->input < 0 || u->cached_input < 0 || u->cache_write < 0 ||
         u->output < 0)
+        abort();
+}
+
+/* The usage scanner against jansson: whatever the scanner accepts,
+ * jansson parses to the same counts and the same length. */
+static void differential(apr_pool_t *p, const char *body, size_t size,
+                         aiproxy_api_t api)
+{
+    aiproxy_usage_t a, b;
+    apr_size_t used_a = 0, used_b = 0;
+    aiproxy_json_t *v;
+    int ra, rb;
+
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    ra = aiproxy_usage_scan(body, size, &used_a, api, &a);
+    if (ra < 0)
+        return;
+    v = aiproxy_json_parse_prefix(p, body, size, &used_b);
+    if (!v)
+        abort();
+    rb = aiproxy_usage_merge(v, api, &b);
+    if (ra != rb || used_a != used_b || memcmp(&a, &b, sizeof(a)))
         abort();
 }
 
@@ -50,6 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&u, 0, sizeof(u));
     aiproxy_usage_from_body(p, body, size, AIPROXY_API_ANTHROPIC, &u);
     check_usage(&u);
+    differential(p, body, size, AIPROXY_API_OPENAI);
+    differential(p, body, size, AIPROXY_API_ANTHROPIC);
     apr_pool_destroy(p);
     return 0;
 }

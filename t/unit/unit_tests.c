@@ -1427,6 +1427,89 @@ static void test_usage_tail(apr_pool_t *p)
     CHECK(!found);
 }
 
+/* The usage scanner: what it reads, what it leaves to jansson (-1), and
+ * that it agrees with jansson on what it reads. */
+static int scan_agrees(apr_pool_t *p, const char *text, aiproxy_api_t api)
+{
+    aiproxy_usage_t a, b;
+    apr_size_t ua = 0, ub = 0;
+    aiproxy_json_t *v;
+    int ra;
+
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    ra = aiproxy_usage_scan(text, strlen(text), &ua, api, &a);
+    if (ra < 0)
+        return 0;
+    v = aiproxy_json_parse_prefix(p, text, strlen(text), &ub);
+    return v && aiproxy_usage_merge(v, api, &b) == ra && ua == ub &&
+           !memcmp(&a, &b, sizeof(a));
+}
+
+static void test_usage_scan(apr_pool_t *p)
+{
+    static const char *const read[] = {
+        "{\"prompt_tokens\":19,\"completion_tokens\":10,\"total_tokens\":29,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":7,\"audio_tokens\":0},"
+        "\"completion_tokens_details\":{\"reasoning_tokens\":0}}",
+        "{\"input_tokens\":12,\"cache_creation_input_tokens\":100,"
+        "\"cache_read_input_tokens\":2048,\"output_tokens\":6,"
+        "\"service_tier\":\"standard\",\"cache_creation\":"
+        "{\"ephemeral_5m_input_tokens\":100},\"server_tool_use\":null}",
+        "{ \"input_tokens\" : 36 ,\n\"input_tokens_details\":{\"cached_tokens\""
+        ":40},\"output_tokens\":-3,\"x\":true,\"y\":false,\"z\":{}}",
+        "{}", "{\"prompt_tokens\":-0}", "{\"prompt_tokens\":\"12\"}",
+        "{\"prompt_tokens_details\":3,\"prompt_tokens\":4}",
+        "{\"prompt_tokens\":1} trailing",
+    };
+    static const char *const refused[] = {
+        "{\"prompt_tokens\":5,\"prompt_tokens\":6}",        /* duplicate */
+        "{\"d\":{\"a\":1,\"a\":2},\"prompt_tokens\":1}",   /* duplicate inside */
+        "{\"prompt_tokens\":5.0}", "{\"prompt_tokens\":1e1}",
+        "{\"prompt_tokens\":012}", "{\"prompt_tokens\":1234567890123456789}",
+        "{\"pr\\u006fmpt_tokens\":5}", "{\"prompt_tokens\":[1]}",
+        "{\"a\":{\"b\":{\"c\":1}}}", "{\"a\":\"\xc3\xa9\"}",
+        "{\"prompt_tokens\":5,}", "{\"prompt_tokens\":5", "{\"prompt_tokens\" 5}",
+        "{\"prompt_tokens\":nul}", "{\"prompt_tokens\":truex}", "[1]", "",
+        "{\"prompt_tokens\":-}",
+    };
+    aiproxy_usage_t u;
+    apr_size_t used, i;
+
+    for (i = 0; i < sizeof(read) / sizeof(read[0]); i++) {
+        memset(&u, 0, sizeof(u));
+        CHECK(aiproxy_usage_scan(read[i], strlen(read[i]), &used,
+                                 AIPROXY_API_OPENAI, &u) >= 0);
+        CHECK(scan_agrees(p, read[i], AIPROXY_API_OPENAI));
+        CHECK(scan_agrees(p, read[i], AIPROXY_API_ANTHROPIC));
+    }
+    for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        memset(&u, 0, sizeof(u));
+        CHECK_INT(aiproxy_usage_scan(refused[i], strlen(refused[i]), &used,
+                                     AIPROXY_API_OPENAI, &u), -1);
+        CHECK(u.input == 0 && u.output == 0);
+    }
+    /* The counts themselves: cached inside the prompt total for OpenAI. */
+    memset(&u, 0, sizeof(u));
+    CHECK_INT(aiproxy_usage_scan(read[0], strlen(read[0]), &used,
+                                 AIPROXY_API_OPENAI, &u), 1);
+    CHECK_USAGE(u, 12, 7, 0, 10);
+    CHECK_INT(used, strlen(read[0]));
+    memset(&u, 0, sizeof(u));
+    CHECK_INT(aiproxy_usage_scan(read[1], strlen(read[1]), &used,
+                                 AIPROXY_API_ANTHROPIC, &u), 1);
+    CHECK_USAGE(u, 12, 2048, 100, 6);
+    /* Responses API: cached capped at the total, a negative count absent. */
+    memset(&u, 0, sizeof(u));
+    CHECK_INT(aiproxy_usage_scan(read[2], strlen(read[2]), &used,
+                                 AIPROXY_API_OPENAI, &u), 1);
+    CHECK_USAGE(u, 0, 36, 0, 0);
+    /* Only the object: what follows is the caller's. */
+    CHECK_INT(aiproxy_usage_scan(read[7], strlen(read[7]), &used,
+                                 AIPROXY_API_OPENAI, &u), 1);
+    CHECK_INT(used, strlen("{\"prompt_tokens\":1}"));
+}
+
 /* ------------------------------------------------------------------ */
 /* The per-child memo */
 
@@ -1591,6 +1674,7 @@ static const struct {
     { "inspect_bad", test_inspect_bad },
     { "usage", test_usage },
     { "usage_tail", test_usage_tail },
+    { "usage_scan", test_usage_scan },
     { "json", test_json },
     { "sse_chunking", test_sse_chunking },
     { "sse_line_ends", test_sse_line_ends },
