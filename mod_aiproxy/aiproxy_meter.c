@@ -279,7 +279,10 @@ static apr_status_t stream_filter(ap_filter_t *f, meter_t *m,
         b = APR_BRIGADE_FIRST(bb);
         if (APR_BUCKET_IS_EOS(b)) {
             apr_size_t n;
-            const char *rest = aiproxy_sse_take_pending(m->sse, &n);
+            const char *rest;
+
+            aiproxy_sse_end(m->sse, on_event, m);
+            rest = aiproxy_sse_take_pending(m->sse, &n);
 
             if (n)
                 APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(

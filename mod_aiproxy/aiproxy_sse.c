@@ -10,6 +10,7 @@ struct aiproxy_sse {
     apr_size_t scan;        /* where the next line starts within buf */
     apr_size_t max_event;
     int oversize;           /* inside an event already passed on unread */
+    int mid_line;           /* buf starts inside a line passed on */
     char *data;             /* scratch for joined data lines */
     apr_size_t data_size;
 };
@@ -44,7 +45,7 @@ static void reserve_buf(aiproxy_sse_t *s, apr_size_t need)
  * ends, *next where the following one starts. 0 when the line is not
  * complete yet (a lone \r at the end may still be part of \r\n). */
 static int find_line(const char *b, apr_size_t len, apr_size_t from,
-                     apr_size_t *eol, apr_size_t *next)
+                     apr_size_t *eol, apr_size_t *next, int at_end)
 {
     apr_size_t i;
 
@@ -55,10 +56,10 @@ static int find_line(const char *b, apr_size_t len, apr_size_t from,
             return 1;
         }
         if (b[i] == '\r') {
-            if (i + 1 == len)
+            if (i + 1 == len && !at_end)
                 return 0;
             *eol = i;
-            *next = b[i + 1] == '\n' ? i + 2 : i + 1;
+            *next = i + 1 < len && b[i + 1] == '\n' ? i + 2 : i + 1;
             return 1;
         }
     }
@@ -91,7 +92,7 @@ static void dispatch(aiproxy_sse_t *s, apr_size_t end,
             s->data_size *= 2;
         s->data = apr_palloc(s->pool, s->data_size);
     }
-    while (pos < end && find_line(s->buf, end, pos, &eol, &next)) {
+    while (pos < end && find_line(s->buf, end, pos, &eol, &next, 1)) {
         const char *line = s->buf + pos;
         apr_size_t n = eol - pos, flen = n, vstart;
         const char *colon = memchr(line, ':', n);
@@ -123,15 +124,18 @@ static void dispatch(aiproxy_sse_t *s, apr_size_t end,
     fn(baton, &ev);
 }
 
-void aiproxy_sse_feed(aiproxy_sse_t *s, const char *in, apr_size_t len,
-                      aiproxy_sse_event_fn *fn, void *baton)
+static void split(aiproxy_sse_t *s, aiproxy_sse_event_fn *fn, void *baton,
+                  int at_end)
 {
     apr_size_t eol, next;
 
-    reserve_buf(s, s->len + len);
-    memcpy(s->buf + s->len, in, len);
-    s->len += len;
-    while (find_line(s->buf, s->len, s->scan, &eol, &next)) {
+    while (find_line(s->buf, s->len, s->scan, &eol, &next, at_end)) {
+        if (s->mid_line) {
+            /* The end of a line whose start was passed on: no blank line. */
+            s->mid_line = 0;
+            s->scan = next;
+            continue;
+        }
         if (eol == s->scan && (s->scan > 0 || s->oversize)) {
             /* A blank line ends the event. */
             dispatch(s, next, fn, baton);
@@ -150,15 +154,40 @@ void aiproxy_sse_feed(aiproxy_sse_t *s, const char *in, apr_size_t len,
         }
         s->scan = next;
     }
-    if (s->len > s->max_event) {
-        /* An event this long is never read: pass on what has come so far,
-         * unread, and the rest as it comes, so an endless event cannot
-         * hold the child's memory. */
-        s->oversize = 1;
-        dispatch(s, s->len, fn, baton);
-        s->len = 0;
-        s->scan = 0;
+}
+
+void aiproxy_sse_feed(aiproxy_sse_t *s, const char *in, apr_size_t len,
+                      aiproxy_sse_event_fn *fn, void *baton)
+{
+    apr_size_t keep;
+
+    reserve_buf(s, s->len + len);
+    memcpy(s->buf + s->len, in, len);
+    s->len += len;
+    split(s, fn, baton, 0);
+    if (s->len <= s->max_event)
+        return;
+    /* An event this long is never read: pass on its complete lines,
+     * unread, and the rest as it comes, so an endless event cannot hold
+     * the child's memory. The unfinished line stays unless it alone is too
+     * long; a CR at the very end stays, as it may start a CRLF. */
+    keep = s->scan;
+    if (s->len - keep > s->max_event) {
+        keep = s->len - (s->buf[s->len - 1] == '\r');
+        s->mid_line = 1;
     }
+    if (keep == 0)
+        return;
+    s->oversize = 1;
+    dispatch(s, keep, fn, baton);
+    memmove(s->buf, s->buf + keep, s->len - keep);
+    s->len -= keep;
+    s->scan = 0;
+}
+
+void aiproxy_sse_end(aiproxy_sse_t *s, aiproxy_sse_event_fn *fn, void *baton)
+{
+    split(s, fn, baton, 1);
 }
 
 const char *aiproxy_sse_take_pending(aiproxy_sse_t *s, apr_size_t *len)
@@ -169,5 +198,6 @@ const char *aiproxy_sse_take_pending(aiproxy_sse_t *s, apr_size_t *len)
     s->len = 0;
     s->scan = 0;
     s->oversize = 0;
+    s->mid_line = 0;
     return out;
 }

@@ -24,6 +24,10 @@ aiproxy_sse_t *aiproxy_sse_create(apr_pool_t *p, apr_size_t max_event);
 void aiproxy_sse_feed(aiproxy_sse_t *s, const char *buf, apr_size_t len,
                       aiproxy_sse_event_fn *fn, void *baton);
 
+/* The stream has ended: a last line ended by a lone CR (which could have
+ * been the start of CRLF) is complete now, and so may be its event. */
+void aiproxy_sse_end(aiproxy_sse_t *s, aiproxy_sse_event_fn *fn, void *baton);
+
 /* Bytes of an unfinished event (at end of stream); they are dropped from
  * the splitter. */
 const char *aiproxy_sse_take_pending(aiproxy_sse_t *s, apr_size_t *len);

@@ -81,7 +81,28 @@ static const char *run_feed(run_t *run, const char *in, size_t len,
     memset(&run->anthropic, 0, sizeof(run->anthropic));
     aiproxy_sse_feed(s, in, cut, on_event, run);
     aiproxy_sse_feed(s, in + cut, len - cut, on_event, run);
+    aiproxy_sse_end(s, on_event, run);
     return aiproxy_sse_take_pending(s, pending_len);
+}
+
+static const event_copy_t *next_read(const event_copy_t *e)
+{
+    while (e && !e->data_len && !*e->name)
+        e = e->next;
+    return e;
+}
+
+static int gives_back(const event_copy_t *e, const char *in, apr_size_t len,
+                      const char *pend, apr_size_t plen)
+{
+    apr_size_t off = 0;
+
+    for (; e; e = e->next) {
+        if (off + e->raw_len > len || memcmp(in + off, e->raw, e->raw_len))
+            return 0;
+        off += e->raw_len;
+    }
+    return off + plen == len && !memcmp(in + off, pend, plen);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -90,8 +111,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     apr_pool_t *p;
     run_t split, whole;
     const event_copy_t *a, *b;
-    const char *in, *pend;
-    apr_size_t plen, wlen, len, cut, off = 0;
+    const char *in, *pend, *wpend;
+    apr_size_t plen, wlen, len, cut;
 
     if (!initialized) {
         apr_initialize();
@@ -107,19 +128,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     split.p = whole.p = p;
     pend = run_feed(&split, in, len, cut, &plen);
-    run_feed(&whole, in, len, len, &wlen);
+    wpend = run_feed(&whole, in, len, len, &wlen);
 
-    for (a = split.head, b = whole.head; a && b; a = a->next, b = b->next) {
+    /* Each run gives back its input: raw bytes in order, then the
+     * pending tail. */
+    if (!gives_back(split.head, in, len, pend, plen) ||
+        !gives_back(whole.head, in, len, wpend, wlen))
+        abort();
+    /* The events read (a name or data) are the same however the input was
+     * cut; an event over MAX_EVENT may be passed on in other pieces. */
+    for (a = next_read(split.head), b = next_read(whole.head); a && b;
+         a = next_read(a->next), b = next_read(b->next))
         if (a->raw_len != b->raw_len || memcmp(a->raw, b->raw, a->raw_len) ||
             strcmp(a->name, b->name) || a->data_len != b->data_len ||
             memcmp(a->data, b->data, a->data_len))
             abort();
-        if (off + a->raw_len > len || memcmp(in + off, a->raw, a->raw_len))
-            abort();
-        off += a->raw_len;
-    }
-    if (a || b || plen != wlen || off + plen != len ||
-        memcmp(in + off, pend, plen))
+    if (a || b)
         abort();
     if (memcmp(&split.openai, &whole.openai, sizeof(split.openai)) ||
         memcmp(&split.anthropic, &whole.anthropic, sizeof(split.anthropic)))

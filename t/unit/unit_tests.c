@@ -1427,6 +1427,39 @@ static void test_usage_tail(apr_pool_t *p)
     CHECK(!found);
 }
 
+/* A stream whose last event ends with bare CRs: the final CR could have
+ * been half a CRLF until the stream ends; then the event is whole. */
+static void test_sse_end(apr_pool_t *p)
+{
+    aiproxy_sse_t *s = aiproxy_sse_create(p, 1 << 20);
+    const char *in = "data: {\"usage\":{\"prompt_tokens\":3}}\r\r";
+    const char *pend;
+    apr_size_t plen;
+    events_t e;
+
+    memset(&e, 0, sizeof(e));
+    e.p = p;
+    aiproxy_sse_feed(s, in, strlen(in), collect, &e);
+    CHECK_INT(e.n, 0);
+    aiproxy_sse_end(s, collect, &e);
+    CHECK_INT(e.n, 1);
+    CHECK_STR(e.data[0], "{\"usage\":{\"prompt_tokens\":3}}");
+    CHECK_INT(e.raw_len[0], strlen(in));
+    pend = aiproxy_sse_take_pending(s, &plen);
+    CHECK_INT(plen, 0);
+    (void)pend;
+    /* An event with no blank line after it is still unfinished. */
+    memset(&e, 0, sizeof(e));
+    e.p = p;
+    in = "data: a\r\ndata: b\r";
+    aiproxy_sse_feed(s, in, strlen(in), collect, &e);
+    aiproxy_sse_end(s, collect, &e);
+    CHECK_INT(e.n, 0);
+    pend = aiproxy_sse_take_pending(s, &plen);
+    CHECK_INT(plen, strlen(in));
+    CHECK(pend && !memcmp(pend, in, plen));
+}
+
 /* The usage scanner: what it reads, what it leaves to jansson (-1), and
  * that it agrees with jansson on what it reads. */
 static int scan_agrees(apr_pool_t *p, const char *text, aiproxy_api_t api)
@@ -1675,6 +1708,7 @@ static const struct {
     { "usage", test_usage },
     { "usage_tail", test_usage_tail },
     { "usage_scan", test_usage_scan },
+    { "sse_end", test_sse_end },
     { "json", test_json },
     { "sse_chunking", test_sse_chunking },
     { "sse_line_ends", test_sse_line_ends },
