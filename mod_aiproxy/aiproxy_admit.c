@@ -94,12 +94,6 @@ static aiproxy_memo_t *token_memo;
 static aiproxy_memo_t *user_memo;
 
 typedef struct {
-    apr_int64_t iat, exp, nbf;
-    int has_iat, has_exp, has_nbf;
-    /* the email and its NUL follow */
-} token_entry_t;
-
-typedef struct {
     aiproxy_user_t user;
     apr_uint32_t generation;
 } user_entry_t;
@@ -115,23 +109,20 @@ void aiproxy_admit_child_init(apr_pool_t *p, server_rec *s)
                                      : NULL;
 }
 
+/* A remembered verification is the claims (their email pointer unused)
+ * followed by the email and its NUL. */
 static const char *verify_token(request_rec *r, aiproxy_global_t *g,
                                 const char *token, aiproxy_claims_t *c)
 {
     apr_int64_t now = apr_time_sec(apr_time_now());
-    token_entry_t *e;
+    aiproxy_claims_t *e;
     const char *why;
     apr_size_t len, n;
 
     e = aiproxy_memo_get(token_memo, r->pool, token, 0, &len);
     if (e && len > sizeof(*e)) {
+        *c = *e;
         c->email = (const char *)(e + 1);
-        c->iat = e->iat;
-        c->exp = e->exp;
-        c->nbf = e->nbf;
-        c->has_iat = e->has_iat;
-        c->has_exp = e->has_exp;
-        c->has_nbf = e->has_nbf;
         return aiproxy_token_check_time(c, now, g->token_leeway);
     }
     why = aiproxy_token_verify(r->pool, token, g->secret, g->secret_len, now,
@@ -140,12 +131,7 @@ static const char *verify_token(request_rec *r, aiproxy_global_t *g,
         return why;
     n = strlen(c->email) + 1;
     e = apr_palloc(r->pool, sizeof(*e) + n);
-    e->iat = c->iat;
-    e->exp = c->has_exp ? c->exp : 0;
-    e->nbf = c->has_nbf ? c->nbf : 0;
-    e->has_iat = c->has_iat;
-    e->has_exp = c->has_exp;
-    e->has_nbf = c->has_nbf;
+    *e = *c;
     memcpy(e + 1, c->email, n);
     aiproxy_memo_put(token_memo, token, 0, e, sizeof(*e) + n);
     return NULL;

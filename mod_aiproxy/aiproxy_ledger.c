@@ -581,23 +581,24 @@ static void writer_log(int level, apr_size_t n, const bson_error_t *e,
 }
 
 /* Writes one batch; 0 when the store could not take it. */
+/* Writes one batch; 0 when the store could not be reached (try again). */
 static int writer_flush(writer_t *w, const bson_t **batch, apr_size_t n)
 {
     mongoc_client_t *client = mongoc_client_pool_pop(w->l->pool);
     mongoc_collection_t *coll;
     bson_error_t error;
-    int ok;
+    int ok = 0;
 
     if (!client) {
         bson_set_error(&error, MONGOC_ERROR_CLIENT, 0,
                        "no free store connection");
-        writer_log(3, n, &error, "wait");
-        return 0;
     }
-    coll = mongoc_client_get_collection(client, w->l->db, REQUESTS);
-    ok = insert_records(coll, batch, n, &error);
-    mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(w->l->pool, client);
+    else {
+        coll = mongoc_client_get_collection(client, w->l->db, REQUESTS);
+        ok = insert_records(coll, batch, n, &error);
+        mongoc_collection_destroy(coll);
+        mongoc_client_pool_push(w->l->pool, client);
+    }
     if (ok)
         return 1;
     if (error.domain == MONGOC_ERROR_STREAM ||
@@ -612,11 +613,23 @@ static int writer_flush(writer_t *w, const bson_t **batch, apr_size_t n)
     return 1;
 }
 
+/* Takes the first n records off the queue; the lock is held. */
+static void writer_drop(writer_t *w, apr_size_t n)
+{
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        bson_destroy(w->queue[i]);
+        apr_atomic_dec32(w->pending);
+    }
+    memmove(w->queue, w->queue + n, (w->n - n) * sizeof(w->queue[0]));
+    w->n -= n;
+}
+
 static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
 {
     writer_t *w = data;
-    bson_t *batch[WRITER_BATCH];
-    apr_size_t n, i;
+    apr_size_t n;
     int ok;
 
     (void)t;
@@ -626,28 +639,26 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
             apr_thread_cond_wait(w->wake, w->lock);
         if (w->n == 0)
             break;
+        /* Only this thread removes records, so the head stays put while
+         * the lock is released for the insert. */
         n = w->n < WRITER_BATCH ? w->n : WRITER_BATCH;
-        memcpy(batch, w->queue, n * sizeof(batch[0]));
         apr_thread_mutex_unlock(w->lock);
-        ok = writer_flush(w, (const bson_t **)batch, n);
+        ok = writer_flush(w, (const bson_t **)w->queue, n);
         apr_thread_mutex_lock(w->lock);
-        if (!ok && !w->stopping) {
-            /* Still at the queue's head: wait a little and try again. */
+        if (ok) {
+            writer_drop(w, n);
+        }
+        else if (!w->stopping) {
             apr_thread_cond_timedwait(w->wake, w->lock,
                                       apr_time_from_msec(WRITER_RETRY_MS));
-            continue;
         }
-        if (!ok) {
+        else {
+            /* Stopping with no store: one attempt, not one per batch. */
             bson_error_t e;
 
             bson_set_error(&e, MONGOC_ERROR_CLIENT, 0, "process stopping");
-            writer_log(3, n, &e, "lost");
-        }
-        memmove(w->queue, w->queue + n, (w->n - n) * sizeof(w->queue[0]));
-        w->n -= n;
-        for (i = 0; i < n; i++) {
-            bson_destroy(batch[i]);
-            apr_atomic_dec32(w->pending);
+            writer_log(3, w->n, &e, "lost");
+            writer_drop(w, w->n);
         }
     }
     apr_thread_mutex_unlock(w->lock);

@@ -108,11 +108,15 @@ const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
         goto done;
     }
     out->has_exp = rc == 0;
+    if (!out->has_exp)
+        out->exp = 0;
     if ((rc = numeric_claim(jwt, "nbf", &out->nbf)) > 0) {
         why = "token nbf is not a number";
         goto done;
     }
     out->has_nbf = rc == 0;
+    if (!out->has_nbf)
+        out->nbf = 0;
     if ((why = aiproxy_token_check_time(out, now, leeway)))
         goto done;
     if ((rc = numeric_claim(jwt, "iat", &out->iat)) > 0) {
