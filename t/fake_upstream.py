@@ -26,7 +26,7 @@ header values win over queued control values):
   X-Fake-Chunk-Delay-Ms: N     sleep between SSE events
   X-Fake-Split: N              write the body (SSE stream or JSON) in N-byte pieces
   X-Fake-Split-Delay-Ms: N     sleep between those pieces (default 0)
-  X-Fake-CRLF: 1               SSE lines end in \\r\\n
+  X-Fake-CRLF: 1               SSE lines end in \\r\\n (cr: in a bare \\r)
   X-Fake-Cut-After: N          stream: close the connection abruptly after N events
   X-Fake-Usage: {json}         prompt_tokens, completion_tokens, cached_tokens,
                                cache_creation, reasoning_tokens (Anthropic names
@@ -326,7 +326,8 @@ class State:
 class SSEWriter:
     def __init__(self, h, ctl):
         self.h = h
-        self.nl = "\r\n" if _truthy(ctl.get("crlf", "")) else "\n"
+        crlf = ctl.get("crlf", "")
+        self.nl = "\r" if crlf == "cr" else "\r\n" if _truthy(crlf) else "\n"
         self.chunk_delay = _int(ctl.get("chunk_delay_ms")) / 1000.0
         self.split = _int(ctl.get("split"))
         self.split_delay = _int(ctl.get("split_delay_ms")) / 1000.0

@@ -210,6 +210,21 @@ def test_responses_api_plain_and_streamed(gateway, up):
     assert all(d["endpoint"] == "responses" for d in docs)
 
 
+def test_final_event_ended_by_bare_crs_is_read(gateway, up):
+    """A Responses stream carries usage in its last event; with bare-CR line
+    ends that event's last CR is only known to end it when the stream ends."""
+    email = "resp-cr@example.com"
+    client = openai.OpenAI(base_url=gateway.openai_base, api_key=make_token(email))
+    usage = json.dumps({"prompt_tokens": 321, "completion_tokens": 12})
+    events = list(client.responses.create(
+        model="gpt-4o-mini", input="say something", stream=True,
+        extra_headers={"X-Fake-Usage": usage, "X-Fake-CRLF": "cr"}))
+    assert events[-1].type == "response.completed"
+    wait_settled(gateway, email)
+    doc = request_doc(gateway, email)
+    assert doc["cost"] == chat_cost("gpt-4o-mini", 321, 12) and not doc["estimated"]
+
+
 def anthropic_cost(model, inp, out, read=0, write=0):
     p = PRICES[model]
     return inp * p["input"] + read * p["cached"] + write * p["cache_write"] + out * p["output"]
