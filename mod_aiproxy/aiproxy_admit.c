@@ -243,12 +243,13 @@ static const char *endpoint_of(request_rec *r, aiproxy_req_t *st,
     return ep;
 }
 
-/* The models a route serves: AIProxyModels, else every priced model (or,
- * routed by model, every model with an AIProxyModel line). */
+/* The models a route serves: AIProxyModels, or with `*` every priced model
+ * (routed by model, every model with an AIProxyModel line). */
 static int model_allowed(const aiproxy_req_t *st, const char *model)
 {
-    if (st->dir->models)
-        return apr_hash_get(st->dir->models, model, APR_HASH_KEY_STRING) != NULL;
+    if (!st->dir->any_model)
+        return st->dir->models &&
+               apr_hash_get(st->dir->models, model, APR_HASH_KEY_STRING);
     if (st->dir->kind == AIPROXY_ROUTE_MODEL)
         return apr_hash_get(st->g->model_map, model, APR_HASH_KEY_STRING) != NULL;
     return apr_hash_get(st->g->prices, model, APR_HASH_KEY_STRING) != NULL;
@@ -259,8 +260,9 @@ static apr_array_header_t *model_names(apr_pool_t *p, const aiproxy_req_t *st)
     apr_array_header_t *out;
     apr_hash_index_t *hi;
 
-    if (st->dir->model_list)
-        return st->dir->model_list;
+    if (!st->dir->any_model)
+        return st->dir->model_list ? st->dir->model_list
+                                   : apr_array_make(p, 1, sizeof(const char *));
     if (st->dir->kind == AIPROXY_ROUTE_MODEL)
         return st->g->model_order;
     out = apr_array_make(p, 16, sizeof(const char *));
@@ -299,34 +301,117 @@ static apr_array_header_t *targets_for(apr_pool_t *p, aiproxy_req_t *st,
     return out;
 }
 
-/* OpenAI reports usage in a chat stream only when asked: ask for it, so no
- * stream is ever billed at $0. The meter hides the extra chunk from a
- * client that did not ask. Any other body goes on byte for byte. */
-static char *with_stream_usage(request_rec *r, aiproxy_req_t *st, char *body,
-                               apr_size_t *len)
-{
-    char *rewritten;
+/* A request with tools carries a tool-use system prompt the provider adds
+ * (Anthropic documents up to a few hundred tokens), which its body does not
+ * show. */
+#define TOOL_PROMPT_TOKENS 1000
 
-    *len = st->body_len;
-    if (!st->info.stream || st->info.include_usage ||
-        st->api != AIPROXY_API_OPENAI || strcmp(st->endpoint, "chat/completions"))
-        return body;
-    if (aiproxy_json_set_nested_true(st->info.root, "stream_options",
-                                     "include_usage") != 0 ||
-        !(rewritten = aiproxy_json_dump(r->pool, st->info.root, len))) {
-        *len = st->body_len;
-        return body;
-    }
-    return rewritten;
+static int refuse_bad(request_rec *r, aiproxy_req_t *st, const char *code,
+                      const char *message)
+{
+    return aiproxy_reply_error(r, st, HTTP_BAD_REQUEST,
+                               "invalid_request_error", code, message);
 }
 
-/* The body: unencoded, within the limit, JSON with an allowed model. */
+/* The most output the request may produce: the client's limit, never above
+ * the model's maximum; without one, AIProxyDefaultMaxTokens or the model's
+ * maximum. The limit is written into the forwarded body, so the provider
+ * itself holds the answer to what was reserved. 1 when the body changed. */
+static int bound_output(aiproxy_req_t *st, aiproxy_endpoint_t ep,
+                        apr_int64_t *out_tokens)
+{
+    static const char *const fields[] = {
+        "max_tokens", "max_completion_tokens", "max_output_tokens", NULL
+    };
+    const char *field = aiproxy_output_limit_field(ep);
+    apr_int64_t limit = st->price->max_output;
+    aiproxy_json_t *root = st->info.root;
+    int i, changed = 0;
+
+    *out_tokens = 0;
+    if (!field || st->price->output <= 0)
+        return 0;
+    if (st->info.max_output < 0) {
+        if (st->g->default_max_tokens > 0 && st->g->default_max_tokens < limit)
+            limit = st->g->default_max_tokens;
+        changed = aiproxy_json_set_int(root, field, limit) == 0;
+    }
+    else {
+        for (i = 0; fields[i]; i++) {
+            apr_int64_t n;
+
+            if (aiproxy_json_int(aiproxy_json_get(root, fields[i]), &n) &&
+                n > limit)
+                changed |= aiproxy_json_set_int(root, fields[i], limit) == 0;
+        }
+        if (st->info.max_output < limit)
+            limit = st->info.max_output;
+    }
+    /* Reasoning tokens are output and count against the same limit. */
+    *out_tokens = limit * st->info.choices;
+    return changed;
+}
+
+/* The most input tokens: every body byte a token, each image at the
+ * model's per-image ceiling, the tool prompt; input kept at the provider
+ * fills the context window. Never more than the window. Answers and
+ * returns the status when the input cannot be bounded here. */
+static int bound_input(request_rec *r, aiproxy_req_t *st,
+                       apr_int64_t *in_tokens)
+{
+    const aiproxy_price_t *price = st->price;
+    apr_int64_t n = (apr_int64_t)st->body_len;
+
+    if (st->info.images) {
+        if (price->image_tokens <= 0)
+            return refuse_bad(r, st, "images_not_allowed", apr_psprintf(
+                              r->pool, "Images are not offered for %s on "
+                              "this gateway: its price list names no "
+                              "per-image ceiling.", st->info.model));
+        n += st->info.images * price->image_tokens;
+    }
+    if (st->info.tools)
+        n += TOOL_PROMPT_TOKENS;
+    if (st->info.unseen_input) {
+        if (st->dir->server_context != 1 || price->context <= 0)
+            return refuse_bad(r, st, "unbounded_input", apr_psprintf(
+                              r->pool, "This request uses %s: input kept at "
+                              "the provider, whose size the gateway cannot "
+                              "see, so its cost cannot be bounded. Send the "
+                              "whole conversation in the request instead.",
+                              st->info.unseen_input));
+        n = price->context;
+    }
+    /* The window bounds one request's input (embeddings: each input). */
+    if (price->context > 0 && n > price->context &&
+        aiproxy_endpoint_kind(st->endpoint) != AIPROXY_EP_EMBEDDINGS)
+        n = price->context;
+    *in_tokens = n;
+    return DECLINED;
+}
+
+/* OpenAI reports usage in a chat stream only when asked: ask for it, so no
+ * stream is ever billed at $0. The meter hides the usage from a client that
+ * did not ask. 1 when the body changed. */
+static int ask_stream_usage(aiproxy_req_t *st, aiproxy_endpoint_t ep)
+{
+    if (!st->info.stream || st->info.include_usage ||
+        st->api != AIPROXY_API_OPENAI || ep != AIPROXY_EP_CHAT)
+        return 0;
+    return aiproxy_json_set_nested_true(st->info.root, "stream_options",
+                                        "include_usage") == 0;
+}
+
+/* The body: unencoded, within the limit, JSON with an allowed model, and a
+ * cost the gateway can bound; sets the reservation. */
 static int admit_body(request_rec *r, aiproxy_req_t *st)
 {
     const char *enc = apr_table_get(r->headers_in, "Content-Encoding");
+    aiproxy_endpoint_t ep = aiproxy_endpoint_kind(st->endpoint);
+    apr_int64_t in_tokens = 0, out_tokens = 0;
     const char *why;
     char *body;
-    int rc;
+    int rc, changed;
 
     if (enc && strcasecmp(enc, "identity"))
         return aiproxy_reply_error(r, st, HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -343,10 +428,9 @@ static int admit_body(request_rec *r, aiproxy_req_t *st)
         return aiproxy_reply_error(r, st, rc, "invalid_request_error",
                                    "invalid_body", "The request body could "
                                    "not be read.");
-    if ((why = aiproxy_inspect_request(r->pool, body, st->body_len, &st->info)))
-        return aiproxy_reply_error(r, st, HTTP_BAD_REQUEST,
-                                   "invalid_request_error", "invalid_request",
-                                   why);
+    if ((why = aiproxy_inspect_request(r->pool, body, st->body_len, ep,
+                                       &st->info)))
+        return refuse_bad(r, st, "invalid_request", why);
     if (!model_allowed(st, st->info.model))
         return aiproxy_reply_error(r, st, HTTP_FORBIDDEN,
                                    "invalid_request_error", "model_not_allowed",
@@ -356,9 +440,28 @@ static int admit_body(request_rec *r, aiproxy_req_t *st)
                                                 apr_array_pstrcat(r->pool,
                                                     model_names(r->pool, st),
                                                     ',')));
+    if (st->info.refused)
+        return refuse_bad(r, st, "unsupported_feature", st->info.refused);
     st->price = apr_hash_get(st->g->prices, st->info.model,
                              APR_HASH_KEY_STRING);
-    st->body = with_stream_usage(r, st, body, &st->body_out_len);
+    if ((rc = bound_input(r, st, &in_tokens)) != DECLINED)
+        return rc;
+    changed = bound_output(st, ep, &out_tokens);
+    changed |= ask_stream_usage(st, ep);
+    st->in_tokens = in_tokens;
+    st->reserved = aiproxy_cost_ceiling(st->price, in_tokens, out_tokens);
+    st->body = body;
+    st->body_out_len = st->body_len;
+    if (changed) {
+        char *out = aiproxy_json_dump(r->pool, st->info.root,
+                                      &st->body_out_len);
+
+        if (!out)
+            return aiproxy_reply_error(r, st, HTTP_INTERNAL_SERVER_ERROR,
+                                       "server_error", "internal_error",
+                                       "The request could not be prepared.");
+        st->body = out;
+    }
     return DECLINED;
 }
 
@@ -494,16 +597,11 @@ static int over_cap(request_rec *r, aiproxy_req_t *st, aiproxy_money_t cap)
 static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)
 {
     aiproxy_global_t *g = st->g;
-    apr_int64_t max_out = st->info.max_output >= 0 ? st->info.max_output
-                                                   : g->default_max_tokens;
     apr_int64_t now_ms = apr_time_as_msec(apr_time_now());
     const char *err = "";
     aiproxy_ledger_rc_t rc;
 
     st->cap = u->has_cap ? u->cap : g->default_cap;
-    /* Every body byte could be a token: a ceiling, never an undercount. */
-    st->reserved = aiproxy_cost_ceiling(st->price, (apr_int64_t)st->body_len,
-                                        max_out);
     rc = aiproxy_ledger_reserve(aiproxy_child_ledger(), r->pool, st->email,
                                 st->month, st->id, st->reserved, st->cap,
                                 now_ms, now_ms + (apr_int64_t)g->hold_ttl * 1000,
@@ -549,6 +647,26 @@ static int list_models(request_rec *r, aiproxy_req_t *st, const char *one)
                               NULL));
 }
 
+/* Anthropic's betas can change prices (long context, 1-hour cache, server
+ * tools): only the values the site allows go on. */
+static void filter_betas(request_rec *r, aiproxy_req_t *st)
+{
+    const char *v = apr_table_getm(r->pool, r->headers_in, "anthropic-beta");
+    char *list, *word, *last;
+    const char *kept = NULL;
+
+    if (!v)
+        return;
+    list = apr_pstrdup(r->pool, v);
+    for (word = apr_strtok(list, ", \t", &last); word;
+         word = apr_strtok(NULL, ", \t", &last))
+        if (apr_hash_get(st->g->anthropic_betas, word, APR_HASH_KEY_STRING))
+            kept = kept ? apr_pstrcat(r->pool, kept, ",", word, NULL) : word;
+    apr_table_unset(r->headers_in, "anthropic-beta");
+    if (kept)
+        apr_table_setn(r->headers_in, "anthropic-beta", kept);
+}
+
 /* The caller's credentials stay here; the forward handler sets the
  * provider's key for each attempt. */
 static void prepare_forward(request_rec *r, aiproxy_req_t *st)
@@ -559,6 +677,7 @@ static void prepare_forward(request_rec *r, aiproxy_req_t *st)
     apr_table_unset(r->headers_in, "OpenAI-Organization");
     apr_table_unset(r->headers_in, "OpenAI-Project");
     apr_table_unset(r->headers_in, "Cookie");
+    filter_betas(r, st);
     /* Usage must be readable in the response. */
     apr_table_unset(r->headers_in, "Accept-Encoding");
     if (st->body)
@@ -586,7 +705,8 @@ int aiproxy_admit(request_rec *r)
     ap_set_module_config(r->request_config, &aiproxy_module, st);
     st->endpoint = endpoint_of(r, st, &pv_name);
     if (d->kind == AIPROXY_ROUTE_PATH && pv_name &&
-        !(pv = apr_hash_get(st->g->providers, pv_name, APR_HASH_KEY_STRING)))
+        (!apr_hash_get(d->path_providers, pv_name, APR_HASH_KEY_STRING) ||
+         !(pv = apr_hash_get(st->g->providers, pv_name, APR_HASH_KEY_STRING))))
         return aiproxy_reply_error(r, st, HTTP_NOT_FOUND,
                                    "invalid_request_error", "unknown_provider",
                                    apr_psprintf(r->pool, "Unknown provider "

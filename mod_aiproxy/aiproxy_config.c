@@ -41,11 +41,12 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->default_cap = 2 * AIPROXY_PICO_PER_USD;   /* what the original charged */
     g->admins = apr_hash_make(p);
     g->max_body = 8 * 1024 * 1024;
-    g->default_max_tokens = 4096;
+    g->default_max_tokens = 0;     /* the model's max_output */
     g->hold_ttl = 600;
     g->google_jwks_url = "https://www.googleapis.com/oauth2/v3/certs";
     g->google_jwks_refetch = 60;
     g->allowed_domains = apr_array_make(p, 4, sizeof(const char *));
+    g->anthropic_betas = apr_hash_make(p);
     g->model_map = apr_hash_make(p);
     g->model_order = apr_array_make(p, 8, sizeof(const char *));
     g->rest_seconds = 30;
@@ -70,6 +71,7 @@ void *aiproxy_create_dir_config(apr_pool_t *p, char *dir)
 
     d->prefix = dir;
     d->cache_embeddings = UNSET;
+    d->server_context = UNSET;
     return d;
 }
 
@@ -86,8 +88,20 @@ void *aiproxy_merge_dir_config(apr_pool_t *p, void *basev, void *addv)
                           ? add->cache_embeddings : base->cache_embeddings;
     d->provider = add->provider ? add->provider : base->provider;
     d->endpoints = add->endpoints ? add->endpoints : base->endpoints;
-    d->models = add->models ? add->models : base->models;
-    d->model_list = add->models ? add->model_list : base->model_list;
+    if (add->models || add->any_model) {
+        d->models = add->models;
+        d->model_list = add->model_list;
+        d->any_model = add->any_model;
+    }
+    else {
+        d->models = base->models;
+        d->model_list = base->model_list;
+        d->any_model = base->any_model;
+    }
+    d->path_providers = add->provider_name ? add->path_providers
+                                           : base->path_providers;
+    d->server_context = add->server_context != UNSET ? add->server_context
+                                                     : base->server_context;
     return d;
 }
 
@@ -178,7 +192,7 @@ static const char *set_int(cmd_parms *cmd, void *dc, const char *arg)
             g->max_body = (apr_off_t)v;
     }
     else if (!strcasecmp(name, "AIProxyDefaultMaxTokens")) {
-        if (!(err = parse_int(cmd, arg, 1, 10000000, &v)))
+        if (!(err = parse_int(cmd, arg, 0, 10000000, &v)))
             g->default_max_tokens = v;
     }
     else if (!strcasecmp(name, "AIProxyHoldTTL")) {
@@ -278,6 +292,19 @@ static const char *set_provider(cmd_parms *cmd, void *dc, const char *args)
     return NULL;
 }
 
+/* Token counts of a price line (max_output=, context=, image=). */
+static const char *price_tokens(cmd_parms *cmd, const char *model,
+                                const char *name, const char *v,
+                                apr_int64_t *out)
+{
+    const char *err = aiproxy_decimal_parse(cmd->pool, v, 0, out);
+
+    if (err || *out > APR_INT64_C(100000000))
+        return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s= must be a whole "
+                            "number of tokens up to 100000000", model, name);
+    return NULL;
+}
+
 static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
 {
     aiproxy_global_t *g = cmd_global(cmd);
@@ -292,12 +319,14 @@ static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
     model = ap_getword_conf(cmd->pool, &args);
     if (!*model)
         return "AIProxyPrice: usage: AIProxyPrice MODEL input=USD "
-               "[cached=USD] [cache_write=USD] [output=USD] (per 1M tokens)";
+               "[cached=USD] [cache_write=USD] [output=USD max_output=TOKENS] "
+               "[context=TOKENS] [image=TOKENS] (USD per 1M tokens)";
     price = apr_pcalloc(cmd->pool, sizeof(*price));
     while (*(word = ap_getword_conf(cmd->pool, &args))) {
         const char *eq = strchr(word, '=');
         const char *name = eq ? apr_pstrmemdup(cmd->pool, word, eq - word) : word;
         aiproxy_money_t *field = NULL;
+        apr_int64_t *tokens = NULL;
 
         if (!strcmp(name, "input"))
             field = &price->input, has_input = 1;
@@ -307,17 +336,34 @@ static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
             field = &price->cache_write;
         else if (!strcmp(name, "output"))
             field = &price->output;
-        if (!field || !eq)
+        else if (!strcmp(name, "max_output"))
+            tokens = &price->max_output;
+        else if (!strcmp(name, "context"))
+            tokens = &price->context;
+        else if (!strcmp(name, "image"))
+            tokens = &price->image_tokens;
+        if ((!field && !tokens) || !eq)
             return apr_psprintf(cmd->pool, "AIProxyPrice %s: unknown field "
                                 "'%s' (input=, cached=, cache_write=, "
-                                "output=)", model, name);
-        if ((err = aiproxy_price_parse(cmd->pool, eq + 1, field)))
+                                "output=, max_output=, context=, image=)",
+                                model, name);
+        if (tokens) {
+            if ((err = price_tokens(cmd, model, name, eq + 1, tokens)))
+                return err;
+        }
+        else if ((err = aiproxy_price_parse(cmd->pool, eq + 1, field))) {
             return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s= %s", model,
                                 name, err);
+        }
     }
     if (!has_input)
         return apr_psprintf(cmd->pool, "AIProxyPrice %s: input= is required",
                             model);
+    /* Without it no request's output, and so no reservation, is bounded. */
+    if (price->output > 0 && price->max_output <= 0)
+        return apr_psprintf(cmd->pool, "AIProxyPrice %s: max_output= (the "
+                            "most output tokens one answer can have) is "
+                            "required with output=", model);
     if (!has_cached)
         price->cached_input = price->input;
     apr_hash_set(g->prices, model, APR_HASH_KEY_STRING, price);
@@ -364,17 +410,36 @@ static apr_array_header_t *config_routes(apr_pool_t *pconf)
     return v;
 }
 
-static const char *set_route(cmd_parms *cmd, void *dcv, const char *name)
+/* AIProxyRoute PROVIDER | path PROVIDER... | model */
+static const char *set_route(cmd_parms *cmd, void *dcv, const char *args)
 {
     aiproxy_dir_conf_t *d = dcv;
+    const char *name = ap_getword_conf(cmd->pool, &args), *word;
 
     if (!cmd->path || cmd->info)
         return "AIProxyRoute: belongs in a <Location> section";
+    if (!*name)
+        return "AIProxyRoute: usage: AIProxyRoute PROVIDER | path PROVIDER "
+               "... | model";
     d->provider_name = name;
     d->kind = !strcmp(name, "path") ? AIPROXY_ROUTE_PATH
               : !strcmp(name, "model") ? AIPROXY_ROUTE_MODEL
               : AIPROXY_ROUTE_FIXED;
     d->prefix = cmd->path;
+    /* By path, a provider is reachable by its name only when listed: one
+     * kept for failover is not a route of its own. */
+    if (d->kind == AIPROXY_ROUTE_PATH) {
+        d->path_providers = apr_hash_make(cmd->pool);
+        while (*(word = ap_getword_conf(cmd->pool, &args)))
+            apr_hash_set(d->path_providers, word, APR_HASH_KEY_STRING, word);
+        if (!apr_hash_count(d->path_providers))
+            return "AIProxyRoute path: name the providers reachable by path, "
+                   "e.g. AIProxyRoute path openai anthropic";
+    }
+    else if (*args) {
+        return apr_psprintf(cmd->pool, "AIProxyRoute %s: takes no further "
+                            "arguments", name);
+    }
     APR_ARRAY_PUSH(config_routes(cmd->pool), aiproxy_dir_conf_t *) = d;
     return NULL;
 }
@@ -385,12 +450,46 @@ static const char *add_endpoint(cmd_parms *cmd, void *dcv, const char *ep)
 
     while (*ep == '/')
         ep++;
-    if (!*ep || strstr(ep, ".."))
-        return "AIProxyEndpoints: give paths below the route, like "
-               "chat/completions";
+    /* Only endpoints the gateway knows how to bound and meter. */
+    if (strcmp(ep, "models") && aiproxy_endpoint_kind(ep) == AIPROXY_EP_OTHER)
+        return apr_psprintf(cmd->pool, "AIProxyEndpoints: '%s' is not an "
+                            "endpoint the gateway can meter (%s)", ep,
+                            "chat/completions, embeddings, models, responses, "
+                            "messages");
     if (!d->endpoints)
         d->endpoints = apr_array_make(cmd->pool, 4, sizeof(const char *));
     APR_ARRAY_PUSH(d->endpoints, const char *) = ep;
+    return NULL;
+}
+
+static const char *set_server_context(cmd_parms *cmd, void *dcv,
+                                      const char *arg)
+{
+    aiproxy_dir_conf_t *d = dcv;
+
+    (void)cmd;
+    if (!strcasecmp(arg, "refuse"))
+        d->server_context = 0;
+    else if (!strcasecmp(arg, "reserve"))
+        d->server_context = 1;
+    else
+        return "AIProxyServerContext: refuse or reserve";
+    return NULL;
+}
+
+static const char *add_anthropic_beta(cmd_parms *cmd, void *dc,
+                                      const char *beta)
+{
+    const char *err = global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!*beta || strpbrk(beta, ", \t"))
+        return apr_psprintf(cmd->pool, "AIProxyAnthropicBeta: '%s' is not "
+                            "one beta name", beta);
+    apr_hash_set(cmd_global(cmd)->anthropic_betas, beta, APR_HASH_KEY_STRING,
+                 beta);
     return NULL;
 }
 
@@ -398,6 +497,10 @@ static const char *add_model(cmd_parms *cmd, void *dcv, const char *model)
 {
     aiproxy_dir_conf_t *d = dcv;
 
+    if (!strcmp(model, "*")) {
+        d->any_model = 1;
+        return NULL;
+    }
     if (!d->models) {
         d->models = apr_hash_make(cmd->pool);
         d->model_list = apr_array_make(cmd->pool, 4, sizeof(const char *));
@@ -607,7 +710,7 @@ const command_rec aiproxy_directives[] = {
                  "sign in (Off)"),
     AP_INIT_TAKE1("AIProxyTokenLifetime", set_signin_int, NULL, RSRC_CONF,
                   "seconds an issued token lasts; 0 = no exp (0)"),
-    AP_INIT_TAKE1("AIProxyRoute", set_route, NULL, ACCESS_CONF,
+    AP_INIT_RAW_ARGS("AIProxyRoute", set_route, NULL, ACCESS_CONF,
                   "provider this <Location> forwards to, or 'path' or 'model'"),
     AP_INIT_RAW_ARGS("AIProxyModel", add_model_map, NULL, RSRC_CONF,
                      "MODEL PROVIDER[=NAME] ...: who serves a model, in order"),
@@ -628,7 +731,12 @@ const command_rec aiproxy_directives[] = {
     AP_INIT_ITERATE("AIProxyEndpoints", add_endpoint, NULL, ACCESS_CONF,
                     "endpoints allowed below the route"),
     AP_INIT_ITERATE("AIProxyModels", add_model, NULL, ACCESS_CONF,
-                    "models allowed on the route"),
+                    "models allowed on the route, or * for every priced one"),
+    AP_INIT_TAKE1("AIProxyServerContext", set_server_context, NULL,
+                  ACCESS_CONF, "refuse or reserve requests that use context "
+                  "kept at the provider"),
+    AP_INIT_ITERATE("AIProxyAnthropicBeta", add_anthropic_beta, NULL,
+                    RSRC_CONF, "anthropic-beta values clients may send"),
     { NULL }
 };
 
@@ -750,6 +858,21 @@ static const char *finish_route(apr_pool_t *p, aiproxy_global_t *g,
                                 "AIProxyProvider of that name",
                                 d->provider_name, d->prefix);
     }
+    if (d->kind == AIPROXY_ROUTE_PATH)
+        for (hi = apr_hash_first(p, d->path_providers); hi;
+             hi = apr_hash_next(hi))
+            if (!apr_hash_get(g->providers, apr_hash_this_key(hi),
+                              APR_HASH_KEY_STRING))
+                return apr_psprintf(p, "AIProxyRoute path (in <Location %s>): "
+                                    "no AIProxyProvider named '%s'", d->prefix,
+                                    (const char *)apr_hash_this_key(hi));
+    /* A route serves the models it names, never every priced one by
+     * default: a price added for failover must not open a route. */
+    if (!d->models && !d->any_model)
+        return apr_psprintf(p, "AIProxyRoute %s (in <Location %s>): needs "
+                            "AIProxyModels in the same section: the models "
+                            "it serves, or * for every priced one",
+                            d->provider_name, d->prefix);
     if (!d->models)
         return NULL;
     for (hi = apr_hash_first(p, d->models); hi; hi = apr_hash_next(hi)) {

@@ -53,7 +53,9 @@ typedef struct {
     aiproxy_money_t default_cap;
     apr_hash_t *admins;             /* email -> "" */
     apr_off_t max_body;
-    apr_int64_t default_max_tokens;
+    apr_int64_t default_max_tokens; /* written when a request has no
+                                       limit; 0: the model's max_output */
+    apr_hash_t *anthropic_betas;    /* anthropic-beta values passed on */
     int hold_ttl;                   /* seconds */
     /* Google sign-in and the tokens /token issues (aiproxy_admin.c). */
     const char *google_client_id;   /* NULL: sign-in is off */
@@ -81,8 +83,13 @@ typedef struct {
     aiproxy_provider_t *provider;     /* resolved at start-up (FIXED) */
     int cache_embeddings;             /* -1 unset, 0 off, 1 on */
     apr_array_header_t *endpoints;    /* NULL: every endpoint of the API */
-    apr_hash_t *models;               /* NULL: every priced model */
+    apr_hash_t *models;               /* AIProxyModels; NULL: none given */
     apr_array_header_t *model_list;   /* the same, in order, for listings */
+    int any_model;                    /* AIProxyModels *: every priced (or,
+                                         by model, mapped) model */
+    apr_hash_t *path_providers;       /* by-path: providers reachable */
+    int server_context;               /* AIProxyServerContext: -1 unset,
+                                         0 refuse, 1 reserve */
 } aiproxy_dir_conf_t;
 
 extern module AP_MODULE_DECLARE_DATA aiproxy_module;

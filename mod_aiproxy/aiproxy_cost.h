@@ -10,6 +10,13 @@ typedef struct {
     aiproxy_money_t cached_input; /* input served from the provider's cache */
     aiproxy_money_t cache_write;  /* input written to the cache (Anthropic) */
     aiproxy_money_t output;
+    /* Limits of the model, in tokens, that bound what a request can cost:
+     * the most output one answer can have (required where output is
+     * priced), the context window (0: unknown), and the input one image
+     * can add (0: images are refused). */
+    apr_int64_t max_output;
+    apr_int64_t context;
+    apr_int64_t image_tokens;
 } aiproxy_price_t;
 
 /* Token counts normalised across APIs: every input token is in exactly one

@@ -91,8 +91,12 @@ int aiproxy_forward_handler(request_rec *r)
         if (rc == OK && !st->attempt_failed)
             break;
         aiproxy_stat_inc(AIPROXY_STAT_UPSTREAM_ERRORS);
-        /* Once a byte went out, the answer is this attempt's. */
-        if (st->last_attempt || st->committed)
+        /* Once a byte went out, the answer is this attempt's. A request
+         * sent and not answered in time may have been done and billed:
+         * another attempt could be billed again. */
+        if (rc == HTTP_GATEWAY_TIME_OUT)
+            st->timed_out = 1;
+        if (st->last_attempt || st->committed || st->timed_out)
             break;
         /* Never the key itself: its provider and position only. */
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, AIPLOGNO(01601)

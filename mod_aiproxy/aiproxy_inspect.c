@@ -7,18 +7,207 @@ static const char *const output_limits[] = {
     "max_tokens", "max_completion_tokens", "max_output_tokens", NULL
 };
 
+/* OpenAI's ceiling on "n". */
+#define MAX_CHOICES 128
+
+aiproxy_endpoint_t aiproxy_endpoint_kind(const char *endpoint)
+{
+    if (!strcmp(endpoint, "chat/completions"))
+        return AIPROXY_EP_CHAT;
+    if (!strcmp(endpoint, "responses"))
+        return AIPROXY_EP_RESPONSES;
+    if (!strcmp(endpoint, "messages"))
+        return AIPROXY_EP_MESSAGES;
+    if (!strcmp(endpoint, "embeddings"))
+        return AIPROXY_EP_EMBEDDINGS;
+    return AIPROXY_EP_OTHER;
+}
+
+const char *aiproxy_output_limit_field(aiproxy_endpoint_t ep)
+{
+    switch (ep) {
+    case AIPROXY_EP_CHAT:
+        /* max_tokens is deprecated there and refused by reasoning models. */
+        return "max_completion_tokens";
+    case AIPROXY_EP_RESPONSES:
+        return "max_output_tokens";
+    case AIPROXY_EP_MESSAGES:
+        return "max_tokens";
+    default:
+        return NULL;
+    }
+}
+
+/* What the walk over a body finds. */
+typedef struct {
+    apr_pool_t *p;
+    aiproxy_endpoint_t ep;
+    aiproxy_request_info_t *info;
+} scan_t;
+
+static int is_type(const aiproxy_json_t *obj, const char *const *types)
+{
+    const char *t = aiproxy_json_string(aiproxy_json_get(obj, "type"));
+
+    for (; t && *types; types++)
+        if (!strcmp(t, *types))
+            return 1;
+    return 0;
+}
+
+static const char *const image_parts[] = {
+    "image_url", "input_image", "image", NULL
+};
+/* Files and documents: their tokens (pages as text and images, fetched
+ * URLs, uploaded ids) are not bounded by the bytes that name them. */
+static const char *const file_parts[] = {
+    "file", "input_file", "document", "container_upload", NULL
+};
+static const char *const audio_parts[] = { "input_audio", "audio", NULL };
+/* Input items that point at content the provider keeps. */
+static const char *const stored_items[] = { "item_reference", NULL };
+
+/* Counts media parts and finds what the body alone cannot bound, anywhere
+ * in the body: a part the provider would read cannot hide from the count
+ * (one counted where the provider sees none only costs its sender). */
+static int scan_part(void *baton, const char *key, const aiproxy_json_t *v)
+{
+    scan_t *sc = baton;
+    aiproxy_request_info_t *info = sc->info;
+    const aiproxy_json_t *cc;
+    const char *ttl;
+
+    (void)key;
+    if (!aiproxy_json_is_object(v))
+        return 0;
+    if (is_type(v, image_parts))
+        info->images++;
+    else if (is_type(v, file_parts))
+        info->unseen_input = "a file or document";
+    else if (is_type(v, stored_items))
+        info->unseen_input = "an item_reference";
+    else if (is_type(v, audio_parts) && !info->refused)
+        info->refused = "Audio input is not offered by this gateway: it is "
+                        "billed by audio tokens, which are not priced here.";
+    /* Anthropic's 1-hour cache writes cost twice the input price, not the
+     * 5-minute rate the price list names. */
+    if ((cc = aiproxy_json_get(v, "cache_control")) &&
+        (ttl = aiproxy_json_string(aiproxy_json_get(cc, "ttl"))) &&
+        strcmp(ttl, "5m") && !info->refused)
+        info->refused = apr_psprintf(sc->p, "cache_control with ttl '%s' is "
+                                     "not offered by this gateway: only the "
+                                     "5-minute cache is priced; remove ttl.",
+                                     ttl);
+    return 0;
+}
+
+/* Client tools (functions the caller runs) cost their tokens only; hosted
+ * and server tools (web search, file search, code execution, image
+ * generation, MCP) are billed per call or per session on top. */
+static const char *check_tools(apr_pool_t *p, aiproxy_endpoint_t ep,
+                               aiproxy_request_info_t *info)
+{
+    const aiproxy_json_t *tools = aiproxy_json_get(info->root, "tools");
+    apr_size_t i, n = aiproxy_json_array_size(tools);
+
+    for (i = 0; i < n; i++) {
+        const aiproxy_json_t *t = aiproxy_json_array_at(tools, i);
+        const aiproxy_json_t *type = aiproxy_json_get(t, "type");
+        const char *name = aiproxy_json_string(type);
+
+        info->tools = 1;
+        if (ep == AIPROXY_EP_MESSAGES ? (!type || (name && !strcmp(name, "custom")))
+                                      : (name && (!strcmp(name, "function") ||
+                                                  !strcmp(name, "custom"))))
+            continue;
+        return apr_psprintf(p, "The tool type '%s' is not offered by this "
+                            "gateway: hosted and server tools are billed "
+                            "beyond tokens. Use function tools.",
+                            name ? name : "(not a string)");
+    }
+    return NULL;
+}
+
+/* Fields whose cost the gateway cannot bound before the answer. */
+static const char *check_extras(apr_pool_t *p, aiproxy_endpoint_t ep,
+                                aiproxy_request_info_t *info)
+{
+    const aiproxy_json_t *root = info->root, *v;
+    const char *s;
+    apr_size_t i;
+
+    if ((v = aiproxy_json_get(root, "background")) && aiproxy_json_bool(v) == 1)
+        return "Background mode is not offered by this gateway: its answer "
+               "and its cost arrive later, where the gateway cannot meter "
+               "them. Send the request without background.";
+    if ((v = aiproxy_json_get(root, "service_tier")) && !aiproxy_json_is_null(v)) {
+        s = aiproxy_json_string(v);
+        /* Standard prices bound auto, default and flex (flex costs less);
+         * priority and scale cost more. Anthropic's values are both
+         * standard. */
+        if (!s || (strcmp(s, "auto") && strcmp(s, "default") &&
+                   strcmp(s, "flex") && strcmp(s, "standard_only")))
+            return apr_psprintf(p, "service_tier '%s' is not offered by this "
+                                "gateway: only standard prices are charged "
+                                "here. Use 'auto' or 'default'.",
+                                s ? s : "(not a string)");
+    }
+    if (((v = aiproxy_json_get(root, "audio")) && !aiproxy_json_is_null(v)))
+        return "Audio output is not offered by this gateway: it is billed by "
+               "audio tokens, which are not priced here.";
+    v = aiproxy_json_get(root, "modalities");
+    for (i = 0; i < aiproxy_json_array_size(v); i++)
+        if ((s = aiproxy_json_string(aiproxy_json_array_at(v, i))) &&
+            strcmp(s, "text"))
+            return apr_psprintf(p, "The output modality '%s' is not offered "
+                                "by this gateway.", s);
+    if ((v = aiproxy_json_get(root, "web_search_options")) &&
+        !aiproxy_json_is_null(v))
+        return "Web search is not offered by this gateway: it is billed per "
+               "call beyond tokens.";
+    /* Rejected prediction tokens are billed as output on top of the
+     * answer's own. */
+    if ((v = aiproxy_json_get(root, "prediction")) && !aiproxy_json_is_null(v))
+        return "Predicted outputs are not offered by this gateway: their "
+               "rejected tokens are billed beyond the output limit.";
+    if (ep == AIPROXY_EP_MESSAGES &&
+        (((v = aiproxy_json_get(root, "mcp_servers")) &&
+          aiproxy_json_array_size(v)) ||
+         ((v = aiproxy_json_get(root, "container")) && !aiproxy_json_is_null(v))))
+        return "MCP servers and code execution containers are not offered "
+               "by this gateway: they are billed beyond tokens.";
+    return check_tools(p, ep, info);
+}
+
+/* Requests that make the provider read what it keeps. */
+static void check_stored(aiproxy_request_info_t *info)
+{
+    static const char *const fields[] = {
+        "previous_response_id", "conversation", "prompt", NULL
+    };
+    const aiproxy_json_t *v;
+    int i;
+
+    for (i = 0; fields[i]; i++)
+        if ((v = aiproxy_json_get(info->root, fields[i])) &&
+            !aiproxy_json_is_null(v)) {
+            info->unseen_input = fields[i];
+            return;
+        }
+}
+
 const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
-                                    apr_size_t len,
+                                    apr_size_t len, aiproxy_endpoint_t ep,
                                     aiproxy_request_info_t *info)
 {
     const char *err = NULL;
     aiproxy_json_t *root, *v, *opts;
+    scan_t sc;
     int i, b;
 
-    info->root = NULL;
-    info->model = NULL;
-    info->stream = info->include_usage = 0;
+    memset(info, 0, sizeof(*info));
     info->max_output = -1;
+    info->choices = 1;
 
     if (!(root = aiproxy_json_parse(p, body, len, &err)))
         return apr_pstrcat(p, "request body is not valid JSON: ", err, NULL);
@@ -53,6 +242,19 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
         if (n > info->max_output)
             info->max_output = n;
     }
+    if ((v = aiproxy_json_get(root, "n")) && !aiproxy_json_is_null(v)) {
+        if (!aiproxy_json_int(v, &info->choices) || info->choices < 1 ||
+            info->choices > MAX_CHOICES)
+            return apr_psprintf(p, "'n' must be an integer from 1 to %d",
+                                MAX_CHOICES);
+    }
+    if ((err = check_extras(p, ep, info)))
+        info->refused = err;
+    check_stored(info);
+    sc.p = p;
+    sc.ep = ep;
+    sc.info = info;
+    aiproxy_json_walk(root, scan_part, &sc);
     return NULL;
 }
 
@@ -420,4 +622,138 @@ int aiproxy_usage_from_body(apr_pool_t *p, const char *body, apr_size_t len,
         return rc;
     root = aiproxy_json_parse(p, body, len, &err);
     return root && aiproxy_usage_merge(aiproxy_json_get(root, "usage"), api, u);
+}
+
+/* The end of the string that starts at s[i] == '"' (the index after its
+ * closing quote), or len when it does not end. */
+static apr_size_t string_end(const char *s, apr_size_t len, apr_size_t i)
+{
+    for (i++; i < len; i++) {
+        if (s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            return i + 1;
+    }
+    return len;
+}
+
+static apr_size_t skip_blank(const char *s, apr_size_t len, apr_size_t i)
+{
+    while (i < len && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' ||
+                       s[i] == '\t'))
+        i++;
+    return i;
+}
+
+/* Keys whose string values are generated text in the delta events of the
+ * three APIs: content, tool arguments, reasoning, refusals. */
+static const char *const delta_keys[] = {
+    "text", "partial_json", "thinking", "delta", "content", "arguments",
+    "reasoning_content", "reasoning", "refusal", NULL
+};
+
+apr_size_t aiproxy_delta_text_len(const char *data, apr_size_t len)
+{
+    apr_size_t i = 0, total = 0;
+
+    while (i < len) {
+        apr_size_t ks, ke, j;
+        int k, wanted = 0;
+
+        if (data[i] != '"') {
+            i++;
+            continue;
+        }
+        ks = i + 1;
+        ke = string_end(data, len, i);
+        j = skip_blank(data, len, ke);
+        if (j >= len || data[j] != ':') {
+            i = ke;            /* a value, not a key */
+            continue;
+        }
+        for (k = 0; delta_keys[k]; k++)
+            if (ke - 1 - ks == strlen(delta_keys[k]) &&
+                !memcmp(data + ks, delta_keys[k], ke - 1 - ks))
+                wanted = 1;
+        j = skip_blank(data, len, j + 1);
+        if (j < len && data[j] == '"') {
+            i = string_end(data, len, j);
+            if (wanted)
+                total += i - j - 2 + (i == len);
+        }
+        else {
+            i = j;
+        }
+    }
+    return total;
+}
+
+/* The index after the value at s[i], or len when it does not end. */
+static apr_size_t value_end(const char *s, apr_size_t len, apr_size_t i)
+{
+    int depth = 0;
+
+    if (i < len && s[i] == '"')
+        return string_end(s, len, i);
+    for (; i < len; i++) {
+        if (s[i] == '"')
+            i = string_end(s, len, i) - 1;
+        else if (s[i] == '{' || s[i] == '[')
+            depth++;
+        else if (s[i] == '}' || s[i] == ']') {
+            if (depth == 0)
+                return i;
+            if (--depth == 0)
+                return i + 1;
+        }
+        else if (depth == 0 && (s[i] == ',' || s[i] == ' ' || s[i] == '\n' ||
+                                s[i] == '\r' || s[i] == '\t'))
+            return i;
+    }
+    return len;
+}
+
+int aiproxy_json_member_span(const char *s, apr_size_t len, const char *key,
+                             apr_size_t *start, apr_size_t *end,
+                             apr_size_t *vstart, apr_size_t *vlen)
+{
+    apr_size_t klen = strlen(key), i = skip_blank(s, len, 0), prev_comma = 0;
+    int have_prev = 0;
+
+    if (i >= len || s[i] != '{')
+        return 0;
+    i = skip_blank(s, len, i + 1);
+    while (i < len && s[i] == '"') {
+        apr_size_t ks = i, ke = string_end(s, len, i), vs, ve, after;
+
+        i = skip_blank(s, len, ke);
+        if (i >= len || s[i] != ':')
+            return 0;
+        vs = skip_blank(s, len, i + 1);
+        ve = value_end(s, len, vs);
+        if (ve >= len || ve == vs)
+            return 0;
+        after = skip_blank(s, len, ve);
+        if (after >= len || (s[after] != ',' && s[after] != '}'))
+            return 0;
+        if (ke - ks - 2 == klen && !memcmp(s + ks + 1, key, klen)) {
+            *vstart = vs;
+            *vlen = ve - vs;
+            if (s[after] == ',') {
+                *start = ks;
+                *end = skip_blank(s, len, after + 1);
+            }
+            else {
+                *start = have_prev ? prev_comma : ks;
+                *end = after;
+            }
+            return 1;
+        }
+        if (s[after] == '}')
+            return 0;
+        prev_comma = after;
+        have_prev = 1;
+        i = skip_blank(s, len, after + 1);
+    }
+    return 0;
 }

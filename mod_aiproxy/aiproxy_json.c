@@ -123,6 +123,42 @@ int aiproxy_json_set_string(aiproxy_json_t *obj, const char *key,
     return json_object_set_new(obj, key, json_string(value));
 }
 
+int aiproxy_json_set_int(aiproxy_json_t *obj, const char *key, apr_int64_t v)
+{
+    return json_object_set_new(obj, key, json_integer((json_int_t)v));
+}
+
+static int walk(const json_t *v, const char *key, aiproxy_json_walk_fn *fn,
+                void *baton)
+{
+    const char *k;
+    json_t *child;
+    size_t i;
+    int rc;
+
+    if (!json_is_object(v) && !json_is_array(v))
+        return 0;
+    if ((rc = fn(baton, key, v)))
+        return rc < 0 ? 0 : rc;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, child)
+            if ((rc = walk(child, k, fn, baton)))
+                return rc;
+    }
+    else {
+        json_array_foreach(v, i, child)
+            if ((rc = walk(child, NULL, fn, baton)))
+                return rc;
+    }
+    return 0;
+}
+
+int aiproxy_json_walk(const aiproxy_json_t *v, aiproxy_json_walk_fn *fn,
+                      void *baton)
+{
+    return walk(v, NULL, fn, baton);
+}
+
 char *aiproxy_json_dump(apr_pool_t *p, const aiproxy_json_t *v,
                         apr_size_t *len)
 {

@@ -39,6 +39,16 @@ int aiproxy_json_set_nested_true(aiproxy_json_t *obj, const char *parent,
 /* Sets obj[key] to the string value; 0 on success. */
 int aiproxy_json_set_string(aiproxy_json_t *obj, const char *key,
                             const char *value);
+/* Sets obj[key] to an integer; 0 on success. */
+int aiproxy_json_set_int(aiproxy_json_t *obj, const char *key, apr_int64_t v);
+/* Calls fn on v and every object and array nested in it, depth first, with
+ * the key it is under in its parent object (NULL at the top and for array
+ * elements). fn returns 0 to go on, -1 to skip what v holds, or another
+ * value to stop the walk, which then returns it. */
+typedef int aiproxy_json_walk_fn(void *baton, const char *key,
+                                 const aiproxy_json_t *v);
+int aiproxy_json_walk(const aiproxy_json_t *v, aiproxy_json_walk_fn *fn,
+                      void *baton);
 /* Compact serialisation into pool memory; NULL on failure. */
 char *aiproxy_json_dump(apr_pool_t *p, const aiproxy_json_t *v,
                         apr_size_t *len);

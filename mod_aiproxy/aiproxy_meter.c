@@ -60,13 +60,33 @@ void aiproxy_meter_set_headers(request_rec *r, apr_table_t *t,
                    apr_psprintf(r->pool, "%" APR_INT64_T_FMT, m->requests));
 }
 
-/* A stream cut short is charged for the prompt (about four bytes a token)
- * and one token per output event seen: an estimate, never $0. */
-static void estimate_usage(aiproxy_req_t *st)
+/* Tokens an estimate counts for a delta event of n bytes of text: at least
+ * one, and a token for every three bytes (English averages four). */
+static apr_int64_t delta_tokens(apr_size_t n)
 {
-    st->usage.input = (apr_int64_t)((st->body_len + 3) / 4);
-    st->usage.cached_input = st->usage.cache_write = 0;
-    st->usage.output = st->deltas;
+    return n > 3 ? (apr_int64_t)((n + 2) / 3) : 1;
+}
+
+/* What a request is charged when the provider's final usage never came:
+ * a stream cut short pays the input the provider reported at its start
+ * (else the reservation's input bound) and the output its deltas show; a
+ * request that was answered without usage, or not answered in time after
+ * it was sent, pays its reservation. 1 when it is charged anything. */
+static int estimate_usage(aiproxy_req_t *st, int status)
+{
+    if (st->streaming && status < 400) {
+        if (st->start_usage_found) {
+            st->usage = st->start_usage;
+        }
+        else {
+            memset(&st->usage, 0, sizeof(st->usage));
+            st->usage.input = st->in_tokens;
+        }
+        if (st->delta_tokens > st->usage.output)
+            st->usage.output = st->delta_tokens;
+        return 1;
+    }
+    return (!st->streaming && status < 400) || st->timed_out;
 }
 
 /* Charges the request once; later calls do nothing. */
@@ -81,9 +101,22 @@ static void settle(request_rec *r, aiproxy_req_t *st, int status)
         return;
     st->settled = 1;
     memset(&rec, 0, sizeof(rec));
-    if (!st->usage_found && st->streaming && status < 400) {
-        estimate_usage(st);
-        rec.estimated = 1;
+    if (st->usage_found)
+        rec.cost = aiproxy_cost_of(st->price, &st->usage);
+    else if ((rec.estimated = estimate_usage(st, status)))
+        rec.cost = st->streaming ? aiproxy_cost_of(st->price, &st->usage)
+                                 : st->reserved;
+    /* The reservation is the most this request may cost, so a charge above
+     * it would pass the cap: it means a bound is wrong, which ops must see. */
+    if (rec.cost > st->reserved) {
+        if (!rec.estimated)
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, AIPLOGNO(01202)
+                          "request %s of %s cost %s USD, more than its "
+                          "reservation of %s USD: charged the reservation",
+                          st->id, st->email,
+                          aiproxy_money_format(r->pool, rec.cost),
+                          aiproxy_money_format(r->pool, st->reserved));
+        rec.cost = st->reserved;
     }
     rec.id = st->id;
     rec.email = st->email;
@@ -93,8 +126,6 @@ static void settle(request_rec *r, aiproxy_req_t *st, int status)
     rec.provider = st->provider ? st->provider->name : "";
     rec.time_ms = st->start_ms;
     rec.usage = st->usage;
-    rec.cost = (st->usage_found || rec.estimated)
-               ? aiproxy_cost_of(st->price, &st->usage) : 0;
     rec.reserved = st->reserved;
     rec.held = 1;
     rec.status = status;
@@ -149,7 +180,10 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     }
     else if (!st->held)
         m->mode = MODE_MODELS;
-    else if (ct && !strncasecmp(ct, "text/event-stream", 17))
+    else if ((ct && !strncasecmp(ct, "text/event-stream", 17)) ||
+             (st->info.stream && r->status < 300))
+        /* A stream is read as one whatever its upstream calls it: a
+         * mislabelled stream held whole would be billed nothing. */
         m->mode = MODE_STREAM;
     else
         m->mode = MODE_BUFFER;
@@ -206,37 +240,133 @@ static void finish_stream(meter_t *m)
     append_cost_comment(m);
 }
 
+/* Parses an event's JSON in a pool of its own, gone with the event. */
+static aiproxy_json_t *event_json(meter_t *m, apr_pool_t **sub,
+                                  const aiproxy_sse_event_t *ev)
+{
+    const char *err;
+
+    if (!*sub)
+        apr_pool_create(sub, m->r->pool);
+    return aiproxy_json_parse(*sub, ev->data, ev->data_len, &err);
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+    apr_size_t n = strlen(s), t = strlen(tail);
+
+    return n >= t && !memcmp(s + n - t, tail, t);
+}
+
+/* Reads the usage value at data[vs..vs+vlen) of a chat chunk. */
+static void chunk_usage(meter_t *m, apr_pool_t **sub, const char *data,
+                        apr_size_t vs, apr_size_t vlen)
+{
+    aiproxy_req_t *st = m->st;
+    apr_size_t used;
+    int rc = aiproxy_usage_scan(data + vs, vlen, &used, st->api, &st->usage);
+
+    if (rc == 1) {
+        st->usage_found = 1;
+    }
+    else if (rc < 0) {
+        const char *err;
+
+        if (!*sub)
+            apr_pool_create(sub, m->r->pool);
+        merge_usage(st, aiproxy_json_parse(*sub, data + vs, vlen, &err));
+    }
+}
+
+/* A chat chunk: counts its delta, reads usage wherever it rides, and when
+ * the gateway asked for usage on the client's behalf takes it out again
+ * (a usage-only chunk goes whole). Returns the event to pass on, NULL to
+ * drop it; *copy is set when it was rewritten into bucket memory. */
+static const char *chat_chunk(meter_t *m, apr_pool_t **sub,
+                              const aiproxy_sse_event_t *ev, apr_size_t *len,
+                              int *copy)
+{
+    aiproxy_req_t *st = m->st;
+    apr_size_t s, e, vs, vlen, cs, ce, cvs, cvlen;
+    char *out;
+
+    *copy = 0;
+    *len = ev->raw_len;
+    if (strstr(ev->data, "\"delta\""))
+        st->delta_tokens += delta_tokens(aiproxy_delta_text_len(ev->data,
+                                                                ev->data_len));
+    if (!strstr(ev->data, "\"usage\"") ||
+        !aiproxy_json_member_span(ev->data, ev->data_len, "usage", &s, &e,
+                                  &vs, &vlen))
+        return ev->raw;
+    if (ev->data[vs] == '{')
+        chunk_usage(m, sub, ev->data, vs, vlen);
+    if (!m->hide_usage_chunk)
+        return ev->raw;
+    if (aiproxy_json_member_span(ev->data, ev->data_len, "choices", &cs, &ce,
+                                 &cvs, &cvlen) &&
+        cvlen == 2 && !memcmp(ev->data + cvs, "[]", 2))
+        return NULL;
+    /* One data line: a line break in JSON text is whitespace, so one in
+     * the data becomes a space. */
+    *len = 6 + ev->data_len - (e - s) + 2;
+    out = apr_bucket_alloc(*len, m->out->bucket_alloc);
+    memcpy(out, "data: ", 6);
+    memcpy(out + 6, ev->data, s);
+    memcpy(out + 6 + s, ev->data + e, ev->data_len - e);
+    for (cs = 6; cs < *len - 2; cs++)
+        if (out[cs] == '\n')
+            out[cs] = ' ';
+    memcpy(out + *len - 2, "\n\n", 2);
+    *copy = 1;
+    return out;
+}
+
 static void on_event(void *baton, const aiproxy_sse_event_t *ev)
 {
     meter_t *m = baton;
     aiproxy_req_t *st = m->st;
-    const char *err;
-    aiproxy_json_t *root = NULL;
-    int drop = 0, end = 0;
+    apr_pool_t *sub = NULL;
+    aiproxy_json_t *root;
+    const char *out = ev->raw;
+    apr_size_t len = ev->raw_len;
+    int end = 0, copy = 0;
 
     if (st->api == AIPROXY_API_ANTHROPIC) {
         if (!strcmp(ev->name, "content_block_delta"))
-            st->deltas++;
+            st->delta_tokens += delta_tokens(aiproxy_delta_text_len(
+                                    ev->data, ev->data_len));
+        /* message_start's usage is the input, with a placeholder output:
+         * only message_delta's counts are final. */
         else if (!strcmp(ev->name, "message_start") &&
-                 (root = aiproxy_json_parse(m->r->pool, ev->data,
-                                            ev->data_len, &err)))
-            merge_usage(st, aiproxy_json_get(aiproxy_json_get(root, "message"),
-                                             "usage"));
+                 (root = event_json(m, &sub, ev))) {
+            if (aiproxy_usage_merge(aiproxy_json_get(aiproxy_json_get(root,
+                                        "message"), "usage"),
+                                    st->api, &st->start_usage))
+                st->start_usage_found = 1;
+        }
         else if (!strcmp(ev->name, "message_delta") &&
-                 (root = aiproxy_json_parse(m->r->pool, ev->data,
-                                            ev->data_len, &err)))
-            merge_usage(st, aiproxy_json_get(root, "usage"));
+                 (root = event_json(m, &sub, ev))) {
+            /* The final counts: those it names, the rest from the start. */
+            aiproxy_usage_t u = st->start_usage;
+
+            if (aiproxy_usage_merge(aiproxy_json_get(root, "usage"), st->api,
+                                    &u)) {
+                st->usage = u;
+                st->usage_found = 1;
+            }
+        }
         else if (!strcmp(ev->name, "message_stop"))
             end = 1;
     }
     else if (m->is_responses) {
-        if (!strcmp(ev->name, "response.output_text.delta"))
-            st->deltas++;
+        if (ends_with(ev->name, ".delta"))
+            st->delta_tokens += delta_tokens(aiproxy_delta_text_len(
+                                    ev->data, ev->data_len));
         else if ((!strcmp(ev->name, "response.completed") ||
                   !strcmp(ev->name, "response.incomplete") ||
                   !strcmp(ev->name, "response.failed")) &&
-                 (root = aiproxy_json_parse(m->r->pool, ev->data,
-                                            ev->data_len, &err))) {
+                 (root = event_json(m, &sub, ev))) {
             merge_usage(st, aiproxy_json_get(aiproxy_json_get(root, "response"),
                                              "usage"));
             end = 1;
@@ -246,27 +376,19 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
         end = 1;
     }
     else if (ev->data_len) {
-        if (strstr(ev->data, "\"delta\""))
-            st->deltas++;
-        if (strstr(ev->data, "\"usage\"") &&
-            (root = aiproxy_json_parse(m->r->pool, ev->data, ev->data_len,
-                                       &err))) {
-            const aiproxy_json_t *usage = aiproxy_json_get(root, "usage");
-
-            if (aiproxy_json_is_object(usage)) {
-                merge_usage(st, usage);
-                /* The usage-only chunk we asked for has no choices. */
-                drop = m->hide_usage_chunk && aiproxy_json_array_size(
-                           aiproxy_json_get(root, "choices")) == 0;
-            }
-        }
+        out = chat_chunk(m, &sub, ev, &len, &copy);
     }
+    if (sub)
+        apr_pool_destroy(sub);
     if (end)
         finish_stream(m);
-    if (!drop)
+    if (copy)
         APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
-                                    ev->raw, ev->raw_len, NULL,
+                                    out, len, apr_bucket_free,
                                     m->out->bucket_alloc));
+    else if (out)
+        APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
+                                    out, len, NULL, m->out->bucket_alloc));
 }
 
 static apr_status_t stream_filter(ap_filter_t *f, meter_t *m,
@@ -350,9 +472,10 @@ static void filter_models(meter_t *m, char **bodyp, apr_size_t *lenp)
         for (i = 0, n = aiproxy_json_array_size(data); i < n;) {
             const char *id = aiproxy_json_string(aiproxy_json_get(
                                  aiproxy_json_array_at(data, i), "id"));
-            int keep = id && (d->models
-                ? apr_hash_get(d->models, id, APR_HASH_KEY_STRING) != NULL
-                : apr_hash_get(m->st->g->prices, id, APR_HASH_KEY_STRING) != NULL);
+            int keep = id && (d->any_model
+                ? apr_hash_get(m->st->g->prices, id, APR_HASH_KEY_STRING) != NULL
+                : d->models &&
+                  apr_hash_get(d->models, id, APR_HASH_KEY_STRING) != NULL);
 
             if (keep) {
                 i++;
@@ -376,7 +499,12 @@ static void filter_models(meter_t *m, char **bodyp, apr_size_t *lenp)
 static void replace_error_page(meter_t *m)
 {
     request_rec *r = m->r;
-    const char *body = m->st->error_generated
+    const char *body = m->st->timed_out
+        ? aiproxy_error_body(r->pool, "upstream_error", "upstream_timeout",
+                             "The provider did not answer in time (504). It "
+                             "may have done the work, so this request was "
+                             "charged its reserved maximum.")
+        : m->st->error_generated
         ? aiproxy_error_body(r->pool, "upstream_error",
                              r->status == HTTP_GATEWAY_TIME_OUT
                              ? "upstream_timeout" : "upstream_unavailable",
@@ -440,8 +568,8 @@ static apr_status_t buffer_filter(ap_filter_t *f, meter_t *m,
         }
         else {
             store_in_cache(m, body, len);
-            if (aiproxy_usage_from_body(r->pool, body, len,
-                                        st->api, &st->usage))
+            if (aiproxy_usage_from_body(r->pool, body, len, st->api,
+                                        &st->usage))
                 st->usage_found = 1;
             settle(r, st, r->status);
             set_final_headers(r, st);

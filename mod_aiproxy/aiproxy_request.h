@@ -37,9 +37,14 @@ typedef struct {
     int settled;
     aiproxy_month_t month_state;    /* as of admission, then settlement */
     aiproxy_usage_t usage;
-    int usage_found;
+    int usage_found;                /* the provider's final usage was read */
+    aiproxy_usage_t start_usage;    /* usage a stream reports at its start
+                                       (Anthropic's message_start) */
+    int start_usage_found;
+    apr_int64_t in_tokens;          /* the input bound of the reservation */
     int streaming;                  /* the response is an SSE stream */
-    apr_int64_t deltas;             /* output events seen, for estimates */
+    apr_int64_t delta_tokens;       /* output estimated from the deltas */
+    int timed_out;                  /* sent, and no answer in time */
     int error_generated;            /* httpd made the response (e.g. 502) */
     apr_int64_t start_ms;
     /* A local answer instead of forwarding. */

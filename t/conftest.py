@@ -292,7 +292,9 @@ def load_prices():
         if len(words) < 2 or words[0] != "AIProxyPrice":
             continue
         fields = dict(w.split("=", 1) for w in words[2:])
-        p = {k: int(Decimal(v) * 1000000) for k, v in fields.items()}
+        # Limits are token counts; prices USD per 1M tokens, as pico per token.
+        p = {k: int(v) if k in ("max_output", "context", "image")
+             else int(Decimal(v) * 1000000) for k, v in fields.items()}
         p.setdefault("cached", p["input"])
         p.setdefault("cache_write", 0)
         p.setdefault("output", 0)

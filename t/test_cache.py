@@ -70,7 +70,9 @@ def cup():
 
 @pytest.fixture(scope="module")
 def cgw(store, cup):
-    g = Gateway(store, cup).start()
+    # A route that allows more than /openai/v1, for the per-route entries.
+    g = Gateway(store, cup, extra_conf="<Location /wide>\n    AIProxyRoute path openai\n"
+                "    AIProxyModels *\n</Location>\n").start()
     yield g
     g.stop()
 
@@ -104,10 +106,10 @@ def test_models_miss_then_hit_sdk(cgw, c_up):
 
 def test_models_cached_per_route(cgw, c_up):
     email = new_email("mlroute")
-    r1 = httpx.get(cgw.url("/proxy/openai/v1/models"), headers=auth(email), timeout=30)
-    r2 = httpx.get(cgw.url("/proxy/openai/v1/models"), headers=auth(email), timeout=30)
+    r1 = httpx.get(cgw.url("/wide/openai/v1/models"), headers=auth(email), timeout=30)
+    r2 = httpx.get(cgw.url("/wide/openai/v1/models"), headers=auth(email), timeout=30)
     assert (r1.headers["x-cache"], r2.headers["x-cache"]) == ("MISS", "HIT")
-    # /proxy allows every priced model, /openai/v1 two: separate entries.
+    # /wide allows every priced model, /openai/v1 two: separate entries.
     assert len(r1.json()["data"]) > 2
     assert r2.json() == r1.json()
     assert len(calls(c_up, "/models")) == 1

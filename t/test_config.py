@@ -189,6 +189,30 @@ def test_route_outside_location(make_gateway):
     configtest_fails(make_gateway("AIProxyRoute openai\n"), "AIProxyRoute")
 
 
+def test_route_without_models(make_gateway):
+    """A route allows nothing by default: it must say which models."""
+    gw = make_gateway("<Location /other/v1>\n    AIProxyRoute openai\n</Location>\n")
+    configtest_fails(gw, "AIProxyRoute", "AIProxyModels", "/other/v1")
+    start_fails(gw, "AIProxyRoute", "AIProxyModels")
+
+
+def test_path_route_must_name_its_providers(make_gateway):
+    configtest_fails(make_gateway("<Location /p>\n    AIProxyRoute path\n"
+                                  "    AIProxyModels *\n</Location>\n"),
+                     "AIProxyRoute path", "providers")
+    configtest_fails(make_gateway("<Location /p>\n    AIProxyRoute path openai nosuch\n"
+                                  "    AIProxyModels *\n</Location>\n"),
+                     "AIProxyRoute path", "nosuch")
+
+
+def test_endpoint_the_gateway_cannot_meter(make_gateway):
+    configtest_fails(make_gateway("<Location /p>\n    AIProxyRoute openai\n"
+                                  "    AIProxyModels *\n"
+                                  "    AIProxyEndpoints chat/completions images/generations\n"
+                                  "</Location>\n"),
+                     "AIProxyEndpoints", "images/generations")
+
+
 def test_models_without_price(make_gateway):
     gw = make_gateway("<Location /other/v1>\n    AIProxyRoute openai\n"
                       "    AIProxyModels gpt-4o-mini gpt-unpriced-9\n</Location>\n")
@@ -209,13 +233,19 @@ def test_models_without_price(make_gateway):
     ("AIProxyPrice m1 input=1 bogus=2", "bogus"),
     ("AIProxyPrice m1 input=1 output", "output"),
     ("AIProxyPrice", "usage"),
+    # Output priced without the most one answer can have: nothing bounds it.
+    ("AIProxyPrice m1 input=1 output=2", "max_output="),
+    ("AIProxyPrice m1 input=1 output=2 max_output=1.5", "max_output="),
+    ("AIProxyPrice m1 input=1 output=2 max_output=-3", "max_output="),
+    ("AIProxyPrice m1 input=1 output=2 max_output=9 image=x", "image="),
 ])
 def test_bad_price(make_gateway, line, needle):
     configtest_fails(make_gateway(line + "\n"), "AIProxyPrice", needle)
 
 
 def test_good_price_with_six_decimals(make_gateway):
-    rc, out = make_gateway("AIProxyPrice m1 input=0.123456 cached=0 output=12\n").configtest()
+    rc, out = make_gateway("AIProxyPrice m1 input=0.123456 cached=0 output=12 "
+                           "max_output=100 context=1000 image=85\n").configtest()
     assert rc == 0, out
 
 

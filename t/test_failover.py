@@ -68,7 +68,7 @@ def failover_conf(alpha, beta, extra=""):
         provider("dead2", dead2, "DEAD2_KEY"),
         provider("duo", alpha.base + "/duo/v1", "DUO1", "DUO2"),
         provider("rot", beta.base + "/rot/v1", "K1", "K2", "K3"),
-        "".join("AIProxyPrice %s input=1.00 output=2.00\n" % m for m in models),
+        "".join("AIProxyPrice %s input=1.00 output=2.00 max_output=1000\n" % m for m in models),
         "AIProxyModel fo-model alpha=alpha-name beta=beta-name\n",
         "AIProxyModel fo-dead dead beta\n",
         "AIProxyModel fo-alldead dead dead2\n",

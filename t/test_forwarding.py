@@ -89,10 +89,11 @@ def test_duplicate_authorization_headers(gateway, up, tok):
 # ---------------------------------------------------------------- bodies
 
 def test_body_bytes_identical(gateway, up, tok):
-    # Odd spacing, key order, escapes and non-ASCII: nothing may be re-encoded.
+    # Odd spacing, key order, escapes and non-ASCII: nothing may be re-encoded
+    # (a body that names its output limit needs no change to be bounded).
     raw = ('{ "messages" : [ {"content":"h\\u00e9llo  w\\u00f6rld \\n \u2603 \U0001F600",'
            ' "role":"user"} ],\n\t"model":"gpt-4o-mini", "temperature": 0.50,'
-           ' "n":1 , "extra": {"b":2,"a":1} }').encode("utf-8")
+           ' "n":1 , "max_tokens": 50, "extra": {"b":2,"a":1} }').encode("utf-8")
     status, _, body = curl(gateway, CHAT, tok, body=raw)
     assert status == 200, body
     sent = only_request(up)
@@ -104,14 +105,14 @@ def test_body_bytes_identical_sdk(gateway, up, tok):
     client = sdk(gateway, tok)
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "caf\u00e9 \u2603"}],
-        temperature=0.25, user="someone")
+        temperature=0.25, user="someone", max_completion_tokens=100)
     sent = only_request(up)
     assert sent["body"].encode("utf-8") == raw.http_request.content
 
 
 def test_large_body_has_content_length(gateway, up, tok):
     text = " ".join("word%d" % i for i in range(15000))
-    raw = json.dumps({"model": "gpt-4o-mini",
+    raw = json.dumps({"model": "gpt-4o-mini", "max_tokens": 100,
                       "messages": [{"role": "user", "content": text}]}).encode()
     assert len(raw) > 100 * 1024
     status, _, body = curl(gateway, CHAT, tok, body=raw)
@@ -135,7 +136,7 @@ def test_large_body_sdk(gateway, up, tok):
 @pytest.mark.parametrize("size", [200, 100 * 1024])
 def test_chunked_client_body(gateway, up, tok, size):
     text = "x " * (size // 2)
-    raw = json.dumps({"model": "gpt-4o-mini",
+    raw = json.dumps({"model": "gpt-4o-mini", "max_tokens": 100,
                       "messages": [{"role": "user", "content": text}]}).encode()
     status, _, body = curl(gateway, CHAT, tok, body=raw,
                            headers=["Transfer-Encoding: chunked"])
@@ -147,7 +148,7 @@ def test_chunked_client_body(gateway, up, tok, size):
 
 
 def test_expect_100_continue(gateway, up, tok):
-    raw = json.dumps({"model": "gpt-4o-mini",
+    raw = json.dumps({"model": "gpt-4o-mini", "max_tokens": 100,
                       "messages": [{"role": "user", "content": "y " * 2000}]}).encode()
     status, _, body = curl(gateway, CHAT, tok, body=raw, headers=["Expect: 100-continue"])
     assert status == 200, body

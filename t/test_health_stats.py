@@ -107,7 +107,7 @@ AIProxyProvider dead "%(dead)s" api=openai key=env:DEAD_KEY
 <Proxy "%(dead)s">
     ProxySet keepalive=On timeout=300 connectiontimeout=5
 </Proxy>
-AIProxyPrice stats-model input=1.00 output=2.00
+AIProxyPrice stats-model input=1.00 output=2.00 max_output=1000
 AIProxyModel stats-model dead openai
 # Every stats-model request tries `dead` first: exactly one retry each.
 AIProxyRest 0

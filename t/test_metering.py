@@ -26,7 +26,8 @@ from conftest import ROOT, make_token
 CHAT = "/openai/v1/chat/completions"
 EMBED = "/openai/v1/embeddings"
 PICO_PER_USD = Decimal(10) ** 12
-DEFAULT_MAX_TOKENS = 4096          # AIProxyDefaultMaxTokens, not set in conf/
+# Limits on a price line, in tokens rather than USD per 1M tokens.
+TOKEN_FIELDS = ("max_output", "context", "image")
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
@@ -47,6 +48,9 @@ def read_prices(path=os.path.join(ROOT, "conf/prices.conf")):
             fields = {}
             for w in words[2:]:
                 k, v = w.split("=", 1)
+                if k in TOKEN_FIELDS:
+                    fields[k] = int(v)
+                    continue
                 per_token = Decimal(v) * PICO_PER_USD / Decimal(10 ** 6)
                 assert per_token == per_token.to_integral_value(), line
                 fields[k] = int(per_token)
@@ -73,10 +77,12 @@ def embed_cost(model, prompt):
 
 def reservation(model, body_len, max_out=None):
     """What admission holds: every body byte as an input token (at the
-    dearer of input and cache-write), plus the most output allowed."""
+    dearer of input and cache-write), plus the most output allowed: the
+    request's limit, else the model's max_output (AIProxyDefaultMaxTokens
+    is not set in conf/)."""
     p = PRICES[model]
     if max_out is None:
-        max_out = DEFAULT_MAX_TOKENS
+        max_out = p.get("max_output", 0)
     return body_len * max(p["input"], p["cache_write"]) + max_out * p["output"]
 
 
@@ -170,10 +176,10 @@ def test_chat_cost_headers_and_ledger_with_cached_tokens(gateway, up):
         assert pico(raw.headers["monthlyCost"]) == total
         assert raw.headers["monthlyRequests"] == str(n)
 
-        # The body went upstream byte for byte: its length is what was held.
+        # The body the client sent: its length is what was held for input.
         sent = up.requests()[-1]
         assert sent["path"] == "/v1/chat/completions"
-        body_len = len(sent["body"].encode())
+        body_len = len(raw.http_request.content)
 
         doc = request_docs(gateway, email)[-1]
         assert doc["endpoint"] == "chat/completions"
@@ -211,14 +217,14 @@ def test_embeddings_cost_headers_and_ledger(gateway, up):
     body_len = len(up.requests()[-1]["body"].encode())
 
     raw = client.embeddings.with_raw_response.create(
-        model=model, input="x " + nonce, extra_headers=usage_header(777777))
-    second = embed_cost(model, 777777)
+        model=model, input="x " * 20000 + nonce, extra_headers=usage_header(17777))
+    second = embed_cost(model, 17777)
     assert pico(raw.headers["cost"]) == second
     assert pico(raw.headers["monthlyCost"]) == first + second
     assert raw.headers["monthlyRequests"] == "2"
 
     docs = request_docs(gateway, email)
-    assert [d["input_tokens"] for d in docs] == [5, 777777]
+    assert [d["input_tokens"] for d in docs] == [5, 17777]
     assert [d["output_tokens"] for d in docs] == [0, 0]
     assert [d["cached_tokens"] for d in docs] == [0, 0]
     assert [d["cost"] for d in docs] == [first, second]
@@ -448,7 +454,9 @@ def test_parallel_requests_admit_exactly_what_the_budget_allows(gateway, up):
 
 def test_many_users_many_requests_add_up_to_the_pico(gateway, up):
     """2,000 requests at concurrency 32 from 20 users, each with its own
-    random usage: headers, month documents and request documents agree."""
+    random usage: headers, month documents and request documents agree.
+    Each body is long enough for its prompt: no input is larger than its
+    bytes, the gateway's input bound."""
     rng = random.Random(20261123)
     users = [new_email("load%02d" % i) for i in range(20)]
     tokens = {u: make_token(u) for u in users}
@@ -459,14 +467,16 @@ def test_many_users_many_requests_add_up_to_the_pico(gateway, up):
         if rng.random() < 0.2:
             plan.append((user, EMBED, "text-embedding-3-small",
                          json.dumps({"model": "text-embedding-3-small",  # unique:
-                                     "input": "text %d %s" % (i, users[0])  # no cache
+                                     "input": "text %d %s %s" % (i, users[0],  # no cache
+                                                                 "x" * prompt)
                                      }).encode(),
                          prompt, 0, 0))
         else:
             completion = rng.randint(0, 600)
             cached = rng.choice([0, 0, rng.randint(0, prompt)])
             plan.append((user, CHAT, "gpt-4o-mini",
-                         chat_body(words=5, max_tokens=600), prompt, completion, cached))
+                         chat_body(words=prompt, max_tokens=600), prompt, completion,
+                         cached))
     rng.shuffle(plan)
     # Each user's first request goes alone: racing first requests are
     # test_parallel_first_requests_of_a_new_user's subject, not this one's.

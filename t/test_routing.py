@@ -41,8 +41,13 @@ AIProxyProvider second "%(base)s" api=openai key=env:SECOND_KEY
 <Proxy "%(base)s">
     ProxySet keepalive=On timeout=300 connectiontimeout=5
 </Proxy>
-AIProxyPrice %(model)s input=1.00 output=2.00
+AIProxyPrice %(model)s input=1.00 output=2.00 max_output=1000
 AIProxyModel %(model)s second=%(alias)s
+# Every provider by path, every priced model: what the tests below reach.
+<Location /proxy>
+    AIProxyRoute path openai second anthropic
+    AIProxyModels *
+</Location>
 """ % {"base": base, "model": PUBLIC_MODEL, "alias": UPSTREAM_NAME}
     g = Gateway(store, upstream, extra_conf=conf, env={"SECOND_KEY": SECOND_KEY}).start()
     yield g
@@ -124,7 +129,7 @@ def test_path_route_models_list_comes_from_that_provider(routed, ups):
     assert r.status_code == 200, r.text
     assert [q["path"] for q in second.requests()] == ["/v1/models"]
     ids = {m["id"] for m in r.json()["data"]}
-    # The /proxy route has no AIProxyModels: priced models are kept.
+    # AIProxyModels *: priced models are kept.
     assert ids and ids <= set(PRICES)
 
 

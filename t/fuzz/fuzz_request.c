@@ -58,7 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     body = apr_palloc(p, size ? size : 1);
     memcpy(body, data, size);
 
-    why = aiproxy_inspect_request(p, body, size, &info);
+    why = aiproxy_inspect_request(p, body, size,
+                                  (aiproxy_endpoint_t)(size % 4), &info);
     if (!why) {
         if (!info.root || !info.model || !*info.model ||
             info.max_output < -1 || (info.stream != 0 && info.stream != 1))

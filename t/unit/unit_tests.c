@@ -662,7 +662,7 @@ static void test_cost_ceiling(apr_pool_t *p)
 static const char *inspect(apr_pool_t *p, const char *body,
                            aiproxy_request_info_t *info)
 {
-    return aiproxy_inspect_request(p, body, strlen(body), info);
+    return aiproxy_inspect_request(p, body, strlen(body), AIPROXY_EP_CHAT, info);
 }
 
 static void test_inspect_ok(apr_pool_t *p)
@@ -720,8 +720,183 @@ static void test_inspect_ok(apr_pool_t *p)
     CHECK(inspect(p, "{\"model\":\"gpt\\u002d4o\"}", &info) == NULL);
     CHECK_STR(info.model, "gpt-4o");
     /* Only len bytes are read: what follows is not part of the body. */
-    CHECK(aiproxy_inspect_request(p, "{\"model\":\"m\"}garbage", 13, &info)
+    CHECK(aiproxy_inspect_request(p, "{\"model\":\"m\"}garbage", 13, AIPROXY_EP_CHAT, &info)
           == NULL);
+}
+
+static const char *inspect_at(apr_pool_t *p, aiproxy_endpoint_t ep,
+                              const char *body, aiproxy_request_info_t *info)
+{
+    return aiproxy_inspect_request(p, body, strlen(body), ep, info);
+}
+
+/* What bounds a request's cost: choices, images, input the body does not
+ * show, and the features refused because their cost is beyond tokens. */
+static void test_inspect_bounds(apr_pool_t *p)
+{
+    aiproxy_request_info_t info;
+
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"n\":64}", &info)
+          == NULL);
+    CHECK_INT(info.choices, 64);
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"n\":null}", &info)
+          == NULL);
+    CHECK_INT(info.choices, 1);
+    CHECK_REJECT(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"n\":0}",
+                            &info), "'n'");
+    CHECK_REJECT(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"n\":129}",
+                            &info), "'n'");
+    CHECK_REJECT(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"n\":\"2\"}",
+                            &info), "'n'");
+
+    /* Images of every API, wherever they are nested. */
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"messages\":[{"
+                     "\"role\":\"user\",\"content\":[{\"type\":\"text\","
+                     "\"text\":\"hi\"},{\"type\":\"image_url\",\"image_url\":"
+                     "{\"url\":\"https://x/a.png\"}},{\"type\":\"image_url\","
+                     "\"image_url\":{\"url\":\"https://x/b.png\"}}]}]}", &info)
+          == NULL);
+    CHECK_INT(info.images, 2);
+    CHECK(info.unseen_input == NULL && info.refused == NULL);
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"input\":[{"
+                     "\"role\":\"user\",\"content\":[{\"type\":\"input_image\","
+                     "\"image_url\":\"data:image/png;base64,AAAA\"}]}]}", &info)
+          == NULL);
+    CHECK_INT(info.images, 1);
+    CHECK(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\",\"messages\":[{"
+                     "\"role\":\"user\",\"content\":[{\"type\":\"tool_result\","
+                     "\"tool_use_id\":\"t\",\"content\":[{\"type\":\"image\","
+                     "\"source\":{\"type\":\"url\",\"url\":\"https://x\"}}]}]}]}",
+                     &info) == NULL);
+    CHECK_INT(info.images, 1);
+
+    /* Input kept at the provider. */
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\","
+                     "\"previous_response_id\":\"resp_1\",\"input\":\"go\"}",
+                     &info) == NULL);
+    CHECK_STR(info.unseen_input, "previous_response_id");
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\","
+                     "\"previous_response_id\":null,\"input\":\"go\"}", &info)
+          == NULL);
+    CHECK(info.unseen_input == NULL);
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\","
+                     "\"conversation\":\"conv_1\"}", &info) == NULL);
+    CHECK_STR(info.unseen_input, "conversation");
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"input\":[{"
+                     "\"type\":\"item_reference\",\"id\":\"msg_1\"}]}", &info)
+          == NULL);
+    CHECK(info.unseen_input != NULL);
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"messages\":[{"
+                     "\"role\":\"user\",\"content\":[{\"type\":\"file\","
+                     "\"file\":{\"file_id\":\"file-1\"}}]}]}", &info) == NULL);
+    CHECK(info.unseen_input != NULL);
+
+    /* Costs beyond tokens are refused, named. */
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\","
+                     "\"background\":true}", &info) == NULL);
+    CHECK_REJECT(info.refused, "Background");
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\","
+                     "\"background\":false}", &info) == NULL);
+    CHECK(info.refused == NULL);
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\","
+                     "\"service_tier\":\"priority\"}", &info) == NULL);
+    CHECK_REJECT(info.refused, "priority");
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\","
+                     "\"service_tier\":\"flex\"}", &info) == NULL);
+    CHECK(info.refused == NULL);
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"tools\":[{"
+                     "\"type\":\"function\",\"name\":\"f\"},{\"type\":"
+                     "\"web_search\"}]}", &info) == NULL);
+    CHECK_REJECT(info.refused, "web_search");
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"tools\":[{"
+                     "\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}",
+                     &info) == NULL);
+    CHECK(info.refused == NULL && info.tools == 1);
+    CHECK(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\",\"tools\":[{"
+                     "\"name\":\"f\",\"input_schema\":{\"type\":\"object\"}}]}",
+                     &info) == NULL);
+    CHECK(info.refused == NULL && info.tools == 1);
+    CHECK(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\",\"tools\":[{"
+                     "\"type\":\"web_search_20250305\",\"name\":\"web_search\"}"
+                     "]}", &info) == NULL);
+    CHECK_REJECT(info.refused, "web_search_20250305");
+    CHECK(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\",\"system\":[{"
+                     "\"type\":\"text\",\"text\":\"s\",\"cache_control\":{"
+                     "\"type\":\"ephemeral\",\"ttl\":\"1h\"}}]}", &info) == NULL);
+    CHECK_REJECT(info.refused, "1h");
+    CHECK(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\",\"system\":[{"
+                     "\"type\":\"text\",\"text\":\"s\",\"cache_control\":{"
+                     "\"type\":\"ephemeral\",\"ttl\":\"5m\"}}]}", &info) == NULL);
+    CHECK(info.refused == NULL);
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"modalities\":["
+                     "\"text\",\"audio\"]}", &info) == NULL);
+    CHECK_REJECT(info.refused, "audio");
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\","
+                     "\"web_search_options\":{}}", &info) == NULL);
+    CHECK_REJECT(info.refused, "Web search");
+}
+
+/* The text a delta carries, for the estimate of a cut stream. */
+static void test_delta_text(apr_pool_t *p)
+{
+    static const char *const cases[][2] = {
+        { "{\"choices\":[{\"delta\":{\"content\":\"Hello\"}}]}", "5" },
+        { "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{"
+          "\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}", "9" },
+        { "{\"type\":\"response.output_text.delta\",\"delta\":\"abc\"}", "3" },
+        { "{\"type\":\"response.reasoning_summary_text.delta\","
+          "\"delta\":\"think\",\"item_id\":\"rs_1\"}", "5" },
+        { "{\"type\":\"content_block_delta\",\"delta\":{\"type\":"
+          "\"thinking_delta\",\"thinking\":\"hmm\"}}", "3" },
+        { "{\"type\":\"content_block_delta\",\"delta\":{\"type\":"
+          "\"input_json_delta\",\"partial_json\":\"{\\\"x\\\"\"}}", "6" },
+        /* A key's name as a value is not a key. */
+        { "{\"type\":\"text\",\"x\":\"content\"}", "0" },
+        { "{\"text\":\"unterminated", "12" },
+        { "", "0" },
+    };
+    apr_size_t i;
+
+    (void)p;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        CHECK_INT(aiproxy_delta_text_len(cases[i][0], strlen(cases[i][0])),
+                  atoi(cases[i][1]));
+}
+
+/* The top-level member span: removing it leaves valid JSON. */
+static void test_member_span(apr_pool_t *p)
+{
+    static const char *const cases[][3] = {
+        { "{\"a\":1,\"usage\":null}", "{\"a\":1}", "null" },
+        { "{\"usage\":null,\"a\":1}", "{\"a\":1}", "null" },
+        { "{\"usage\":{\"x\":[1,{\"y\":\"}\"}]}}", "{}", "{\"x\":[1,{\"y\":\"}\"}]}" },
+        { "{\"a\":{\"usage\":1} , \"usage\" : 5 , \"b\":\"usage\"}",
+          "{\"a\":{\"usage\":1} , \"b\":\"usage\"}", "5" },
+        { "{\"a\":\"x\\\"usage\\\":1\",\"usage\":true}", "{\"a\":\"x\\\"usage\\\":1\"}",
+          "true" },
+    };
+    apr_size_t i, s, e, vs, vl;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *in = cases[i][0];
+        apr_size_t n = strlen(in);
+
+        int found = aiproxy_json_member_span(in, n, "usage", &s, &e, &vs, &vl);
+
+        CHECK(found);
+        if (!found)
+            continue;
+        CHECK_STR(apr_pstrcat(p, apr_pstrmemdup(p, in, s), in + e, NULL),
+                  cases[i][1]);
+        CHECK_STR(apr_pstrmemdup(p, in + vs, vl), cases[i][2]);
+    }
+    CHECK(!aiproxy_json_member_span("{\"a\":{\"usage\":1}}", 17, "usage", &s,
+                                    &e, &vs, &vl));
+    CHECK(!aiproxy_json_member_span("[1]", 3, "usage", &s, &e, &vs, &vl));
+    CHECK(!aiproxy_json_member_span("{\"usage\":", 9, "usage", &s, &e, &vs,
+                                    &vl));
+    CHECK(!aiproxy_json_member_span("{\"usage\":1", 10, "usage", &s, &e, &vs,
+                                    &vl));
 }
 
 static void test_inspect_bad(apr_pool_t *p)
@@ -736,7 +911,8 @@ static void test_inspect_bad(apr_pool_t *p)
     CHECK_REJECT(inspect(p, "{\"model\":\"m\",}", &info), "not valid JSON");
     CHECK_REJECT(inspect(p, "{'model':'m'}", &info), "not valid JSON");
     CHECK_REJECT(aiproxy_inspect_request(p, nul_body, sizeof(nul_body) - 1,
-                                         &info), "not valid JSON");
+                                         AIPROXY_EP_CHAT, &info),
+                 "not valid JSON");
     CHECK_REJECT(inspect(p, "{\"model\":\"a\\u0000b\"}", &info),
                  "not valid JSON");
     CHECK_REJECT(inspect(p, "[{\"model\":\"m\"}]", &info), "JSON object");
@@ -1705,6 +1881,9 @@ static const struct {
     { "cost_ceiling", test_cost_ceiling },
     { "inspect_ok", test_inspect_ok },
     { "inspect_bad", test_inspect_bad },
+    { "inspect_bounds", test_inspect_bounds },
+    { "delta_text", test_delta_text },
+    { "member_span", test_member_span },
     { "usage", test_usage },
     { "usage_tail", test_usage_tail },
     { "usage_scan", test_usage_scan },
