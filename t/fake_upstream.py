@@ -18,6 +18,21 @@ Token counts: prompt/input = whitespace-separated words over all message text
 (incl. system / instructions), min 1; completion/output = words of the reply
 (default "This is a fake reply." = 5).  Override with the X-Fake-Usage control.
 
+Output limits, as the providers apply them: per choice the model would produce
+`want` visible tokens (default: words of the reply, or of the tool-call
+arguments) plus `reasoning` tokens; it produces reasoning first, then visible
+text, in total at most the limit: chat min(max_completion_tokens, max_tokens),
+Responses max_output_tokens, Anthropic max_tokens, else the model's maximum
+(MAX_OUTPUT below; other models DEFAULT_MAX_OUTPUT = 4096).  Cut by the limit:
+finish_reason "length" / status "incomplete" + incomplete_details
+{"reason": "max_output_tokens"} (stream ends in response.incomplete) /
+stop_reason "max_tokens"; a cut reply is its first words.  With `want` the text
+is "w1 w2 ...", at most WORD_CAP (2000) words sent; usage counts them all.
+Output tokens include reasoning (OpenAI: also in *_tokens_details.reasoning_tokens;
+Anthropic: in output_tokens).  Chat `n` gives n equal choices: completion and
+reasoning tokens are n times one choice's, the prompt is counted once.
+X-Fake-Usage still overrides the counts reported (and so those billed).
+
 Per-request controls (header X-Fake-<Name>, or key <name> in POST /__control/next;
 header values win over queued control values):
   X-Fake-Status: N             answer error status N with a provider-shaped error body
@@ -37,6 +52,48 @@ header values win over queued control values):
   X-Fake-Hang: 1               never answer (wait up to 120 s, then close)
   X-Fake-Reply: text           reply text
   X-Fake-No-Chunked: 1         stream without chunked encoding (Connection: close)
+  X-Fake-Want: N               visible output tokens per choice if unlimited
+                               (reply "w1 w2 ... wN", see Output limits)
+  X-Fake-Reasoning: N          N reasoning tokens per choice (count against the
+                               limit).  Non-stream: Responses reasoning item /
+                               Anthropic thinking block.  Streams: Responses
+                               reasoning item with response.reasoning_summary_text
+                               .delta events (one word each, <= 2000); Anthropic a
+                               thinking block with thinking_delta events first;
+                               chat streams show nothing of it
+  X-Fake-Tool-Call: NAME       reply is a call of function NAME with arguments
+                               {"text":"<reply text>"} (compact JSON; output tokens =
+                               its words): chat message.tool_calls[0] (stream:
+                               delta.tool_calls, arguments in pieces), finish_reason
+                               "tool_calls"; Responses function_call item (stream:
+                               response.function_call_arguments.delta); Anthropic
+                               tool_use block (stream: input_json_delta partial_json),
+                               stop_reason "tool_use"
+  X-Fake-Stream-Content-Type: V  SSE streams sent with Content-Type V instead of
+                               text/event-stream (a mislabelling upstream)
+  X-Fake-Usage-On-Choice: 1    chat stream with include_usage: usage rides on the
+                               last chunk that has choices (the last finish chunk);
+                               no usage-only chunk
+
+Request fields honoured: chat `n` (1..128, else 400); Responses `"background": true` (non-stream:
+200 at once with status "queued", background true, output [], usage null; the
+work is billed all the same; with stream true it streams as usual).
+
+Billing ledger: every request to a model route (chat/completions, responses,
+messages, embeddings, messages/count_tokens) appends, when it is accepted and
+before any byte of the answer (so cut streams, hangs and background work are
+billed in full), the record
+  {"seq", "path", "model", "input", "cached", "cache_write", "output",
+   "reasoning", "n", "background", "status"}
+seq = that request's seq in /__requests; input = uncached input tokens (OpenAI
+prompt_tokens - cached_tokens, Anthropic input_tokens); cached = cached/cache-read
+tokens; cache_write = Anthropic cache_creation_input_tokens (OpenAI 0); output =
+completion/output tokens incl. reasoning; reasoning = reasoning tokens (all
+choices); status = HTTP status of the answer (a hang: the one it would have had).
+The counts equal the usage the response reports (when it reports one).
+Unbilled, recorded with zero counts and their status >= 400: forced X-Fake-Status
+errors, invalid requests (bad JSON/usage, wrong method, bad embeddings input).
+count_tokens is free at Anthropic: recorded with zero counts, status 200.
 
 Control API (not recorded):
   GET  /__health               {"status": "ok", "name", "port", "requests"}
@@ -46,7 +103,8 @@ Control API (not recorded):
                                requests (count -1 = until reset)
   POST /__control/models       {"models": ["id", ...]}
   GET  /__requests             recorded requests (optional ?clear=1)
-  POST /__reset                clear records, queued controls, model list
+  GET  /__billed               billing ledger, oldest first (optional ?clear=1)
+  POST /__reset                clear records, ledger, queued controls, model list
 """
 
 import argparse
@@ -81,8 +139,23 @@ HANG_SECONDS = 120.0
 CONTROL_KEYS = {
     "status", "retry_after", "delay_ms", "chunk_delay_ms", "split",
     "split_delay_ms", "crlf", "cut_after", "usage", "usage_position",
-    "hang", "reply", "no_chunked",
+    "hang", "reply", "no_chunked", "want", "reasoning", "tool_call",
+    "stream_content_type", "usage_on_choice",
 }
+
+# Maximum output tokens per model, used when a request sets no limit.
+MAX_OUTPUT = {
+    "gpt-4o-mini": 16384, "gpt-4o": 16384,
+    "gpt-4.1": 32768, "gpt-4.1-mini": 32768, "gpt-4.1-nano": 32768,
+    "gpt-5": 128000, "gpt-5-mini": 128000, "gpt-5-nano": 128000,
+    "o3": 100000, "o3-mini": 100000, "o4-mini": 100000,
+    "claude-3-5-haiku-latest": 8192, "claude-3-5-haiku-20241022": 8192,
+    "claude-haiku-4-5": 64000,
+    "claude-sonnet-4-5": 64000, "claude-sonnet-4-20250514": 64000,
+    "claude-opus-4-1": 32000,
+}
+DEFAULT_MAX_OUTPUT = 4096
+WORD_CAP = 2000  # words of generated text actually sent (usage counts all)
 
 _ID_PREFIX = os.urandom(6).hex()
 _ID_COUNTER = itertools.count(1)
@@ -160,12 +233,12 @@ def _reply_pieces(reply):
 class Usage:
     __slots__ = ("prompt", "completion", "cached", "cache_creation", "reasoning")
 
-    def __init__(self, prompt, completion, override=None):
+    def __init__(self, prompt, completion, override=None, reasoning=0):
         self.prompt = prompt
         self.completion = completion
         self.cached = 0
         self.cache_creation = 0
-        self.reasoning = 0
+        self.reasoning = reasoning
         o = override or {}
         for keys, attr in (
             (("prompt_tokens", "input_tokens"), "prompt"),
@@ -265,6 +338,120 @@ class _Cut(Exception):
     """Raised to abort a stream and drop the connection."""
 
 
+class _BadRequest(Exception):
+    """An invalid model request: answered 400, not billed."""
+
+
+# ---------------------------------------------------------------- generation plan
+
+def _limit_of(kind, req, model):
+    """The output limit: the request's own, else the model's maximum."""
+    keys = {"chat": ("max_completion_tokens", "max_tokens"),
+            "responses": ("max_output_tokens",),
+            "messages": ("max_tokens",)}.get(kind, ())
+    vals = [max(0, int(req[k])) for k in keys
+            if isinstance(req.get(k), (int, float)) and not isinstance(req.get(k), bool)]
+    return min(vals) if vals else MAX_OUTPUT.get(model, DEFAULT_MAX_OUTPUT)
+
+
+def _numbered(prefix, n):
+    return " ".join("%s%d" % (prefix, i) for i in range(1, min(n, WORD_CAP) + 1))
+
+
+class Plan:
+    """What the model generates for one request and what the provider bills,
+    fixed when the request is accepted (before any byte is sent)."""
+
+    def __init__(self, kind, req, ctl, reply):
+        self.kind = kind
+        self.model = str(req.get("model", ""))
+        self.background = kind == "responses" and _truthy(req.get("background") or "")
+        self.n = 1
+        self.tool = ""
+        self.reasoning = self.visible = 0
+        self.truncated = self.show_reasoning = False
+        self.text, self.args, self.reasoning_text = reply, None, ""
+        self.items = None
+        if kind == "embeddings":
+            prompt = self._embedding_items(req)
+        elif kind == "chat":
+            prompt = sum(_words(_text_of(m.get("content")))
+                         for m in req.get("messages") or [] if isinstance(m, dict))
+        elif kind == "responses":
+            prompt = _words(_text_of(req.get("instructions"))) + _words(_text_of(req.get("input")))
+        else:  # messages, count_tokens
+            prompt = _words(_text_of(req.get("system"))) + sum(
+                _words(_text_of(m.get("content")))
+                for m in req.get("messages") or [] if isinstance(m, dict))
+        if kind in ("embeddings", "count_tokens"):
+            self.usage = Usage(max(1, prompt), 0, ctl.get("usage"))
+            return
+
+        if kind == "chat" and req.get("n") is not None:
+            try:
+                self.n = int(req["n"])
+            except (TypeError, ValueError):
+                raise _BadRequest("'n' must be an integer")
+            if self.n < 1 or self.n > 128:
+                raise _BadRequest("%d is not a valid value for 'n'" % self.n)
+        self.limit = _limit_of(kind, req, self.model)
+        want = ctl.get("want")
+        want = None if want is None or want == "" else max(0, _int(want))
+        asked_reasoning = max(0, _int(ctl.get("reasoning")))
+        tool = ctl.get("tool_call")
+        self.tool = str(tool).strip() if tool is not None else ""
+
+        natural = want if want is not None else _words(
+            _dumps({"text": reply}) if self.tool else reply)
+        self.reasoning = min(asked_reasoning, self.limit)         # per choice
+        self.visible = min(natural, self.limit - self.reasoning)  # per choice
+        self.truncated = asked_reasoning + natural > self.limit
+        self.show_reasoning = asked_reasoning > 0
+        self.reasoning_text = _numbered("r", self.reasoning)
+        if want is not None:
+            self.text = _numbered("w", self.visible)
+        elif self.visible < natural:  # the reply's first words
+            self.text = "".join(_reply_pieces(reply)[:self.visible])
+        if self.tool:
+            self.args = _dumps({"text": self.text})
+        self.usage = Usage(max(1, prompt), self.n * (self.reasoning + self.visible),
+                           ctl.get("usage"), reasoning=self.n * self.reasoning)
+
+    def _embedding_items(self, req):
+        inp = req.get("input", "")
+        if isinstance(inp, str):
+            items = [inp]
+        elif isinstance(inp, list) and inp and all(isinstance(i, int) for i in inp):
+            items = [inp]
+        elif isinstance(inp, list):
+            items = inp
+        else:
+            raise _BadRequest("'input' must be a string or array")
+        self.items = items
+        return sum(len(i) if isinstance(i, list) else _words(str(i)) for i in items)
+
+    @property
+    def openai(self):
+        return self.kind in ("chat", "responses", "embeddings")
+
+    def billed(self, seq, path, status=200):
+        u = self.usage
+        rec = {"seq": seq, "path": path, "model": self.model, "input": 0, "cached": 0,
+               "cache_write": 0, "output": 0, "reasoning": 0, "n": self.n,
+               "background": self.background, "status": status}
+        if status >= 400 or self.kind == "count_tokens":
+            return rec
+        if self.kind == "embeddings":
+            rec["input"] = u.prompt
+        elif self.openai:
+            rec.update(input=max(0, u.prompt - u.cached), cached=u.cached,
+                       output=u.completion, reasoning=u.reasoning)
+        else:
+            rec.update(input=u.prompt, cached=u.cached, cache_write=u.cache_creation,
+                       output=u.completion, reasoning=u.reasoning)
+        return rec
+
+
 # ---------------------------------------------------------------- state
 
 class State:
@@ -274,6 +461,7 @@ class State:
         self.default_reply = reply if reply is not None else DEFAULT_REPLY
         self.lock = threading.Lock()
         self.records = collections.deque(maxlen=max_records)
+        self.billed = collections.deque(maxlen=max_records)
         self.seq = itertools.count(1)
         self.conn_seq = itertools.count(1)
         self.total = 0
@@ -282,6 +470,7 @@ class State:
     def reset(self):
         with self.lock:
             self.records.clear()
+            self.billed.clear()
             self.queue = []
             self.models = list(self.default_models)
 
@@ -319,6 +508,11 @@ class State:
             rec["seq"] = next(self.seq)
             self.total += 1
             self.records.append(rec)
+        return rec["seq"]
+
+    def bill(self, rec):
+        with self.lock:
+            self.billed.append(rec)
 
 
 # ---------------------------------------------------------------- SSE writer
@@ -333,11 +527,13 @@ class SSEWriter:
         self.split_delay = _int(ctl.get("split_delay_ms")) / 1000.0
         self.cut_after = _int(ctl.get("cut_after"))
         self.chunked = h.chunked_ok and not _truthy(ctl.get("no_chunked", ""))
+        self.ctype = str(ctl.get("stream_content_type") or "")
         self.events = 0
         self.buf = b""
 
     def start(self, extra_headers=()):
-        hdrs = [("Content-Type", "text/event-stream; charset=utf-8"),
+        ctype = self.ctype or "text/event-stream; charset=utf-8"
+        hdrs = [("Content-Type", ctype),
                 ("Cache-Control", "no-cache")]
         hdrs.extend(extra_headers)
         if self.chunked:
@@ -523,7 +719,7 @@ class Handler(BaseHTTPRequestHandler):
                 hdr_ctl[_norm_key(k)] = v
         ctl.update(hdr_ctl)
 
-        state.record({
+        seq = state.record({
             "method": self.command,
             "path": path,
             "query": query,
@@ -542,57 +738,78 @@ class Handler(BaseHTTPRequestHandler):
         self.base_headers = [("request-id", rid)] if anthropic else [
             ("x-request-id", rid), ("openai-processing-ms", "1"), ("openai-version", "2020-10-01")]
 
-        if _truthy(ctl.get("hang", "")):
-            self.sleep(HANG_SECONDS)
-            raise _Cut()
+        cmd = self.command
+        route = None  # (method, handler, plan kind or None)
+        if path.endswith("/chat/completions"):
+            route = ("POST", self.chat, "chat")
+        elif path.endswith("/embeddings"):
+            route = ("POST", self.embeddings, "embeddings")
+        elif path.endswith("/responses"):
+            route = ("POST", self.responses, "responses")
+        elif path.endswith("/messages"):
+            route = ("POST", self.messages, "messages")
+        elif path.endswith("/messages/count_tokens"):
+            route = ("POST", self.count_tokens, "count_tokens")
+        elif path.endswith("/models"):
+            route = ("GET", self.models, None)
+        elif "/models/" in path:
+            route = ("GET", self.model_one, None)
 
+        # Everything that decides the answer, before any of it is sent.
+        usage_err = None
         if "usage" in ctl and isinstance(ctl["usage"], str):
             try:
                 ctl["usage"] = json.loads(ctl["usage"])
             except ValueError:
-                return self.error(400, "fake_upstream: X-Fake-Usage is not valid JSON")
-
-        self.split = _int(ctl.get("split"))
-        self.split_delay = _int(ctl.get("split_delay_ms")) / 1000.0
-        self.sleep(_int(ctl.get("delay_ms")) / 1000.0)
-
+                usage_err = "fake_upstream: X-Fake-Usage is not valid JSON"
         status = _int(ctl.get("status"), 200)
-        if status >= 400:
-            return self.error(status, retry_after=ctl.get("retry_after"))
-
-        cmd = self.command
-        req = None
+        req, parse_err = None, None
         if cmd == "POST":
             try:
                 req = json.loads(body) if body.strip() else {}
                 if not isinstance(req, dict):
                     raise ValueError("not an object")
             except ValueError as e:
-                msg = "We could not parse the JSON body of your request. (%s)" % e
-                return self.error(400, msg)
+                parse_err = "We could not parse the JSON body of your request. (%s)" % e
+        plan, plan_err = None, None
+        if route is not None and route[2] is not None:
+            # A model request: bill it now, as the provider would on accepting it.
+            bill_status = (400 if usage_err else status if status >= 400 else
+                           400 if parse_err else 405 if cmd != route[0] else 200)
+            if bill_status == 200:
+                try:
+                    plan = Plan(route[2], req, ctl, self.reply_of(ctl))
+                except _BadRequest as e:
+                    plan_err, bill_status = str(e), 400
+            model = req.get("model", "") if isinstance(req, dict) else ""
+            rec = (plan or Plan(route[2], {"model": model}, {}, "")).billed(
+                seq, path, bill_status)
+            state.bill(rec)
 
-        route = None
-        if path.endswith("/chat/completions"):
-            route = ("POST", self.chat)
-        elif path.endswith("/embeddings"):
-            route = ("POST", self.embeddings)
-        elif path.endswith("/responses"):
-            route = ("POST", self.responses)
-        elif path.endswith("/messages"):
-            route = ("POST", self.messages)
-        elif path.endswith("/messages/count_tokens"):
-            route = ("POST", self.count_tokens)
-        elif path.endswith("/models"):
-            route = ("GET", self.models)
-        elif "/models/" in path:
-            route = ("GET", self.model_one)
+        if _truthy(ctl.get("hang", "")):
+            self.sleep(HANG_SECONDS)
+            raise _Cut()
+
+        if usage_err:
+            return self.error(400, usage_err)
+
+        self.split = _int(ctl.get("split"))
+        self.split_delay = _int(ctl.get("split_delay_ms")) / 1000.0
+        self.sleep(_int(ctl.get("delay_ms")) / 1000.0)
+
+        if status >= 400:
+            return self.error(status, retry_after=ctl.get("retry_after"))
+        if parse_err:
+            return self.error(400, parse_err)
         if route is None:
             return self.error(404, "Invalid URL (%s %s)" % (cmd, path), code="unknown_url")
         if cmd != route[0]:
             return self.error(405, "Invalid method for URL (%s %s)" % (cmd, path))
+        if plan_err:
+            return self.error(400, plan_err, code=None)
         if req is None:
             return route[1](path, ctl)
-        return route[1](req, ctl)
+        return route[1](req, ctl, plan)
 
     def error(self, status, message=None, retry_after=None, code=None):
         hdrs = list(self.base_headers)
@@ -627,6 +844,12 @@ class Handler(BaseHTTPRequestHandler):
                     if "1" in parse_qs(query).get("clear", []):
                         state.records.clear()
                 return self.send_body(200, recs)
+            if path == "/__billed" and self.command == "GET":
+                with state.lock:
+                    recs = list(state.billed)
+                    if "1" in parse_qs(query).get("clear", []):
+                        state.billed.clear()
+                return self.send_body(200, recs)
             if path == "/__reset" and self.command == "POST":
                 state.reset()
                 return self.send_body(200, {"ok": True})
@@ -645,31 +868,34 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- OpenAI chat
 
-    def chat(self, req, ctl):
+    def chat(self, req, ctl, plan):
         model = req.get("model", "")
-        prompt = 0
-        for m in req.get("messages") or []:
-            if isinstance(m, dict):
-                prompt += _words(_text_of(m.get("content")))
-        reply = self.reply_of(ctl)
-        usage = Usage(max(1, prompt), _words(reply), ctl.get("usage"))
+        usage = plan.usage
+        n = plan.n
         cid = _new_id("chatcmpl-")
         created = int(time.time())
         fp = "fp_fake0001"
+        finish = "length" if plan.truncated else "tool_calls" if plan.tool else "stop"
+        call_ids = [_new_id("call_") for _ in range(n)] if plan.tool else []
 
         if not req.get("stream"):
+            choices = []
+            for i in range(n):
+                msg = {"role": "assistant", "content": plan.text, "refusal": None,
+                       "annotations": []}
+                if plan.tool:
+                    msg["content"] = None
+                    msg["tool_calls"] = [{"id": call_ids[i], "type": "function",
+                                          "function": {"name": plan.tool,
+                                                       "arguments": plan.args}}]
+                choices.append({"index": i, "message": msg, "logprobs": None,
+                                "finish_reason": finish})
             return self.ok({
                 "id": cid,
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply, "refusal": None,
-                                "annotations": []},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }],
+                "choices": choices,
                 "usage": usage.openai_chat(),
                 "service_tier": "default",
                 "system_fingerprint": fp,
@@ -677,12 +903,13 @@ class Handler(BaseHTTPRequestHandler):
 
         so = req.get("stream_options") or {}
         include_usage = isinstance(so, dict) and bool(so.get("include_usage"))
+        on_choice = include_usage and _truthy(ctl.get("usage_on_choice", ""))
         position = str(ctl.get("usage_position", "last")).lower()
 
-        def chunk(delta, finish=None):
+        def chunk(i, delta, finish=None):
             c = {"id": cid, "object": "chat.completion.chunk", "created": created,
                  "model": model, "service_tier": "default", "system_fingerprint": fp,
-                 "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                 "choices": [{"index": i, "delta": delta, "logprobs": None,
                               "finish_reason": finish}]}
             if include_usage:
                 c["usage"] = None
@@ -692,14 +919,31 @@ class Handler(BaseHTTPRequestHandler):
                        "model": model, "service_tier": "default", "system_fingerprint": fp,
                        "choices": [], "usage": usage.openai_chat()}
 
-        events = [chunk({"role": "assistant", "content": "", "refusal": None})]
-        pieces = _reply_pieces(reply)
-        for i, p in enumerate(pieces):
-            if include_usage and position == "early" and i == len(pieces) - 1:
-                events.append(usage_chunk)
-            events.append(chunk({"content": p}))
-        events.append(chunk({}, "stop"))
-        if include_usage and position not in ("early", "none"):
+        events = []
+        for i in range(n):
+            first = {"role": "assistant", "content": "", "refusal": None}
+            if plan.tool:
+                first["content"] = None
+                first["tool_calls"] = [{"index": 0, "id": call_ids[i], "type": "function",
+                                        "function": {"name": plan.tool, "arguments": ""}}]
+            events.append(chunk(i, first))
+        pieces = _reply_pieces(plan.args if plan.tool else plan.text)
+        content = []
+        for p in pieces:  # choices interleaved, piece by piece
+            for i in range(n):
+                if plan.tool:
+                    content.append(chunk(i, {"tool_calls": [{"index": 0,
+                                                             "function": {"arguments": p}}]}))
+                else:
+                    content.append(chunk(i, {"content": p}))
+        if include_usage and not on_choice and position == "early":
+            content.insert(len(content) - 1, usage_chunk)
+        events.extend(content)
+        for i in range(n):
+            events.append(chunk(i, {}, finish))
+        if on_choice:
+            events[-1]["usage"] = usage.openai_chat()
+        elif include_usage and position not in ("early", "none"):
             events.append(usage_chunk)
 
         w = SSEWriter(self, ctl)
@@ -711,32 +955,17 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- OpenAI embeddings
 
-    def embeddings(self, req, ctl):
-        inp = req.get("input", "")
-        if isinstance(inp, str):
-            items = [inp]
-        elif isinstance(inp, list) and inp and all(isinstance(i, int) for i in inp):
-            items = [inp]
-        elif isinstance(inp, list):
-            items = inp
-        else:
-            return self.error(400, "'input' must be a string or array", code=None)
+    def embeddings(self, req, ctl, plan):
         dims = _int(req.get("dimensions"), 8)
         fmt = req.get("encoding_format", "float")
         data = []
-        prompt = 0
-        for idx, item in enumerate(items):
-            if isinstance(item, list):
-                prompt += len(item)
-                seed = _dumps(item)
-            else:
-                prompt += _words(str(item))
-                seed = str(item)
+        for idx, item in enumerate(plan.items):
+            seed = _dumps(item) if isinstance(item, list) else str(item)
             h = hashlib.sha256(seed.encode("utf-8")).digest()
             vec = [round((h[i % 32] - 127.5) / 127.5, 6) for i in range(dims)]
             emb = base64.b64encode(struct.pack("<%df" % dims, *vec)).decode() if fmt == "base64" else vec
             data.append({"object": "embedding", "index": idx, "embedding": emb})
-        usage = Usage(max(1, prompt), 0, ctl.get("usage"))
+        usage = plan.usage
         self.ok({"object": "list", "data": data, "model": req.get("model", ""),
                  "usage": {"prompt_tokens": usage.prompt, "total_tokens": usage.prompt}})
 
@@ -773,19 +1002,20 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- OpenAI Responses API
 
-    def responses(self, req, ctl):
+    def responses(self, req, ctl, plan):
         model = req.get("model", "")
-        prompt = _words(_text_of(req.get("instructions"))) + _words(_text_of(req.get("input")))
-        reply = self.reply_of(ctl)
-        usage = Usage(max(1, prompt), _words(reply), ctl.get("usage"))
+        usage = plan.usage
         rid = _new_id("resp_")
-        mid = _new_id("msg_")
         created = int(time.time())
+        background = plan.background
+        final = "incomplete" if plan.truncated else "completed"
 
         def resp(status, output, u):
             return {
                 "id": rid, "object": "response", "created_at": created, "status": status,
-                "background": False, "error": None, "incomplete_details": None,
+                "background": background, "error": None,
+                "incomplete_details": ({"reason": "max_output_tokens"}
+                                       if status == "incomplete" else None),
                 "instructions": req.get("instructions"),
                 "max_output_tokens": req.get("max_output_tokens"),
                 "model": model, "output": output, "parallel_tool_calls": True,
@@ -793,16 +1023,34 @@ class Handler(BaseHTTPRequestHandler):
                 "reasoning": {"effort": None, "summary": None},
                 "service_tier": "default", "store": req.get("store", True),
                 "temperature": req.get("temperature", 1.0),
-                "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
+                "text": {"format": {"type": "text"}}, "tool_choice": "auto",
+                "tools": req.get("tools") or [],
                 "top_p": req.get("top_p", 1.0), "truncation": "disabled",
                 "usage": u, "user": None, "metadata": req.get("metadata") or {},
             }
 
-        part_done = {"type": "output_text", "text": reply, "annotations": [], "logprobs": []}
-        item_done = {"id": mid, "type": "message", "status": "completed", "role": "assistant",
-                     "content": [part_done]}
+        items = []  # (item when done, item when added)
+        if plan.show_reasoning:
+            rs = {"id": _new_id("rs_"), "type": "reasoning",
+                  "summary": [{"type": "summary_text", "text": plan.reasoning_text}]}
+            items.append((rs, dict(rs, summary=[])))
+        item_status = "incomplete" if plan.truncated else "completed"
+        if plan.tool:
+            fc = {"id": _new_id("fc_"), "type": "function_call", "status": item_status,
+                  "arguments": plan.args, "call_id": _new_id("call_"), "name": plan.tool}
+            items.append((fc, dict(fc, status="in_progress", arguments="")))
+        else:
+            part_done = {"type": "output_text", "text": plan.text, "annotations": [],
+                         "logprobs": []}
+            msg = {"id": _new_id("msg_"), "type": "message", "status": item_status,
+                   "role": "assistant", "content": [part_done]}
+            items.append((msg, dict(msg, status="in_progress", content=[])))
+        output = [done for done, _ in items]
+
         if not req.get("stream"):
-            return self.ok(resp("completed", [item_done], usage.openai_responses()))
+            if background:  # accepted; the work goes on (and is billed) out of sight
+                return self.ok(resp("queued", [], None))
+            return self.ok(resp(final, output, usage.openai_responses()))
 
         w = SSEWriter(self, ctl)
         w.start(self.base_headers)
@@ -813,48 +1061,70 @@ class Handler(BaseHTTPRequestHandler):
             d.update(fields)
             w.event(typ, d)
 
-        ev("response.created", response=resp("in_progress", [], None))
+        first = "queued" if background else "in_progress"
+        ev("response.created", response=resp(first, [], None))
         ev("response.in_progress", response=resp("in_progress", [], None))
-        ev("response.output_item.added", output_index=0,
-           item={"id": mid, "type": "message", "status": "in_progress",
-                 "role": "assistant", "content": []})
-        ev("response.content_part.added", item_id=mid, output_index=0, content_index=0,
-           part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
-        for p in _reply_pieces(reply):
-            ev("response.output_text.delta", item_id=mid, output_index=0, content_index=0,
-               delta=p, logprobs=[])
-        ev("response.output_text.done", item_id=mid, output_index=0, content_index=0,
-           text=reply, logprobs=[])
-        ev("response.content_part.done", item_id=mid, output_index=0, content_index=0,
-           part=part_done)
-        ev("response.output_item.done", output_index=0, item=item_done)
-        ev("response.completed", response=resp("completed", [item_done],
-                                               usage.openai_responses()))
+        for oi, (done, added) in enumerate(items):
+            iid = done["id"]
+            ev("response.output_item.added", output_index=oi, item=added)
+            if done["type"] == "reasoning":
+                text = plan.reasoning_text
+                ev("response.reasoning_summary_part.added", item_id=iid, output_index=oi,
+                   summary_index=0, part={"type": "summary_text", "text": ""})
+                for p in _reply_pieces(text) if text else []:
+                    ev("response.reasoning_summary_text.delta", item_id=iid,
+                       output_index=oi, summary_index=0, delta=p)
+                ev("response.reasoning_summary_text.done", item_id=iid, output_index=oi,
+                   summary_index=0, text=text)
+                ev("response.reasoning_summary_part.done", item_id=iid, output_index=oi,
+                   summary_index=0, part={"type": "summary_text", "text": text})
+            elif done["type"] == "function_call":
+                for p in _reply_pieces(plan.args):
+                    ev("response.function_call_arguments.delta", item_id=iid,
+                       output_index=oi, delta=p)
+                ev("response.function_call_arguments.done", item_id=iid, output_index=oi,
+                   name=plan.tool, arguments=plan.args)
+            else:
+                part_done = done["content"][0]
+                ev("response.content_part.added", item_id=iid, output_index=oi,
+                   content_index=0,
+                   part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+                for p in _reply_pieces(plan.text):
+                    ev("response.output_text.delta", item_id=iid, output_index=oi,
+                       content_index=0, delta=p, logprobs=[])
+                ev("response.output_text.done", item_id=iid, output_index=oi,
+                   content_index=0, text=plan.text, logprobs=[])
+                ev("response.content_part.done", item_id=iid, output_index=oi,
+                   content_index=0, part=part_done)
+            ev("response.output_item.done", output_index=oi, item=done)
+        ev("response." + final, response=resp(final, output, usage.openai_responses()))
         w.finish()
 
     # -- Anthropic
 
-    def _anthropic_prompt(self, req):
-        n = _words(_text_of(req.get("system")))
-        for m in req.get("messages") or []:
-            if isinstance(m, dict):
-                n += _words(_text_of(m.get("content")))
-        return max(1, n)
+    def count_tokens(self, req, ctl, plan):
+        self.ok({"input_tokens": plan.usage.prompt})
 
-    def count_tokens(self, req, ctl):
-        usage = Usage(self._anthropic_prompt(req), 0, ctl.get("usage"))
-        self.ok({"input_tokens": usage.prompt})
-
-    def messages(self, req, ctl):
+    def messages(self, req, ctl, plan):
         model = req.get("model", "")
-        reply = self.reply_of(ctl)
-        usage = Usage(self._anthropic_prompt(req), _words(reply), ctl.get("usage"))
+        usage = plan.usage
         mid = _new_id("msg_")
+        stop = "max_tokens" if plan.truncated else "tool_use" if plan.tool else "end_turn"
+        signature = base64.b64encode(hashlib.sha256(mid.encode()).digest()).decode()
+        blocks = []
+        if plan.show_reasoning:
+            blocks.append({"type": "thinking", "thinking": plan.reasoning_text,
+                           "signature": signature})
+        if plan.tool:
+            blocks.append({"type": "tool_use", "id": _new_id("toolu_"), "name": plan.tool,
+                           "input": json.loads(plan.args)})
+        else:
+            blocks.append({"type": "text", "text": plan.text})
         if not req.get("stream"):
             return self.ok({
                 "id": mid, "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": reply}],
-                "stop_reason": "end_turn", "stop_sequence": None,
+                "content": blocks,
+                "stop_reason": stop, "stop_sequence": None,
                 "usage": usage.anthropic(),
             })
         w = SSEWriter(self, ctl)
@@ -863,15 +1133,35 @@ class Handler(BaseHTTPRequestHandler):
             "id": mid, "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": usage.anthropic(output_tokens=1)}})
-        w.event("content_block_start", {"type": "content_block_start", "index": 0,
-                                        "content_block": {"type": "text", "text": ""}})
-        w.event("ping", {"type": "ping"})
-        for p in _reply_pieces(reply):
-            w.event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                            "delta": {"type": "text_delta", "text": p}})
-        w.event("content_block_stop", {"type": "content_block_stop", "index": 0})
+
+        def delta(i, d):
+            w.event("content_block_delta", {"type": "content_block_delta", "index": i,
+                                            "delta": d})
+
+        for i, b in enumerate(blocks):
+            if b["type"] == "thinking":
+                start = {"type": "thinking", "thinking": "", "signature": ""}
+            elif b["type"] == "tool_use":
+                start = dict(b, input={})
+            else:
+                start = {"type": "text", "text": ""}
+            w.event("content_block_start", {"type": "content_block_start", "index": i,
+                                            "content_block": start})
+            if i == 0:
+                w.event("ping", {"type": "ping"})
+            if b["type"] == "thinking":
+                for p in _reply_pieces(b["thinking"]) if b["thinking"] else []:
+                    delta(i, {"type": "thinking_delta", "thinking": p})
+                delta(i, {"type": "signature_delta", "signature": signature})
+            elif b["type"] == "tool_use":
+                for p in _reply_pieces(plan.args):
+                    delta(i, {"type": "input_json_delta", "partial_json": p})
+            else:
+                for p in _reply_pieces(b["text"]):
+                    delta(i, {"type": "text_delta", "text": p})
+            w.event("content_block_stop", {"type": "content_block_stop", "index": i})
         w.event("message_delta", {"type": "message_delta",
-                                  "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                  "delta": {"stop_reason": stop, "stop_sequence": None},
                                   "usage": {"output_tokens": usage.completion}})
         w.event("message_stop", {"type": "message_stop"})
         w.finish()
