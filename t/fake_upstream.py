@@ -81,8 +81,8 @@ work is billed all the same; with stream true it streams as usual).
 
 Billing ledger: every request to a model route (chat/completions, responses,
 messages, embeddings, messages/count_tokens) appends, when it is accepted and
-before any byte of the answer (so cut streams, hangs and background work are
-billed in full), the record
+before any byte of the answer (so hangs and background work are billed in
+full), the record
   {"seq", "path", "model", "input", "cached", "cache_write", "output",
    "reasoning", "n", "background", "status"}
 seq = that request's seq in /__requests; input = uncached input tokens (OpenAI
@@ -90,7 +90,10 @@ prompt_tokens - cached_tokens, Anthropic input_tokens); cached = cached/cache-re
 tokens; cache_write = Anthropic cache_creation_input_tokens (OpenAI 0); output =
 completion/output tokens incl. reasoning; reasoning = reasoning tokens (all
 choices); status = HTTP status of the answer (a hang: the one it would have had).
-The counts equal the usage the response reports (when it reports one).
+The counts equal the usage the response reports (when it reports one). A
+stream whose connection breaks (the client went, or cut_after) stops
+generating there, as the providers do: its output becomes the output deltas
+(text, reasoning, tool arguments; a token each) sent so far, and "cut": true.
 Unbilled, recorded with zero counts and their status >= 400: forced X-Fake-Status
 errors, invalid requests (bad JSON/usage, wrong method, bad embeddings input).
 count_tokens is free at Anthropic: recorded with zero counts, status 200.
@@ -517,6 +520,21 @@ class State:
 
 # ---------------------------------------------------------------- SSE writer
 
+def _is_output_delta(name, data):
+    """An event that carries one generated token (text, reasoning, tool
+    arguments): the unit a stream cut short is billed by."""
+    if name:
+        return name.endswith(".delta") or name == "content_block_delta"
+    if not data.startswith("{"):
+        return False
+    try:
+        choices = json.loads(data).get("choices") or []
+    except ValueError:
+        return False
+    return any((c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls")
+               for c in choices if isinstance(c, dict))
+
+
 class SSEWriter:
     def __init__(self, h, ctl):
         self.h = h
@@ -532,6 +550,7 @@ class SSEWriter:
         self.buf = b""
 
     def start(self, extra_headers=()):
+        self.h.deltas_out = 0
         ctype = self.ctype or "text/event-stream; charset=utf-8"
         hdrs = [("Content-Type", ctype),
                 ("Cache-Control", "no-cache")]
@@ -571,6 +590,8 @@ class SSEWriter:
         text = ("event: %s%s" % (name, nl) if name else "") + "data: " + data + nl + nl
         self._emit(text.encode("utf-8"))
         self.events += 1
+        if _is_output_delta(name, data):
+            self.h.deltas_out += 1
         if self.cut_after and self.events >= self.cut_after:
             self._send(self.buf)
             self.buf = b""
@@ -690,12 +711,26 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def dispatch(self):
+        self.bill_rec, self.deltas_out = None, None
         try:
             self._dispatch()
         except _Cut:
             self.abort()
+            self.bill_cut()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True
+            self.bill_cut()
+
+    def bill_cut(self):
+        """A stream whose connection broke stops generating there, as the
+        providers do: it is billed the output tokens sent so far."""
+        rec = self.bill_rec
+        if rec is None or self.deltas_out is None:
+            return
+        with self.server.state.lock:
+            rec["output"] = min(rec["output"], self.deltas_out)
+            rec["reasoning"] = min(rec["reasoning"], rec["output"])
+            rec["cut"] = True
 
     def _dispatch(self):
         t0 = time.time()
@@ -785,6 +820,7 @@ class Handler(BaseHTTPRequestHandler):
             rec = (plan or Plan(route[2], {"model": model}, {}, "")).billed(
                 seq, path, bill_status)
             state.bill(rec)
+            self.bill_rec = rec
 
         if _truthy(ctl.get("hang", "")):
             self.sleep(HANG_SECONDS)

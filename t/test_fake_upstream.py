@@ -649,13 +649,14 @@ def test_billed_ledger_every_route(fake):
 
 
 def test_billed_cut_hang_and_errors(fake):
-    # a stream cut after 2 events is billed in full
+    # a stream cut after 4 events (role, 3 words) stops generating there
     body = dict(CHAT, stream=True, stream_options={"include_usage": True})
     chunks, clean = raw_chunks(fake, "/v1/chat/completions", body,
-                               {"X-Fake-Cut-After": "2", "X-Fake-Want": "900"})
+                               {"X-Fake-Cut-After": "4", "X-Fake-Want": "900"})
     assert not clean
     rec = billed(fake)[-1]
-    assert rec["output"] == 900 and rec["input"] == 5 and rec["status"] == 200
+    assert rec["output"] == 3 and rec["input"] == 5 and rec["status"] == 200
+    assert rec["cut"] is True
 
     # a hanging request is billed before the client gives up
     c = http.client.HTTPConnection("127.0.0.1", fake, timeout=0.5)
