@@ -82,7 +82,14 @@ int aiproxy_forward_handler(request_rec *r)
         st->last_attempt = i == attempts->nelts - 1;
         st->attempt_failed = 0;
         set_attempt(r, st, a, headers);
+        apr_table_unset(r->notes, "proxy_timedout");
         rc = ap_run_handler(r);
+        /* mod_proxy_http answers a read timeout with 502 and this note. */
+        if (rc != OK && !st->committed &&
+            apr_table_get(r->notes, "proxy_timedout")) {
+            st->timed_out = 1;
+            rc = HTTP_GATEWAY_TIME_OUT;
+        }
         r->handler = FORWARD_HANDLER;
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, AIPLOGNO(01602)
                       "attempt %d via %s: handler %d, status %d%s", i + 1,
@@ -94,8 +101,6 @@ int aiproxy_forward_handler(request_rec *r)
         /* Once a byte went out, the answer is this attempt's. A request
          * sent and not answered in time may have been done and billed:
          * another attempt could be billed again. */
-        if (rc == HTTP_GATEWAY_TIME_OUT)
-            st->timed_out = 1;
         if (st->last_attempt || st->committed || st->timed_out)
             break;
         /* Never the key itself: its provider and position only. */
