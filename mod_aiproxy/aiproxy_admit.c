@@ -605,6 +605,7 @@ static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)
     rc = aiproxy_ledger_reserve(aiproxy_child_ledger(), r->pool, st->email,
                                 st->month, st->id, st->reserved, st->cap,
                                 now_ms, now_ms + (apr_int64_t)g->hold_ttl * 1000,
+                                st->endpoint, st->info.model,
                                 &st->month_state, &err);
     if (rc == AIPROXY_LEDGER_DOWN)
         return store_unavailable(r, st, err);

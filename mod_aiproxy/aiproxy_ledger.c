@@ -10,11 +10,19 @@
 
 /* Collections. One document per user and month keyed "email|YYYY-MM":
  *   spent, reserved, load (= spent + reserved, so the cap check is a plain
- *   filter), requests, holds {request id: {a: amount, x: expiry ms}}. */
+ *   filter), requests, holds {request id: {a: amount, x: expiry ms,
+ *   e: endpoint, m: model}}, done [ids of the last DONE_KEEP settled
+ *   requests]. */
 #define MONTHS "months"
 #define REQUESTS "requests"
 #define USERS "users"
 #define RATES "ratelimits"
+
+/* Settled request ids a month remembers, newest last: a settlement replayed
+ * (a lost reply retried, a request that outlived its swept hold) finds its
+ * id there and charges nothing. Retries come within moments, so a few
+ * hundred is plenty; the list costs ~17 KB per month document. */
+#define DONE_KEEP 512
 
 typedef struct writer writer_t;
 
@@ -133,8 +141,9 @@ static void unlease(aiproxy_ledger_t *l, lease_t *ls)
 
 /* A pooled connection whose server restarted fails once with a stream
  * error before the pool reconnects; every operation here is safe to send
- * twice (reservations and settlements are guarded by their hold), so such
- * a failure is retried once. */
+ * twice (a reservation is guarded by its hold, a settlement by its hold and
+ * the month's `done` list, even when the lost try had landed), so such a
+ * failure is retried once. */
 static int retryable(const bson_error_t *e, int attempt)
 {
     return attempt == 0 && e->domain == MONGOC_ERROR_STREAM;
@@ -227,12 +236,13 @@ static const char *month_key(apr_pool_t *p, const char *email,
     return apr_pstrcat(p, email, "|", month, NULL);
 }
 
-/* findAndModify returning the new document; *found says whether the filter
- * matched. 0 on a store error. */
+/* findAndModify returning the new document (only the fields `fields`
+ * projects, when given); *found says whether the filter matched. 0 on a
+ * store error. */
 static int find_and_modify(apr_pool_t *p, mongoc_collection_t *coll,
                            const bson_t *filter, const bson_t *update,
-                           int upsert, bson_t *doc_out, aiproxy_month_t *m,
-                           int *found, const char **err)
+                           const bson_t *fields, bson_t *doc_out,
+                           aiproxy_month_t *m, int *found, const char **err)
 {
     mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
     bson_error_t error;
@@ -244,8 +254,9 @@ static int find_and_modify(apr_pool_t *p, mongoc_collection_t *coll,
 
     mongoc_find_and_modify_opts_set_update(opts, update);
     mongoc_find_and_modify_opts_set_flags(opts,
-        MONGOC_FIND_AND_MODIFY_RETURN_NEW |
-        (upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : MONGOC_FIND_AND_MODIFY_NONE));
+                                          MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+    if (fields)
+        mongoc_find_and_modify_opts_set_fields(opts, fields);
     for (attempt = 0;; attempt++) {
         ok = mongoc_collection_find_and_modify_with_opts(coll, filter, opts,
                                                          &reply, &error);
@@ -363,154 +374,6 @@ aiproxy_ledger_rc_t aiproxy_ledger_user(aiproxy_ledger_t *l, apr_pool_t *p,
     return rc;
 }
 
-/* Releases holds whose expiry has passed; each release is atomic and
- * guarded by the hold's presence, so a racing settle or sweep cannot
- * release twice. Returns how many were released. */
-static int sweep_expired(apr_pool_t *p, mongoc_collection_t *coll,
-                         const char *key, const bson_t *doc,
-                         apr_int64_t now_ms)
-{
-    bson_iter_t it, holds;
-    int released = 0;
-
-    if (!bson_iter_init_find(&it, doc, "holds") ||
-        !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &holds))
-        return 0;
-    while (bson_iter_next(&holds)) {
-        const uint8_t *data;
-        uint32_t len;
-        bson_t hold;
-        apr_int64_t amount, expiry;
-        const char *field;
-        bson_t *filter, *update;
-        bson_error_t error;
-        bson_t reply;
-
-        if (!BSON_ITER_HOLDS_DOCUMENT(&holds))
-            continue;
-        bson_iter_document(&holds, &len, &data);
-        if (!bson_init_static(&hold, data, len))
-            continue;
-        amount = get_i64(&hold, "a");
-        expiry = get_i64(&hold, "x");
-        if (expiry > now_ms)
-            continue;
-        field = apr_pstrcat(p, "holds.", bson_iter_key(&holds), NULL);
-        filter = BCON_NEW("_id", BCON_UTF8(key), field, "{", "$exists",
-                          BCON_BOOL(true), "}");
-        update = BCON_NEW("$inc", "{", "load", BCON_INT64(-amount),
-                          "reserved", BCON_INT64(-amount), "}",
-                          "$unset", "{", field, BCON_UTF8(""), "}");
-        if (mongoc_collection_update_one(coll, filter, update, NULL, &reply,
-                                         &error) &&
-            get_i64(&reply, "modifiedCount") > 0)
-            released++;
-        bson_destroy(&reply);
-        bson_destroy(update);
-        bson_destroy(filter);
-    }
-    return released;
-}
-
-static int has_hold(const bson_t *doc, const char *id)
-{
-    bson_iter_t it, sub;
-
-    return bson_iter_init_find(&it, doc, "holds") &&
-           BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &sub) &&
-           bson_iter_find(&sub, id);
-}
-
-aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
-                                           const char *email,
-                                           const char *month,
-                                           const char *id,
-                                           aiproxy_money_t amount,
-                                           aiproxy_money_t cap,
-                                           apr_int64_t now_ms,
-                                           apr_int64_t expires_ms,
-                                           aiproxy_month_t *m,
-                                           const char **err)
-{
-    const char *key = month_key(p, email, month);
-    const char *hold = apr_pstrcat(p, "holds.", id, NULL);
-    bson_t *filter = BCON_NEW("_id", BCON_UTF8(key), "load", "{", "$lte",
-                              BCON_INT64(cap - amount), "}",
-                              hold, "{", "$exists", BCON_BOOL(false), "}");
-    bson_t *update = BCON_NEW("$inc", "{", "load", BCON_INT64(amount),
-                              "reserved", BCON_INT64(amount), "}",
-                              "$set", "{", hold, "{", "a", BCON_INT64(amount),
-                              "x", BCON_INT64(expires_ms), "}", "}");
-    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
-    lease_t ls;
-    int attempt, found;
-
-    memset(m, 0, sizeof(*m));
-    if (!lease(l, MONTHS, &ls, err))
-        goto out;
-    /* Try, then mend what may fail a try without the month being over the
-     * cap (no document yet, expired holds, a document inserted by a racing
-     * request but not yet visible), then try again. */
-    for (attempt = 0; attempt < 4; attempt++) {
-        bson_t doc;
-        int got, over;
-
-        if (!find_and_modify(p, ls.coll, filter, update, 0, NULL, m, &found,
-                             err))
-            goto done;
-        if (found) {
-            rc = AIPROXY_LEDGER_OK;
-            goto done;
-        }
-        got = find_by_id(p, ls.coll, key, &doc, err);
-        if (got < 0)
-            goto done;
-        if (got == 0) {
-            /* Create first, then update conditionally: an upsert with a
-             * failing condition would insert a duplicate instead. A
-             * concurrent creator's duplicate-key error is harmless. */
-            bson_t *fresh = BCON_NEW("_id", BCON_UTF8(key),
-                                     "email", BCON_UTF8(email),
-                                     "month", BCON_UTF8(month),
-                                     "spent", BCON_INT64(0),
-                                     "reserved", BCON_INT64(0),
-                                     "load", BCON_INT64(0),
-                                     "requests", BCON_INT64(0),
-                                     "holds", "{", "}");
-            bson_error_t error;
-            int ok = mongoc_collection_insert_one(ls.coll, fresh, NULL, NULL,
-                                                  &error);
-
-            bson_destroy(fresh);
-            if (!ok && error.code != 11000) {
-                *err = describe(p, &error);
-                goto done;
-            }
-            continue;
-        }
-        read_month(&doc, m);
-        if (has_hold(&doc, id)) {
-            /* A retried reservation that had already landed. */
-            bson_destroy(&doc);
-            rc = AIPROXY_LEDGER_OK;
-            goto done;
-        }
-        /* Over the cap only when the document says so. */
-        over = get_i64(&doc, "load") > cap - amount;
-        found = sweep_expired(p, ls.coll, key, &doc, now_ms);
-        bson_destroy(&doc);
-        if (over && !found)
-            break;
-    }
-    rc = AIPROXY_LEDGER_OVER_CAP;
-done:
-    unlease(l, &ls);
-out:
-    bson_destroy(update);
-    bson_destroy(filter);
-    return rc;
-}
-
 static bson_t *record_doc(const aiproxy_record_t *r)
 {
     return BCON_NEW("_id", BCON_UTF8(r->id),
@@ -528,6 +391,271 @@ static bson_t *record_doc(const aiproxy_record_t *r)
                     "reserved", BCON_INT64(r->reserved),
                     "status", BCON_INT32(r->status),
                     "estimated", BCON_BOOL(r->estimated != 0));
+}
+
+/* What a settling update returns: the money, not the holds or done list. */
+static bson_t *month_fields(void)
+{
+    return BCON_NEW("holds", BCON_INT32(0), "done", BCON_INT32(0));
+}
+
+/* Appends id to the month's done list, keeping the newest DONE_KEEP. */
+static void append_done(bson_t *update, const char *id)
+{
+    bson_t push, done, each;
+
+    BSON_APPEND_DOCUMENT_BEGIN(update, "$push", &push);
+    BSON_APPEND_DOCUMENT_BEGIN(&push, "done", &done);
+    BSON_APPEND_ARRAY_BEGIN(&done, "$each", &each);
+    BSON_APPEND_UTF8(&each, "0", id);
+    bson_append_array_end(&done, &each);
+    BSON_APPEND_INT32(&done, "$slice", -DONE_KEEP);
+    bson_append_document_end(&push, &done);
+    bson_append_document_end(update, &push);
+}
+
+static int is_done(const bson_t *doc, const char *id)
+{
+    bson_iter_t it, ids;
+
+    if (!bson_iter_init_find(&it, doc, "done") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &ids))
+        return 0;
+    while (bson_iter_next(&ids))
+        if (BSON_ITER_HOLDS_UTF8(&ids) &&
+            !strcmp(bson_iter_utf8(&ids, NULL), id))
+            return 1;
+    return 0;
+}
+
+static void log_line(int level, const char *what, const char *id,
+                     const bson_error_t *e)
+{
+    char msg[700];
+
+    if (!driver_log)
+        return;
+    apr_snprintf(msg, sizeof(msg), "%s %s: %s (domain %u, code %u)", what, id,
+                 e->message, e->domain, e->code);
+    driver_log(level, "aiproxy-ledger", msg);
+}
+
+/* The record of a swept hold, written inline and by replacement: a late
+ * settlement of the same request inserts its own record only if none is
+ * there, so whichever lands first, the record says what the month was
+ * charged. */
+static void put_swept_record(aiproxy_ledger_t *l, mongoc_client_t *client,
+                             const aiproxy_record_t *r)
+{
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, l->db,
+                                                             REQUESTS);
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(r->id));
+    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+    bson_t *doc = record_doc(r);
+    bson_error_t error;
+    int ok, attempt;
+
+    for (attempt = 0;; attempt++) {
+        ok = mongoc_collection_replace_one(coll, filter, doc, opts, NULL,
+                                           &error);
+        if (ok || !retryable(&error, attempt))
+            break;
+    }
+    if (!ok)
+        log_line(3, "no record for swept request", r->id, &error);
+    bson_destroy(doc);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+}
+
+/* Settles holds whose expiry has passed: their child died or their request
+ * outlived AIProxyHoldTTL. The upstream may have done the work, so each is
+ * charged its amount (an estimated request record) and its id joins `done`,
+ * so a late settlement charges nothing more. Each is atomic and guarded by
+ * the hold's presence, so a racing settle or sweep cannot charge twice.
+ * Adjusts *m by what it charged; returns how many it settled. */
+static int sweep_expired(apr_pool_t *p, aiproxy_ledger_t *l, lease_t *ls,
+                         const char *key, const bson_t *doc,
+                         apr_int64_t now_ms, aiproxy_month_t *m)
+{
+    bson_iter_t it, holds;
+    int swept = 0;
+
+    if (!bson_iter_init_find(&it, doc, "holds") ||
+        !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &holds))
+        return 0;
+    while (bson_iter_next(&holds)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_t hold;
+        apr_int64_t amount, expiry;
+        const char *id, *field;
+        bson_t *filter, *update;
+        bson_error_t error;
+        bson_t reply;
+        aiproxy_record_t rec;
+
+        if (!BSON_ITER_HOLDS_DOCUMENT(&holds))
+            continue;
+        bson_iter_document(&holds, &len, &data);
+        if (!bson_init_static(&hold, data, len))
+            continue;
+        amount = get_i64(&hold, "a");
+        expiry = get_i64(&hold, "x");
+        if (expiry > now_ms)
+            continue;
+        id = apr_pstrdup(p, bson_iter_key(&holds));
+        field = apr_pstrcat(p, "holds.", id, NULL);
+        filter = BCON_NEW("_id", BCON_UTF8(key), field, "{", "$exists",
+                          BCON_BOOL(true), "}");
+        /* load is unchanged: reserved money becomes spent money. */
+        update = BCON_NEW("$inc", "{", "reserved", BCON_INT64(-amount),
+                          "spent", BCON_INT64(amount),
+                          "requests", BCON_INT64(1), "}",
+                          "$unset", "{", field, BCON_UTF8(""), "}");
+        append_done(update, id);
+        if (mongoc_collection_update_one(ls->coll, filter, update, NULL,
+                                         &reply, &error) &&
+            get_i64(&reply, "modifiedCount") > 0) {
+            swept++;
+            m->spent += amount;
+            m->reserved -= amount;
+            m->requests += 1;
+            memset(&rec, 0, sizeof(rec));
+            rec.id = id;
+            rec.email = get_str(p, doc, "email");
+            rec.month = get_str(p, doc, "month");
+            rec.endpoint = get_str(p, &hold, "e");   /* "" in older holds */
+            rec.model = get_str(p, &hold, "m");
+            rec.time_ms = now_ms;
+            rec.cost = rec.reserved = amount;
+            rec.estimated = 1;
+            put_swept_record(l, ls->client, &rec);
+        }
+        bson_destroy(&reply);
+        bson_destroy(update);
+        bson_destroy(filter);
+    }
+    return swept;
+}
+
+static int has_hold(const bson_t *doc, const char *id)
+{
+    bson_iter_t it, sub;
+
+    return bson_iter_init_find(&it, doc, "holds") &&
+           BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &sub) &&
+           bson_iter_find(&sub, id);
+}
+
+/* Creates the month document unless it exists. Create first, then update
+ * conditionally: an upsert whose condition fails on an existing document
+ * would try to insert a duplicate instead. A concurrent creator's
+ * duplicate-key error is harmless. 0 on a store error. */
+static int create_month(apr_pool_t *p, mongoc_collection_t *coll,
+                        const char *key, const char *email, const char *month,
+                        const char **err)
+{
+    bson_t *fresh = BCON_NEW("_id", BCON_UTF8(key),
+                             "email", BCON_UTF8(email),
+                             "month", BCON_UTF8(month),
+                             "spent", BCON_INT64(0),
+                             "reserved", BCON_INT64(0),
+                             "load", BCON_INT64(0),
+                             "requests", BCON_INT64(0),
+                             "holds", "{", "}");
+    bson_error_t error;
+    int ok = mongoc_collection_insert_one(coll, fresh, NULL, NULL, &error);
+
+    bson_destroy(fresh);
+    if (!ok && error.code != 11000) {
+        *err = describe(p, &error);
+        return 0;
+    }
+    return 1;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
+                                           const char *email,
+                                           const char *month,
+                                           const char *id,
+                                           aiproxy_money_t amount,
+                                           aiproxy_money_t cap,
+                                           apr_int64_t now_ms,
+                                           apr_int64_t expires_ms,
+                                           const char *endpoint,
+                                           const char *model,
+                                           aiproxy_month_t *m,
+                                           const char **err)
+{
+    const char *key = month_key(p, email, month);
+    const char *hold = apr_pstrcat(p, "holds.", id, NULL);
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(key), "load", "{", "$lte",
+                              BCON_INT64(cap - amount), "}",
+                              hold, "{", "$exists", BCON_BOOL(false), "}");
+    /* Endpoint and model let a sweep write the record of a hold whose
+     * request never settled. */
+    bson_t *update = BCON_NEW("$inc", "{", "load", BCON_INT64(amount),
+                              "reserved", BCON_INT64(amount), "}",
+                              "$set", "{", hold, "{", "a", BCON_INT64(amount),
+                              "x", BCON_INT64(expires_ms),
+                              "e", BCON_UTF8(endpoint ? endpoint : ""),
+                              "m", BCON_UTF8(model ? model : ""), "}", "}");
+    bson_t *fields = month_fields();
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+    lease_t ls;
+    int attempt, found;
+
+    memset(m, 0, sizeof(*m));
+    if (!lease(l, MONTHS, &ls, err))
+        goto out;
+    /* Try, then mend what may fail a try without the month being over the
+     * cap (no document yet, a document inserted by a racing request but not
+     * yet visible), then try again. */
+    for (attempt = 0; attempt < 4; attempt++) {
+        bson_t doc;
+        int got, over;
+
+        if (!find_and_modify(p, ls.coll, filter, update, fields, NULL, m,
+                             &found, err))
+            goto done;
+        if (found) {
+            rc = AIPROXY_LEDGER_OK;
+            goto done;
+        }
+        got = find_by_id(p, ls.coll, key, &doc, err);
+        if (got < 0)
+            goto done;
+        if (got == 0) {
+            if (!create_month(p, ls.coll, key, email, month, err))
+                goto done;
+            continue;
+        }
+        read_month(&doc, m);
+        if (has_hold(&doc, id)) {
+            /* A retried reservation that had already landed. */
+            bson_destroy(&doc);
+            rc = AIPROXY_LEDGER_OK;
+            goto done;
+        }
+        /* Over the cap only when the document says so. Expired holds are
+         * settled on the way, but charged, so they leave load as it was:
+         * sweeping never makes room. */
+        over = get_i64(&doc, "load") > cap - amount;
+        sweep_expired(p, l, &ls, key, &doc, now_ms, m);
+        bson_destroy(&doc);
+        if (over)
+            break;
+    }
+    rc = AIPROXY_LEDGER_OVER_CAP;
+done:
+    unlease(l, &ls);
+out:
+    bson_destroy(fields);
+    bson_destroy(update);
+    bson_destroy(filter);
+    return rc;
 }
 
 /* Inserts n records, unordered so one bad record cannot hold back the
@@ -736,6 +864,57 @@ static int insert_record(apr_pool_t *p, aiproxy_ledger_t *l,
     return ok;
 }
 
+/* Charges a request that has no hold: one that reserved nothing (a cache
+ * hit), or one whose hold is gone. Its id is the guard: a hold settled by
+ * an earlier try whose reply was lost, or swept and charged while the
+ * request ran, has its id in `done`, and then nothing more is charged and
+ * *m is the month as it stands. 0 on a store error. */
+static int charge_unheld(apr_pool_t *p, mongoc_collection_t *coll,
+                         const char *key, const aiproxy_record_t *r,
+                         const bson_t *fields, aiproxy_month_t *m,
+                         const char **err)
+{
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(key),
+                              "done", "{", "$ne", BCON_UTF8(r->id), "}");
+    bson_t *update = BCON_NEW("$inc", "{", "load", BCON_INT64(r->cost),
+                              "spent", BCON_INT64(r->cost),
+                              "requests", BCON_INT64(1), "}");
+    int attempt, found, got, ok = 0;
+
+    append_done(update, r->id);
+    for (attempt = 0; attempt < 4; attempt++) {
+        bson_t doc;
+
+        if (!find_and_modify(p, coll, filter, update, fields, NULL, m, &found,
+                             err))
+            goto out;
+        if (found) {
+            ok = 1;
+            goto out;
+        }
+        if ((got = find_by_id(p, coll, key, &doc, err)) < 0)
+            goto out;
+        if (got == 0) {
+            /* The month's first request, a cache hit. */
+            if (!create_month(p, coll, key, r->email, r->month, err))
+                goto out;
+            continue;
+        }
+        if (is_done(&doc, r->id)) {
+            read_month(&doc, m);
+            bson_destroy(&doc);
+            ok = 1;
+            goto out;
+        }
+        bson_destroy(&doc);     /* created meanwhile: try again */
+    }
+    *err = "the month document kept changing; settlement not recorded";
+out:
+    bson_destroy(update);
+    bson_destroy(filter);
+    return ok;
+}
+
 aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
                                           const aiproxy_record_t *r,
                                           aiproxy_month_t *m,
@@ -751,46 +930,28 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
                               "spent", BCON_INT64(r->cost),
                               "requests", BCON_INT64(1), "}",
                               "$unset", "{", hold, BCON_UTF8(""), "}");
+    bson_t *fields = month_fields();
     aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
     lease_t ls;
-    int found;
+    int found = 0;
 
+    append_done(update, r->id);
     memset(m, 0, sizeof(*m));
     if (!lease(l, MONTHS, &ls, err))
         goto out;
-    if (r->held &&
-        !find_and_modify(p, ls.coll, filter, update, 0, NULL, m, &found, err))
+    if (r->held && !find_and_modify(p, ls.coll, filter, update, fields, NULL,
+                                    m, &found, err))
         goto done;
-    if (!r->held || !found) {
-        /* No hold: a request that reserved nothing (a cache hit), or one
-         * whose hold was swept as stale while it ran. The money was spent
-         * all the same, so charge it; the month may not exist yet. */
-        bson_t *plain = BCON_NEW("_id", BCON_UTF8(key));
-        bson_t *charge = BCON_NEW("$inc", "{", "load", BCON_INT64(r->cost),
-                                  "spent", BCON_INT64(r->cost),
-                                  "requests", BCON_INT64(1), "}",
-                                  "$setOnInsert", "{",
-                                  "email", BCON_UTF8(r->email),
-                                  "month", BCON_UTF8(r->month),
-                                  "reserved", BCON_INT64(0),
-                                  "holds", "{", "}", "}");
-        int ok = find_and_modify(p, ls.coll, plain, charge, 1, NULL, m, &found,
-                                 err);
-
-        /* Two first upserts of a month race to insert: the loser retries. */
-        if (!ok)
-            ok = find_and_modify(p, ls.coll, plain, charge, 1, NULL, m, &found,
-                                 err);
-        bson_destroy(charge);
-        bson_destroy(plain);
-        if (!ok)
-            goto done;
-    }
+    if (!found && !charge_unheld(p, ls.coll, key, r, fields, m, err))
+        goto done;
+    /* Also when already settled: the try whose reply was lost wrote no
+     * record, and a record already there (a swept hold's) is kept. */
     if (insert_record(p, l, ls.client, r, err))
         rc = AIPROXY_LEDGER_OK;
 done:
     unlease(l, &ls);
 out:
+    bson_destroy(fields);
     bson_destroy(update);
     bson_destroy(filter);
     return rc;
@@ -841,7 +1002,8 @@ aiproxy_ledger_rc_t aiproxy_ledger_months(aiproxy_ledger_t *l, apr_pool_t *p,
                             "_id", BCON_INT32(1), "}",
                             "skip", BCON_INT64(skip),
                             "limit", BCON_INT64(limit),
-                            "projection", "{", "holds", BCON_INT32(0), "}");
+                            "projection", "{", "holds", BCON_INT32(0),
+                            "done", BCON_INT32(0), "}");
     aiproxy_ledger_rc_t rc;
 
     *rows = apr_array_make(p, 16, sizeof(aiproxy_month_row_t));
@@ -899,8 +1061,8 @@ aiproxy_ledger_rc_t aiproxy_ledger_rate(aiproxy_ledger_t *l, apr_pool_t *p,
     for (attempt = 0; attempt < 4; attempt++) {
         int got;
 
-        if (!find_and_modify(p, ls.coll, filter, update, 0, &doc, NULL, &found,
-                             err))
+        if (!find_and_modify(p, ls.coll, filter, update, NULL, &doc, NULL,
+                             &found, err))
             goto done;
         if (found) {
             rc = AIPROXY_LEDGER_OK;

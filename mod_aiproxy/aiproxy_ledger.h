@@ -63,19 +63,17 @@ typedef struct {
     apr_int64_t requests;
 } aiproxy_month_t;
 
-/* Reserves amount against cap for the request id, atomically; the hold
- * expires at expires_ms so a crashed child cannot leak it. On OVER_CAP,
- * *m holds the month as it stands. */
+/* Reserves amount against cap for the request id, atomically. The hold
+ * expires at expires_ms; a later reservation that finds the month near its
+ * cap then charges it as spent (its request may have done the work before
+ * its child died), with an estimated request record naming endpoint and
+ * model. On OVER_CAP, *m holds the month as it stands. */
 aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
-                                           const char *email,
-                                           const char *month,
-                                           const char *id,
-                                           aiproxy_money_t amount,
-                                           aiproxy_money_t cap,
-                                           apr_int64_t now_ms,
-                                           apr_int64_t expires_ms,
-                                           aiproxy_month_t *m,
-                                           const char **err);
+        const char *email, const char *month, const char *id,
+        aiproxy_money_t amount, aiproxy_money_t cap,
+        apr_int64_t now_ms, apr_int64_t expires_ms,
+        const char *endpoint, const char *model,
+        aiproxy_month_t *m, const char **err);
 
 typedef struct {
     const char *id, *email, *month, *endpoint, *model, *provider;
@@ -89,8 +87,11 @@ typedef struct {
 } aiproxy_record_t;
 
 /* Charges the real cost, releases the rest of the hold and writes (or,
- * with a writer, queues) the request document. Exactly once per id: a second call finds no hold and
- * charges nothing. */
+ * with a writer, queues) the request document. Exactly once per id, even
+ * when a reply is lost and the update is sent again: the month keeps the
+ * ids it settled last, and a second settlement of one of them (or of a
+ * hold already swept and charged) charges nothing and returns the month as
+ * it stands. Without a hold (a cache hit) the cost is charged directly. */
 aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
                                           const aiproxy_record_t *rec,
                                           aiproxy_month_t *m,
