@@ -37,6 +37,7 @@ typedef struct {
     apr_bucket_brigade *out;
     int hide_usage_chunk;   /* we asked for stream usage, the client did not */
     int is_responses;
+    int client_gone;        /* the stream is read to its end for its usage */
 } meter_t;
 
 static const char *const reported_headers[] = {
@@ -391,6 +392,33 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
                                     out, len, NULL, m->out->bucket_alloc));
 }
 
+/* Passes what is ready to the client. When the client has gone, the rest
+ * of the stream is still read (and dropped): the provider bills it all, and
+ * its final usage, which a client could otherwise cut off just after the
+ * answer (hiding a reasoning model's hidden tokens), comes at the end.
+ * mod_proxy stops reading when a pass fails or the connection is marked
+ * aborted, so neither is shown to it until the stream's end. */
+static apr_status_t pass_on(ap_filter_t *f, meter_t *m, int eos)
+{
+    apr_status_t rv = APR_SUCCESS;
+
+    if (!m->client_gone && !APR_BRIGADE_EMPTY(m->out)) {
+        rv = ap_pass_brigade(f->next, m->out);
+        if ((rv != APR_SUCCESS || f->c->aborted) && !eos) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, f->r, AIPLOGNO(01203)
+                          "client gone: reading the rest of the stream for "
+                          "its usage");
+            m->client_gone = 1;
+            f->c->aborted = 0;
+            rv = APR_SUCCESS;
+        }
+    }
+    apr_brigade_cleanup(m->out);
+    if (m->client_gone && eos)
+        f->c->aborted = 1;
+    return rv;
+}
+
 static apr_status_t stream_filter(ap_filter_t *f, meter_t *m,
                                   apr_bucket_brigade *bb)
 {
@@ -414,7 +442,7 @@ static apr_status_t stream_filter(ap_filter_t *f, meter_t *m,
             APR_BUCKET_REMOVE(b);
             APR_BRIGADE_INSERT_TAIL(m->out, b);
             apr_brigade_cleanup(bb);
-            return ap_pass_brigade(f->next, m->out);
+            return pass_on(f, m, 1);
         }
         if (APR_BUCKET_IS_METADATA(b)) {
             /* FLUSH and friends go out at once, after what came before. */
@@ -433,11 +461,7 @@ static apr_status_t stream_filter(ap_filter_t *f, meter_t *m,
             apr_bucket_delete(b);
         }
     }
-    if (APR_BRIGADE_EMPTY(m->out))
-        return APR_SUCCESS;
-    rv = ap_pass_brigade(f->next, m->out);
-    apr_brigade_cleanup(m->out);
-    return rv;
+    return pass_on(f, m, 0);
 }
 
 /* A 200 answer to a cacheable request, for the next identical one. */

@@ -114,8 +114,11 @@ def test_background_response_is_refused_not_free(gateway, up):
 
 # ------------------------------------------------------------------ 3. cut streams
 
-def test_anthropic_stream_cut_before_message_delta_charges_what_was_generated(gateway, up):
-    email = new_email("cut-claude")
+def test_client_gone_before_message_delta_is_charged_the_final_usage(gateway, up):
+    """A client that reads most of a stream and goes before message_delta:
+    the gateway reads the stream to its end, so the charge is the
+    provider's own final count, hidden thinking included."""
+    email = new_email("gone-claude")
     read = 0
     with claude(gateway, email).messages.stream(
             model="claude-haiku-4-5", max_tokens=2000, messages=MSG,
@@ -126,13 +129,28 @@ def test_anthropic_stream_cut_before_message_delta_charges_what_was_generated(ga
                 break          # most of it read; the client goes
     doc = records(gateway, email)[0]
     bill = billed(up)[-1]
-    assert bill.get("cut") and bill["output"] >= 300
+    assert not bill.get("cut") and bill["output"] == 400
+    # message_start's output_tokens (1) was no final count.
+    assert doc["estimated"] is False and doc["output_tokens"] == 400
+    assert doc["cost"] == billed_cost(bill)
+    assert month(gateway, email)["spent"] == doc["cost"]
+
+
+def test_provider_cut_before_message_delta_is_estimated_from_the_deltas(gateway, up):
+    email = new_email("cut-claude")
+    with pytest.raises(Exception):
+        with claude(gateway, email).messages.stream(
+                model="claude-haiku-4-5", max_tokens=2000, messages=MSG,
+                extra_headers={"X-Fake-Want": "400", "X-Fake-Cut-After": "300"}) as s:
+            for _ in s.text_stream:
+                pass
+    doc = records(gateway, email)[0]
+    bill = billed(up)[-1]
+    assert bill.get("cut") and bill["output"] > 250
     assert doc["estimated"] is True
-    # message_start's output_tokens (1) is no final count: the deltas are.
+    assert doc["input_tokens"] == bill["input"]      # from message_start
     assert doc["output_tokens"] >= bill["output"]
-    assert doc["input_tokens"] == bill["input"]
-    assert doc["cost"] >= billed_cost(bill)
-    assert doc["cost"] <= doc["reserved"]
+    assert billed_cost(bill) <= doc["cost"] <= doc["reserved"]
 
 
 def test_cut_stream_counts_reasoning_and_tool_argument_deltas(gateway, up):
