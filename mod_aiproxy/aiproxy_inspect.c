@@ -404,8 +404,11 @@ static int scan_int(const char *s, apr_size_t len, apr_size_t *i,
 
     if (s[j] == '-')
         neg = 1, j++;
+    /* 18 digits always fit; past them the value is jansson's to judge,
+     * and multiplying on would overflow. */
     for (; j < len && s[j] >= '0' && s[j] <= '9'; j++, digits++)
-        v = v * 10 + (s[j] - '0');
+        if (digits < 18)
+            v = v * 10 + (s[j] - '0');
     /* No digits, a leading zero, past 18 digits, or a fraction or
      * exponent: jansson's to judge. */
     if (digits == 0 || digits > 18 || (digits > 1 && s[j - digits] == '0') ||

@@ -4,8 +4,10 @@
  * corpus's credential_ok is signed by that JWKS's key (its private half was
  * thrown away), so the accepting path is replayed too. */
 #include <stdint.h>
+#include <sanitizer/lsan_interface.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <apr_general.h>
 #include <apr_strings.h>
 
@@ -45,7 +47,7 @@ static void check_identity(aiproxy_google_rc_t rc,
         if (*c >= 'A' && *c <= 'Z')
             abort();
     if (strcmp(strchr(id->email, '@') + 1, "example.com") &&
-        (!id->hd || strcmp(id->hd, "example.com")))
+        (!id->hd || strcasecmp(id->hd, "example.com")))
         abort();
 }
 
@@ -77,8 +79,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         atexit(destroy_global);
         domains = apr_array_make(global, 1, sizeof(const char *));
         APR_ARRAY_PUSH(domains, const char *) = "example.com";
+        /* Its allocator is referenced only from pool memory, which APR
+         * maps outside malloc's heap where LeakSanitizer cannot see it:
+         * made once, freed at exit, never a leak of an input's. */
+        __lsan_disable();
         keys = aiproxy_google_keys_create(global, "http://fixed/", fixed_fetch,
                                           1000, 60, &err);
+        __lsan_enable();
         if (!keys)
             abort();
     }

@@ -39,6 +39,43 @@ static void differential(apr_pool_t *p, const char *body, size_t size,
         abort();
 }
 
+/* The member finder against jansson: a top-level "usage" jansson sees is
+ * found with the same value, and taking its span out leaves valid JSON
+ * without it. The delta scanner stays within the text. */
+static void member_span(apr_pool_t *p, const char *body, size_t size)
+{
+    apr_size_t s, e, vs, vl, used;
+    const char *err;
+    aiproxy_json_t *root = aiproxy_json_parse(p, body, size, &err), *v, *w;
+    int found = aiproxy_json_member_span(body, size, "usage", &s, &e, &vs, &vl);
+    char *cut;
+
+    if (aiproxy_delta_text_len(body, size) > size)
+        abort();
+    if (!found) {
+        /* Only text jansson refuses, or an object without it, or one whose
+         * value the finder cannot delimit alone (never a plain object). */
+        if (root && aiproxy_json_is_object(root) &&
+            aiproxy_json_get(root, "usage") && body[0] == '{')
+            abort();
+        return;
+    }
+    if (s > e || e > size || vs + vl > size || vs < s || vs + vl > e + 1)
+        abort();
+    if (!root || !aiproxy_json_is_object(root))
+        return;
+    v = aiproxy_json_get(root, "usage");
+    w = aiproxy_json_parse_prefix(p, body + vs, vl, &used);
+    if (!v || !w || used != vl)
+        abort();
+    cut = apr_palloc(p, size - (e - s) + 1);
+    memcpy(cut, body, s);
+    memcpy(cut + s, body + e, size - e);
+    root = aiproxy_json_parse(p, cut, size - (e - s), &err);
+    if (!root || aiproxy_json_get(root, "usage"))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int initialized;
@@ -77,6 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_usage(&u);
     differential(p, body, size, AIPROXY_API_OPENAI);
     differential(p, body, size, AIPROXY_API_ANTHROPIC);
+    member_span(p, body, size);
     apr_pool_destroy(p);
     return 0;
 }
