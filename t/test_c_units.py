@@ -2,13 +2,14 @@
 by Makefile.apxs; no server needed."""
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
-FUZZERS = ("token", "request", "sse", "google")
+FUZZERS = ("token", "request", "sse", "google", "directives")
 BINARIES = ["unit_tests"] + ["fuzz_replay_" + f for f in FUZZERS]
 
 # A sanitizer report fails the run: ASan aborts by itself, UBSan only when
@@ -62,3 +63,30 @@ def test_fuzz_corpus_replays(name):
     assert "runtime error" not in proc.stderr, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == \
         "replayed %d inputs" % len(seeds), proc.stdout
+
+
+# Each fuzz target runs a few seconds in every test run, from its corpus,
+# so a regression the fuzzer finds quickly blocks landing. A failing input
+# is written into the target's corpus (replayed from then on by the test
+# above); longer campaigns: README, "Fuzzing".
+FUZZ_SECONDS = int(os.environ.get("AIPROXY_FUZZ_SECONDS", "5"))
+
+
+@pytest.fixture(scope="module")
+def fuzz_built():
+    assert shutil.which("clang"), "clang is installed by tools/setup.sh"
+    proc = subprocess.run(["make", "-s", "-f", "Makefile.apxs", "fuzz-build"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", FUZZERS)
+def test_fuzz_briefly(fuzz_built, name, tmp_path):
+    corpus = os.path.join(ROOT, "t", "fuzz", "corpus", name)
+    proc = run([os.path.join(BUILD, "fuzz_" + name),
+                "-max_total_time=%d" % FUZZ_SECONDS, "-print_final_stats=1",
+                "-artifact_prefix=" + os.path.join(corpus, "failed-"),
+                str(tmp_path), corpus])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = re.search(r"stat::number_of_executed_units: (\d+)", proc.stderr)
+    assert runs and int(runs.group(1)) > 0, proc.stderr[-2000:]

@@ -11,8 +11,9 @@ APT_PACKAGES=(
     libssl-dev pkg-config make gcc ca-certificates curl openssl
     openjdk-17-jdk-headless maven python3 python3-venv
     libcurl4-openssl-dev chromium
-    # tests: a shared cache (redis), a moved clock (month rollover)
-    redis-server faketime
+    # tests: a shared cache (redis), a moved clock (month rollover), the
+    # fuzzers (clang's libFuzzer)
+    redis-server faketime clang libclang-rt-14-dev
 )
 
 missing=()

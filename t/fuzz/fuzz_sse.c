@@ -55,6 +55,25 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
     *run->tail = e;
     run->tail = &e->next;
 
+    /* What the meter reads of a chat chunk without parsing it: its delta
+     * text, and its usage member, read by the scanner and taken out. */
+    if (aiproxy_delta_text_len(ev->data, ev->data_len) > ev->data_len)
+        abort();
+    {
+        apr_size_t s, e, vs, vl, used;
+        aiproxy_usage_t u;
+
+        memset(&u, 0, sizeof(u));
+        if (aiproxy_json_member_span(ev->data, ev->data_len, "usage", &s, &e,
+                                     &vs, &vl)) {
+            if (s > e || e > ev->data_len || vs + vl > ev->data_len)
+                abort();
+            if (aiproxy_usage_scan(ev->data + vs, vl, &used,
+                                   AIPROXY_API_OPENAI, &u) >= 0 &&
+                (used > vl || u.input < 0 || u.output < 0))
+                abort();
+        }
+    }
     /* Where the meter finds usage: Anthropic's message_start and
      * message_delta, the Responses API's response.*, chat's top level. */
     if (!ev->data_len ||

@@ -1,0 +1,61 @@
+/* Fuzz target: the values of money directives (AIProxyPrice prices and
+ * token limits, AIProxyMonthlyCap, caps set through the admin API and the
+ * CLI). Whatever parses is a non-negative amount that formats and parses
+ * back to itself; whatever is refused says why. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "aiproxy_cost.h"
+
+static void round_trip(apr_pool_t *p, aiproxy_money_t m)
+{
+    aiproxy_money_t back = -1;
+    const char *s = aiproxy_money_format(p, m);
+
+    if (aiproxy_money_parse(p, s, &back) || back != m)
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int initialized;
+    apr_pool_t *p;
+    const char *in, *why;
+    apr_int64_t v;
+    int scale;
+
+    if (!initialized) {
+        apr_initialize();
+        initialized = 1;
+    }
+    if (apr_pool_create(&p, NULL) != APR_SUCCESS)
+        abort();
+    /* A directive's word: no NUL inside. */
+    in = apr_pstrmemdup(p, (const char *)data, size);
+
+    for (scale = 0; scale <= 12; scale += 6) {
+        v = -1;
+        why = aiproxy_decimal_parse(p, in, scale, &v);
+        if (why ? !*why : v < 0)
+            abort();
+    }
+    v = -1;
+    if (!aiproxy_money_parse(p, in, &v)) {
+        if (v < 0)
+            abort();
+        round_trip(p, v);
+    }
+    v = -1;
+    if (!aiproxy_price_parse(p, in, &v)) {
+        /* A price per token times a million is the USD per 1M tokens. */
+        if (v < 0)
+            abort();
+        if (v <= APR_INT64_MAX / 1000000)
+            round_trip(p, v * 1000000);
+    }
+    apr_pool_destroy(p);
+    return 0;
+}
