@@ -11,6 +11,7 @@
 
 #include "aiproxy_cache.h"
 #include "aiproxy_memo.h"
+#include "aiproxy_path.h"
 #include "aiproxy_request.h"
 #include "aiproxy_token.h"
 
@@ -206,41 +207,6 @@ int aiproxy_identify(request_rec *r, aiproxy_req_t *st, aiproxy_api_t api,
                                    "sign in again.");
     }
     return OK;
-}
-
-/* Splits the path below the route's <Location>: for a by-path route the
- * first segment names the provider and "v1" follows it. */
-static const char *endpoint_of(request_rec *r, aiproxy_req_t *st,
-                               const char **provider_name)
-{
-    const aiproxy_dir_conf_t *d = st->dir;
-    apr_size_t n = strlen(d->prefix);
-    const char *rel = r->uri;
-    char *ep;
-    apr_size_t len;
-
-    *provider_name = NULL;
-    if (!strncmp(rel, d->prefix, n))
-        rel += n;
-    while (*rel == '/')
-        rel++;
-    if (d->kind == AIPROXY_ROUTE_PATH) {
-        const char *slash = strchr(rel, '/');
-
-        if (!slash)
-            return "";
-        *provider_name = apr_pstrmemdup(r->pool, rel, slash - rel);
-        rel = slash + 1;
-        if (strncmp(rel, "v1", 2) || (rel[2] && rel[2] != '/'))
-            return "";
-        for (rel += 2; *rel == '/'; rel++)
-            ;
-    }
-    ep = apr_pstrdup(r->pool, rel);
-    len = strlen(ep);
-    while (len && ep[len - 1] == '/')
-        ep[--len] = '\0';
-    return ep;
 }
 
 /* The models a route serves: AIProxyModels, or with `*` every priced model
@@ -704,7 +670,9 @@ int aiproxy_admit(request_rec *r)
     st->dir = d;
     st->start_ms = apr_time_as_msec(r->request_time);
     ap_set_module_config(r->request_config, &aiproxy_module, st);
-    st->endpoint = endpoint_of(r, st, &pv_name);
+    st->endpoint = aiproxy_path_endpoint(r->pool, d->prefix, r->uri,
+                                         d->kind == AIPROXY_ROUTE_PATH,
+                                         &pv_name);
     if (d->kind == AIPROXY_ROUTE_PATH && pv_name &&
         (!apr_hash_get(d->path_providers, pv_name, APR_HASH_KEY_STRING) ||
          !(pv = apr_hash_get(st->g->providers, pv_name, APR_HASH_KEY_STRING))))

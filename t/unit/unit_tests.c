@@ -13,6 +13,7 @@
 #include "aiproxy_token.h"
 #include "aiproxy_cost.h"
 #include "aiproxy_inspect.h"
+#include "aiproxy_path.h"
 #include "aiproxy_sse.h"
 #include "aiproxy_memo.h"
 #include <apr_thread_proc.h>
@@ -897,6 +898,25 @@ static void test_member_span(apr_pool_t *p)
                                     &vl));
     CHECK(!aiproxy_json_member_span("{\"usage\":1", 10, "usage", &s, &e, &vs,
                                     &vl));
+}
+
+static void test_path_endpoint(apr_pool_t *p)
+{
+    const char *pv;
+
+    CHECK_STR(aiproxy_path_endpoint(p, "/openai/v1", "/openai/v1/chat/completions",
+                                    0, &pv), "chat/completions");
+    CHECK(pv == NULL);
+    CHECK_STR(aiproxy_path_endpoint(p, "/v1", "/v1//models/m1//", 0, &pv),
+              "models/m1");
+    CHECK_STR(aiproxy_path_endpoint(p, "/proxy", "/proxy/second/v1/embeddings",
+                                    1, &pv), "embeddings");
+    CHECK_STR(pv, "second");
+    CHECK_STR(aiproxy_path_endpoint(p, "/proxy", "/proxy/second/v2/embeddings",
+                                    1, &pv), "");
+    CHECK_STR(aiproxy_path_endpoint(p, "/proxy", "/proxy/second", 1, &pv), "");
+    CHECK_STR(aiproxy_path_endpoint(p, "/proxy", "/proxy/second/v1x/m", 1, &pv),
+              "");
 }
 
 static void test_inspect_bad(apr_pool_t *p)
@@ -1884,6 +1904,7 @@ static const struct {
     { "inspect_bounds", test_inspect_bounds },
     { "delta_text", test_delta_text },
     { "member_span", test_member_span },
+    { "path_endpoint", test_path_endpoint },
     { "usage", test_usage },
     { "usage_tail", test_usage_tail },
     { "usage_scan", test_usage_scan },
