@@ -15,6 +15,7 @@
 #include "aiproxy_admin.h"
 #include "aiproxy_fetch.h"
 #include "aiproxy_google.h"
+#include "aiproxy_params.h"
 #include "aiproxy_json.h"
 #include "aiproxy_request.h"
 #include "aiproxy_token.h"
@@ -112,38 +113,6 @@ static const char *last_segment(request_rec *r)
     return apr_pstrmemdup(r->pool, u + start, end - start);
 }
 
-static int valid_month(const char *m)
-{
-    return strlen(m) == 7 && apr_isdigit(m[0]) && apr_isdigit(m[1]) &&
-           apr_isdigit(m[2]) && apr_isdigit(m[3]) && m[4] == '-' &&
-           ((m[5] == '0' && m[6] >= '1' && m[6] <= '9') ||
-            (m[5] == '1' && m[6] >= '0' && m[6] <= '2'));
-}
-
-static char *lower(apr_pool_t *p, const char *s)
-{
-    char *out = apr_pstrdup(p, s), *c;
-
-    for (c = out; *c; c++)
-        *c = (char)apr_tolower(*c);
-    return out;
-}
-
-/* An email, or "@domain" when domain_ok: the users collection's keys. */
-static int valid_who(const char *w, int domain_ok)
-{
-    const char *at = strchr(w, '@'), *c;
-
-    if (!at || strchr(at + 1, '@') || !at[1] || strlen(w) > 320 ||
-        (at == w && !domain_ok))
-        return 0;
-    for (c = w; *c; c++)
-        if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' ||
-            *c == '|' || *c == '\\' || *c == '$')
-            return 0;
-    return 1;
-}
-
 /* A USD amount as a JSON string, or null. */
 static const char *json_money(apr_pool_t *p, int has, aiproxy_money_t m)
 {
@@ -152,26 +121,6 @@ static const char *json_money(apr_pool_t *p, int has, aiproxy_money_t m)
 }
 
 /* ---- /token ------------------------------------------------------------ */
-
-/* Form fields of an application/x-www-form-urlencoded body. */
-static apr_table_t *parse_form(apr_pool_t *p, char *body)
-{
-    apr_table_t *t = apr_table_make(p, 4);
-    char *last, *pair;
-
-    for (pair = apr_strtok(body, "&", &last); pair;
-         pair = apr_strtok(NULL, "&", &last)) {
-        char *eq = strchr(pair, '=');
-        char *val = eq ? eq + 1 : "";
-
-        if (eq)
-            *eq = '\0';
-        if (ap_unescape_urlencoded(pair) == OK &&
-            ap_unescape_urlencoded(val) == OK)
-            apr_table_setn(t, pair, val);
-    }
-    return t;
-}
 
 /* The credential must never reach the access log, which records the
  * request line: keep only the path. */
@@ -212,11 +161,11 @@ static int token_config(request_rec *r, aiproxy_req_t *st)
  * request has been answered with an error instead. */
 static const char *read_credential(request_rec *r, aiproxy_req_t *st)
 {
-    apr_table_t *fields;
+    apr_table_t *fields = NULL;
     const char *credential;
 
     if (r->method_number == M_GET)
-        ap_args_to_table(r, &fields);
+        fields = aiproxy_params_parse(r->pool, r->args);
     redact_query(r);
     if (r->method_number != M_GET) {
         const char *ct = apr_table_get(r->headers_in, "Content-Type");
@@ -236,7 +185,7 @@ static const char *read_credential(request_rec *r, aiproxy_req_t *st)
                  "is too large.");
             return NULL;
         }
-        fields = parse_form(r->pool, body);
+        fields = aiproxy_params_parse(r->pool, body);
         csrf = apr_table_get(fields, "g_csrf_token");
         if (csrf && (ap_cookie_read(r, "g_csrf_token", &cookie, 0) !=
                      APR_SUCCESS || !cookie || strcmp(cookie, csrf))) {
@@ -405,46 +354,26 @@ static int list_caps(request_rec *r, aiproxy_req_t *st)
 
 static int set_cap(request_rec *r, aiproxy_req_t *st)
 {
-    aiproxy_json_t *body = read_json(r, st), *capv;
-    const char *who, *usd, *err = "";
+    aiproxy_json_t *body = read_json(r, st);
+    const char *who = NULL, *why, *err = "";
     aiproxy_money_t cap = 0;
+    int has_cap = 0;
 
     if (!body)
         return OK;
-    who = aiproxy_json_string(aiproxy_json_get(body, "who"));
-    if (!who || !valid_who(who, 1))
-        return fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
-                    "who must be an email or @domain.");
-    who = lower(r->pool, who);
-    capv = aiproxy_json_get(body, "cap");
-    if (!capv)
-        return fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
-                    "cap is required: a USD amount as a string (\"2.50\"), "
-                    "or null to clear.");
-    usd = aiproxy_json_string(capv);
-    if (aiproxy_json_is_null(capv)) {
-        cap = 0;    /* clear */
-    }
-    else if (!usd) {
-        return fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
-                    "cap must be a USD amount as a string (\"2.50\"), never "
-                    "a number, or null to clear.");
-    }
-    else if ((err = aiproxy_money_parse(r->pool, usd, &cap))) {
-        return fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
-                    apr_pstrcat(r->pool, "cap: ", err, NULL));
-    }
-    if (aiproxy_ledger_set_cap(aiproxy_child_ledger(), r->pool, who, usd != NULL,
+    if ((why = aiproxy_params_cap(r->pool, body, &who, &has_cap, &cap)))
+        return fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter", why);
+    if (aiproxy_ledger_set_cap(aiproxy_child_ledger(), r->pool, who, has_cap,
                                cap, &err) != AIPROXY_LEDGER_OK)
         return store_down(r, st, err);
     aiproxy_users_changed();
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, AIPLOGNO(04008)
                   "%s %s the cap of %s%s%s", st->email,
-                  usd ? "set" : "cleared", who, usd ? " to $" : "",
-                  usd ? aiproxy_money_format(r->pool, cap) : "");
+                  has_cap ? "set" : "cleared", who, has_cap ? " to $" : "",
+                  has_cap ? aiproxy_money_format(r->pool, cap) : "");
     return answer(r, st, apr_psprintf(r->pool, "{\"who\":%s,\"cap\":%s}",
                                       aiproxy_json_quote(r->pool, who),
-                                      json_money(r->pool, usd != NULL, cap)));
+                                      json_money(r->pool, has_cap, cap)));
 }
 
 static int revoke_user(request_rec *r, aiproxy_req_t *st)
@@ -456,10 +385,10 @@ static int revoke_user(request_rec *r, aiproxy_req_t *st)
     if (!body)
         return OK;
     email = aiproxy_json_string(aiproxy_json_get(body, "email"));
-    if (!email || !valid_who(email, 0))
+    if (!email || !aiproxy_params_who(email, 0))
         return fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
                     "email must be an email address.");
-    email = lower(r->pool, email);
+    email = aiproxy_params_lower(r->pool, email);
     if (aiproxy_ledger_revoke(aiproxy_child_ledger(), r->pool, email,
                               apr_time_sec(apr_time_now()), &at, &err)
         != AIPROXY_LEDGER_OK)
@@ -484,16 +413,16 @@ static int month_email_args(request_rec *r, aiproxy_req_t *st,
 
     *month = aiproxy_month_of(r->pool, r->request_time);
     *email = NULL;
-    ap_args_to_table(r, &args);
+    args = aiproxy_params_parse(r->pool, r->args);
     arr = apr_table_elts(args);
     e = (const apr_table_entry_t *)arr->elts;
     for (i = 0; i < arr->nelts; i++) {
         const char *v = e[i].val ? e[i].val : "";
 
-        if (!strcmp(e[i].key, "month") && valid_month(v))
+        if (!strcmp(e[i].key, "month") && aiproxy_params_month(v))
             *month = v;
-        else if (!strcmp(e[i].key, "email") && valid_who(v, 0))
-            *email = lower(r->pool, v);
+        else if (!strcmp(e[i].key, "email") && aiproxy_params_who(v, 0))
+            *email = aiproxy_params_lower(r->pool, v);
         else if (!strcmp(e[i].key, "email") && !*v)
             continue;
         else {

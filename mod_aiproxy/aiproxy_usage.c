@@ -10,6 +10,7 @@
 #include "util_script.h"
 
 #include "aiproxy_json.h"
+#include "aiproxy_params.h"
 #include "aiproxy_request.h"
 
 APLOG_USE_MODULE(aiproxy);
@@ -20,29 +21,6 @@ APLOG_USE_MODULE(aiproxy);
 static const char *const sort_fields[] = {
     "monthlyCost", "monthlyRequests", "month", "email", NULL
 };
-
-static int valid_month(const char *m)
-{
-    return strlen(m) == 7 && apr_isdigit(m[0]) && apr_isdigit(m[1]) &&
-           apr_isdigit(m[2]) && apr_isdigit(m[3]) && m[4] == '-' &&
-           ((m[5] == '0' && m[6] >= '1' && m[6] <= '9') ||
-            (m[5] == '1' && m[6] >= '0' && m[6] <= '2'));
-}
-
-static int parse_count(const char *v, apr_int64_t min, apr_int64_t max,
-                       apr_int64_t *out)
-{
-    char *end;
-    apr_int64_t n;
-
-    if (!v || !*v || strlen(v) > 12)
-        return 0;
-    n = apr_strtoi64(v, &end, 10);
-    if (*end || n < min || n > max)
-        return 0;
-    *out = n;
-    return 1;
-}
 
 static const char *row_json(apr_pool_t *p, const aiproxy_month_row_t *row)
 {
@@ -136,23 +114,23 @@ int aiproxy_usage_list(request_rec *r, aiproxy_req_t *st)
                             "usage; see /usage/me for your own.");
         return aiproxy_reply_handler(r);
     }
-    ap_args_to_table(r, &args);
+    args = aiproxy_params_parse(r->pool, r->args);
     arr = apr_table_elts(args);
     e = (const apr_table_entry_t *)arr->elts;
     for (i = 0; i < arr->nelts; i++) {
         const char *k = e[i].key, *v = e[i].val ? e[i].val : "";
 
         if (!strcmp(k, "skip")) {
-            if (!parse_count(v, 0, APR_INT64_C(1000000000), &skip))
+            if (!aiproxy_params_count(v, 0, APR_INT64_C(1000000000), &skip))
                 return bad_param(r, st, "skip must be a whole number >= 0.");
         }
         else if (!strcmp(k, "limit")) {
-            if (!parse_count(v, 1, USAGE_MAX_LIMIT, &limit))
+            if (!aiproxy_params_count(v, 1, USAGE_MAX_LIMIT, &limit))
                 return bad_param(r, st, "limit must be a whole number from "
                                  "1 to 1000.");
         }
         else if (!strcmp(k, "month")) {
-            if (!valid_month(v))
+            if (!aiproxy_params_month(v))
                 return bad_param(r, st, "month must be YYYY-MM.");
             month = v;
         }

@@ -52,6 +52,9 @@ static void member_span(apr_pool_t *p, const char *body, size_t size)
 
     if (aiproxy_delta_text_len(body, size) > size)
         abort();
+    /* jansson reads a NUL as the end of its input; the finder reads on. */
+    if (memchr(body, '\0', size))
+        return;
     if (!found) {
         /* Only text jansson refuses, or an object without it, or one whose
          * value the finder cannot delimit alone (never a plain object). */
