@@ -356,6 +356,19 @@ static int bound_input(request_rec *r, aiproxy_req_t *st,
     return DECLINED;
 }
 
+/* Where provider-kept context is refused, nothing is kept either: a
+ * stored response could be pulled into a later request by an id the
+ * gateway cannot tell from any other. 1 when the body changed. */
+static int keep_nothing_stored(aiproxy_req_t *st, aiproxy_endpoint_t ep)
+{
+    const aiproxy_json_t *v = aiproxy_json_get(st->info.root, "store");
+
+    if (ep != AIPROXY_EP_RESPONSES || st->dir->server_context == 1 ||
+        (v && aiproxy_json_bool(v) == 0))
+        return 0;
+    return aiproxy_json_set_bool(st->info.root, "store", 0) == 0;
+}
+
 /* OpenAI reports usage in a chat stream only when asked: ask for it, so no
  * stream is ever billed at $0. The meter hides the usage from a client that
  * did not ask. 1 when the body changed. */
@@ -414,7 +427,9 @@ static int admit_body(request_rec *r, aiproxy_req_t *st)
         return rc;
     changed = bound_output(st, ep, &out_tokens);
     changed |= ask_stream_usage(st, ep);
+    changed |= keep_nothing_stored(st, ep);
     st->in_tokens = in_tokens;
+    st->out_tokens = out_tokens;
     st->reserved = aiproxy_cost_ceiling(st->price, in_tokens, out_tokens);
     st->body = body;
     st->body_out_len = st->body_len;
@@ -622,14 +637,18 @@ static void filter_betas(request_rec *r, aiproxy_req_t *st)
     char *list, *word, *last;
     const char *kept = NULL;
 
-    if (!v)
+    if (!v) {
+        apr_table_unset(r->headers_in, "anthropic_beta");
         return;
+    }
     list = apr_pstrdup(r->pool, v);
     for (word = apr_strtok(list, ", \t", &last); word;
          word = apr_strtok(NULL, ", \t", &last))
         if (apr_hash_get(st->g->anthropic_betas, word, APR_HASH_KEY_STRING))
             kept = kept ? apr_pstrcat(r->pool, kept, ",", word, NULL) : word;
     apr_table_unset(r->headers_in, "anthropic-beta");
+    /* A front end that reads '_' as '-' must not see another copy. */
+    apr_table_unset(r->headers_in, "anthropic_beta");
     if (kept)
         apr_table_setn(r->headers_in, "anthropic-beta", kept);
 }

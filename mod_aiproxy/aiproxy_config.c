@@ -320,7 +320,8 @@ static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
     if (!*model)
         return "AIProxyPrice: usage: AIProxyPrice MODEL input=USD "
                "[cached=USD] [cache_write=USD] [output=USD max_output=TOKENS] "
-               "[context=TOKENS] [image=TOKENS] (USD per 1M tokens)";
+               "[context=TOKENS] [image=TOKENS] [reasoning=yes|no] (USD per "
+               "1M tokens)";
     price = apr_pcalloc(cmd->pool, sizeof(*price));
     while (*(word = ap_getword_conf(cmd->pool, &args))) {
         const char *eq = strchr(word, '=');
@@ -342,10 +343,16 @@ static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
             tokens = &price->context;
         else if (!strcmp(name, "image"))
             tokens = &price->image_tokens;
+        else if (!strcmp(name, "reasoning") && eq &&
+                 (!strcmp(eq + 1, "yes") || !strcmp(eq + 1, "no"))) {
+            price->reasoning = !strcmp(eq + 1, "yes");
+            continue;
+        }
         if ((!field && !tokens) || !eq)
             return apr_psprintf(cmd->pool, "AIProxyPrice %s: unknown field "
                                 "'%s' (input=, cached=, cache_write=, "
-                                "output=, max_output=, context=, image=)",
+                                "output=, max_output=, context=, image=, "
+                                "reasoning=yes|no)",
                                 model, name);
         if (tokens) {
             if ((err = price_tokens(cmd, model, name, eq + 1, tokens)))

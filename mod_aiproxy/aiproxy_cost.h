@@ -17,6 +17,9 @@ typedef struct {
     apr_int64_t max_output;
     apr_int64_t context;
     apr_int64_t image_tokens;
+    /* The model reasons in tokens a stream does not show (reasoning=yes):
+     * a stream cut before its usage pays its whole output bound. */
+    int reasoning;
 } aiproxy_price_t;
 
 /* Token counts normalised across APIs: every input token is in exactly one

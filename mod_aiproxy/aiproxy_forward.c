@@ -53,9 +53,11 @@ static void set_attempt(request_rec *r, aiproxy_req_t *st,
         apr_table_setn(r->headers_in, "Authorization", key);
     set_body(r, st, a->model);
     st->provider = a->provider;
+    /* A metered request's query string is no part of its price: it does
+     * not go upstream, where it could ask for more. */
     r->filename = apr_pstrcat(r->pool, "proxy:", a->provider->base_url, "/",
-                              st->endpoint, r->args ? "?" : "",
-                              r->args ? r->args : "", NULL);
+                              st->endpoint, r->args && !st->body ? "?" : "",
+                              r->args && !st->body ? r->args : "", NULL);
     r->proxyreq = PROXYREQ_REVERSE;
     r->handler = "proxy-server";
 }

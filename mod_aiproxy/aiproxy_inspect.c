@@ -56,7 +56,7 @@ static int is_type(const aiproxy_json_t *obj, const char *const *types)
 }
 
 static const char *const image_parts[] = {
-    "image_url", "input_image", "image", NULL
+    "image_url", "input_image", "image", "computer_screenshot", NULL
 };
 /* Files and documents: their tokens (pages as text and images, fetched
  * URLs, uploaded ids) are not bounded by the bytes that name them. */
@@ -77,9 +77,12 @@ static int scan_part(void *baton, const char *key, const aiproxy_json_t *v)
     const aiproxy_json_t *cc;
     const char *ttl;
 
-    (void)key;
     if (!aiproxy_json_is_object(v))
         return 0;
+    /* An assistant turn's audio, by id: audio tokens, not priced here. */
+    if (key && !strcmp(key, "audio") && !info->refused)
+        info->refused = "Audio is not offered by this gateway: it is billed "
+                        "by audio tokens, which are not priced here.";
     if (is_type(v, image_parts))
         info->images++;
     else if (is_type(v, file_parts))
@@ -179,9 +182,31 @@ static const char *check_extras(apr_pool_t *p, aiproxy_endpoint_t ep,
     return check_tools(p, ep, info);
 }
 
+/* A Responses input item the provider fills from what it keeps: one named
+ * by id alone (its type may be left out, or null), or reasoning without
+ * its encrypted content. */
+static const char *stored_item(const aiproxy_json_t *item)
+{
+    const aiproxy_json_t *type = aiproxy_json_get(item, "type");
+    const char *t = aiproxy_json_string(type);
+
+    if (!aiproxy_json_is_object(item))
+        return NULL;
+    if ((!type || aiproxy_json_is_null(type)) && aiproxy_json_get(item, "id") &&
+        !aiproxy_json_get(item, "role") && !aiproxy_json_get(item, "content"))
+        return "an input item given by id";
+    if (t && !strcmp(t, "reasoning") &&
+        !aiproxy_json_string(aiproxy_json_get(item, "encrypted_content")))
+        return "a reasoning item without its encrypted_content";
+    return NULL;
+}
+
 /* Requests that make the provider read what it keeps. */
 static void check_stored(aiproxy_request_info_t *info)
 {
+    const aiproxy_json_t *input = aiproxy_json_get(info->root, "input");
+    apr_size_t n;
+
     static const char *const fields[] = {
         "previous_response_id", "conversation", "prompt", NULL
     };
@@ -194,6 +219,42 @@ static void check_stored(aiproxy_request_info_t *info)
             info->unseen_input = fields[i];
             return;
         }
+    for (n = 0; n < aiproxy_json_array_size(input); n++)
+        if ((info->unseen_input = stored_item(aiproxy_json_array_at(input, n))))
+            return;
+}
+
+/* Reasoning asked for: OpenAI's reasoning or reasoning_effort, Anthropic's
+ * thinking (not when disabled). */
+static int asks_reasoning(const aiproxy_json_t *root)
+{
+    const aiproxy_json_t *v;
+    const char *t;
+
+    if (((v = aiproxy_json_get(root, "reasoning")) && !aiproxy_json_is_null(v)) ||
+        ((v = aiproxy_json_get(root, "reasoning_effort")) &&
+         !aiproxy_json_is_null(v)))
+        return 1;
+    v = aiproxy_json_get(root, "thinking");
+    t = aiproxy_json_string(aiproxy_json_get(v, "type"));
+    return v && !aiproxy_json_is_null(v) && !(t && !strcmp(t, "disabled"));
+}
+
+/* The output limits each endpoint has; another's name would go upstream
+ * unbounded by what the gateway reserved. */
+static int limit_belongs(aiproxy_endpoint_t ep, const char *field)
+{
+    switch (ep) {
+    case AIPROXY_EP_CHAT:
+        return !strcmp(field, "max_tokens") ||
+               !strcmp(field, "max_completion_tokens");
+    case AIPROXY_EP_RESPONSES:
+        return !strcmp(field, "max_output_tokens");
+    case AIPROXY_EP_MESSAGES:
+        return !strcmp(field, "max_tokens");
+    default:
+        return 0;
+    }
 }
 
 const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
@@ -239,6 +300,13 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
         if (!aiproxy_json_int(v, &n) || n < 0)
             return apr_psprintf(p, "'%s' must be a non-negative integer",
                                 output_limits[i]);
+        if (ep != AIPROXY_EP_OTHER && !limit_belongs(ep, output_limits[i]))
+            return apr_psprintf(p, "'%s' is not an output limit of this "
+                                "endpoint%s", output_limits[i],
+                                ep == AIPROXY_EP_EMBEDDINGS ? "" :
+                                apr_pstrcat(p, ": use '",
+                                            aiproxy_output_limit_field(ep),
+                                            "'", NULL));
         if (n > info->max_output)
             info->max_output = n;
     }
@@ -251,6 +319,7 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
     if ((err = check_extras(p, ep, info)))
         info->refused = err;
     check_stored(info);
+    info->reasoning = asks_reasoning(root);
     sc.p = p;
     sc.ep = ep;
     sc.info = info;

@@ -39,6 +39,9 @@ typedef struct {
      * files, whose size the gateway cannot see. NULL or what it is. */
     const char *unseen_input;
     int tools;               /* tool definitions, which add a tool prompt */
+    int reasoning;           /* asks for reasoning, which streams may not
+                                show (OpenAI's reasoning, Anthropic's
+                                thinking) */
     /* Something that costs money beyond the token counts and cannot be
      * bounded here (a service tier, a hosted tool, background mode...):
      * the message of the 400 that refuses it, or NULL. */

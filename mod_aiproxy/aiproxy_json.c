@@ -123,6 +123,11 @@ int aiproxy_json_set_string(aiproxy_json_t *obj, const char *key,
     return json_object_set_new(obj, key, json_string(value));
 }
 
+int aiproxy_json_set_bool(aiproxy_json_t *obj, const char *key, int v)
+{
+    return json_object_set_new(obj, key, json_boolean(v));
+}
+
 int aiproxy_json_set_int(aiproxy_json_t *obj, const char *key, apr_int64_t v)
 {
     return json_object_set_new(obj, key, json_integer((json_int_t)v));

@@ -39,6 +39,8 @@ int aiproxy_json_set_nested_true(aiproxy_json_t *obj, const char *parent,
 /* Sets obj[key] to the string value; 0 on success. */
 int aiproxy_json_set_string(aiproxy_json_t *obj, const char *key,
                             const char *value);
+/* Sets obj[key] to true or false; 0 on success. */
+int aiproxy_json_set_bool(aiproxy_json_t *obj, const char *key, int v);
 /* Sets obj[key] to an integer; 0 on success. */
 int aiproxy_json_set_int(aiproxy_json_t *obj, const char *key, apr_int64_t v);
 /* Calls fn on v and every object and array nested in it, depth first, with

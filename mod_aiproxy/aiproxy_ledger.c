@@ -915,6 +915,23 @@ out:
     return ok;
 }
 
+/* 1 when the request record of id is in the store, 0 when not, -1 on a
+ * store error. */
+static int record_exists(apr_pool_t *p, aiproxy_ledger_t *l,
+                         mongoc_client_t *client, const char *id,
+                         const char **err)
+{
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, l->db,
+                                                             REQUESTS);
+    bson_t doc;
+    int got = find_by_id(p, coll, id, &doc, err);
+
+    if (got > 0)
+        bson_destroy(&doc);
+    mongoc_collection_destroy(coll);
+    return got;
+}
+
 aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
                                           const aiproxy_record_t *r,
                                           aiproxy_month_t *m,
@@ -942,6 +959,28 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
     if (r->held && !find_and_modify(p, ls.coll, filter, update, fields, NULL,
                                     m, &found, err))
         goto done;
+    if (!found && r->held) {
+        /* The hold is gone: swept (and charged) while the request ran, or
+         * settled by a try whose reply was lost. `done` remembers the last
+         * settlements only; the sweep's record, written at once, is the
+         * lasting proof that this one was charged. */
+        int swept = record_exists(p, l, ls.client, r->id, err);
+
+        if (swept < 0)
+            goto done;
+        if (swept) {
+            bson_t doc;
+            int got = find_by_id(p, ls.coll, key, &doc, err);
+
+            if (got < 0)
+                goto done;
+            if (got) {
+                read_month(&doc, m);
+                bson_destroy(&doc);
+            }
+            found = 1;
+        }
+    }
     if (!found && !charge_unheld(p, ls.coll, key, r, fields, m, err))
         goto done;
     /* Also when already settled: the try whose reply was lost wrote no

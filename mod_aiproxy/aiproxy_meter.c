@@ -70,7 +70,8 @@ static apr_int64_t delta_tokens(apr_size_t n)
 
 /* What a request is charged when the provider's final usage never came:
  * a stream cut short pays the input the provider reported at its start
- * (else the reservation's input bound) and the output its deltas show; a
+ * (else the reservation's input bound) and the output its deltas show (its
+ * whole output bound when reasoning may have gone unseen); a
  * request that was answered without usage, or not answered in time after
  * it was sent, pays its reservation. 1 when it is charged anything. */
 static int estimate_usage(aiproxy_req_t *st, int status)
@@ -85,6 +86,11 @@ static int estimate_usage(aiproxy_req_t *st, int status)
         }
         if (st->delta_tokens > st->usage.output)
             st->usage.output = st->delta_tokens;
+        /* Reasoning the stream did not show, or an event too large to
+         * read (which may have held the usage): the whole output bound. */
+        if ((st->price->reasoning || st->info.reasoning || st->oversize) &&
+            st->out_tokens > st->usage.output)
+            st->usage.output = st->out_tokens;
         return 1;
     }
     return (!st->streaming && status < 400) || st->timed_out;
@@ -333,6 +339,8 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
     apr_size_t len = ev->raw_len;
     int end = 0, copy = 0;
 
+    if (ev->oversize)
+        st->oversize = 1;
     if (st->api == AIPROXY_API_ANTHROPIC) {
         if (!strcmp(ev->name, "content_block_delta"))
             st->delta_tokens += delta_tokens(aiproxy_delta_text_len(

@@ -42,6 +42,8 @@ typedef struct {
                                        (Anthropic's message_start) */
     int start_usage_found;
     apr_int64_t in_tokens;          /* the input bound of the reservation */
+    apr_int64_t out_tokens;         /* and its output bound */
+    int oversize;                   /* a stream event too large to read */
     int streaming;                  /* the response is an SSE stream */
     apr_int64_t delta_tokens;       /* output estimated from the deltas */
     int timed_out;                  /* sent, and no answer in time */

@@ -78,7 +78,8 @@ static void dispatch(aiproxy_sse_t *s, apr_size_t end,
 
     ev.raw = s->buf;
     ev.raw_len = end;
-    if (end > s->max_event || s->oversize) {
+    ev.oversize = end > s->max_event || s->oversize;
+    if (ev.oversize) {
         s->data[0] = '\0';
         ev.name = "";
         ev.data = s->data;

@@ -13,6 +13,7 @@ typedef struct {
     const char *name;       /* "event:" field, "" when absent */
     const char *data;       /* "data:" lines joined by \n, NUL-terminated */
     apr_size_t data_len;
+    int oversize;           /* past the limit: passed on unread */
 } aiproxy_sse_event_t;
 
 typedef void aiproxy_sse_event_fn(void *baton, const aiproxy_sse_event_t *ev);

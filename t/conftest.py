@@ -293,7 +293,8 @@ def load_prices():
             continue
         fields = dict(w.split("=", 1) for w in words[2:])
         # Limits are token counts; prices USD per 1M tokens, as pico per token.
-        p = {k: int(v) if k in ("max_output", "context", "image")
+        p = {k: (v == "yes") if k == "reasoning"
+             else int(v) if k in ("max_output", "context", "image")
              else int(Decimal(v) * 1000000) for k, v in fields.items()}
         p.setdefault("cached", p["input"])
         p.setdefault("cache_write", 0)

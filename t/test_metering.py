@@ -51,6 +51,9 @@ def read_prices(path=os.path.join(ROOT, "conf/prices.conf")):
                 if k in TOKEN_FIELDS:
                     fields[k] = int(v)
                     continue
+                if k == "reasoning":
+                    fields[k] = v == "yes"
+                    continue
                 per_token = Decimal(v) * PICO_PER_USD / Decimal(10 ** 6)
                 assert per_token == per_token.to_integral_value(), line
                 fields[k] = int(per_token)

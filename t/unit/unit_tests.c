@@ -663,7 +663,7 @@ static void test_cost_ceiling(apr_pool_t *p)
 static const char *inspect(apr_pool_t *p, const char *body,
                            aiproxy_request_info_t *info)
 {
-    return aiproxy_inspect_request(p, body, strlen(body), AIPROXY_EP_CHAT, info);
+    return aiproxy_inspect_request(p, body, strlen(body), AIPROXY_EP_OTHER, info);
 }
 
 static void test_inspect_ok(apr_pool_t *p)
@@ -835,6 +835,55 @@ static void test_inspect_bounds(apr_pool_t *p)
     CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\","
                      "\"web_search_options\":{}}", &info) == NULL);
     CHECK_REJECT(info.refused, "Web search");
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"messages\":[{"
+                     "\"role\":\"assistant\",\"audio\":{\"id\":\"a1\"}}]}",
+                     &info) == NULL);
+    CHECK_REJECT(info.refused, "Audio");
+
+    /* Items the provider fills from what it keeps. */
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"input\":["
+                     "{\"id\":\"msg_1\"},{\"role\":\"user\",\"content\":"
+                     "\"sum up\"}]}", &info) == NULL);
+    CHECK_STR(info.unseen_input, "an input item given by id");
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"input\":["
+                     "{\"type\":null,\"id\":\"msg_1\"}]}", &info) == NULL);
+    CHECK(info.unseen_input != NULL);
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"input\":["
+                     "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[]}]}",
+                     &info) == NULL);
+    CHECK_REJECT(info.unseen_input, "encrypted_content");
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"input\":["
+                     "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[],"
+                     "\"encrypted_content\":\"gAAA\"},{\"type\":\"message\","
+                     "\"id\":\"msg_2\",\"role\":\"assistant\",\"content\":"
+                     "[{\"type\":\"output_text\",\"text\":\"hi\"}]}]}", &info)
+          == NULL);
+    CHECK(info.unseen_input == NULL);
+
+    /* An output limit of another endpoint would go upstream unbounded. */
+    CHECK_REJECT(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\","
+                            "\"max_output_tokens\":1}", &info),
+                 "max_completion_tokens");
+    CHECK_REJECT(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\","
+                            "\"max_tokens\":1}", &info), "max_output_tokens");
+    CHECK_REJECT(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\","
+                            "\"max_completion_tokens\":1}", &info), "max_tokens");
+    CHECK_REJECT(inspect_at(p, AIPROXY_EP_EMBEDDINGS, "{\"model\":\"m\","
+                            "\"max_tokens\":1}", &info), "max_tokens");
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"max_tokens\":5,"
+                     "\"max_completion_tokens\":7}", &info) == NULL);
+    CHECK_INT(info.max_output, 7);
+
+    /* Reasoning a stream may not show. */
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"reasoning\":"
+                     "{\"effort\":\"high\"}}", &info) == NULL && info.reasoning);
+    CHECK(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\",\"thinking\":"
+                     "{\"type\":\"enabled\",\"budget_tokens\":2000}}", &info)
+          == NULL && info.reasoning);
+    CHECK(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\",\"thinking\":"
+                     "{\"type\":\"disabled\"}}", &info) == NULL && !info.reasoning);
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\"}", &info) == NULL &&
+          !info.reasoning);
 }
 
 /* The text a delta carries, for the estimate of a cut stream. */
