@@ -413,3 +413,55 @@ def test_usage_we_asked_for_is_hidden_on_a_chunk_with_choices(gateway, up):
         stream_options={"include_usage": True},
         extra_headers={"X-Fake-Usage-On-Choice": "1"}))
     assert [c.usage.completion_tokens for c in chunks if c.usage] == [billed(up)[-1]["output"]]
+
+
+# ------------------------------------------------------------------ found in review
+
+def test_items_given_by_id_are_provider_kept_input(gateway, up):
+    """An input item named by id alone (type left out or null) is filled by
+    the provider from what it keeps: refused like previous_response_id."""
+    client = oai(gateway, new_email("byid"))
+    for item in ({"id": "msg_abc"}, {"type": None, "id": "msg_abc"},
+                 {"type": "reasoning", "id": "rs_abc", "summary": []}):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.responses.create(model="gpt-4o-mini",
+                                    input=[item, {"role": "user", "content": "sum up"}])
+        assert_refused(e, 400, "unbounded_input")
+    assert billed(up) == []
+    # Nothing is kept for later either.
+    client.responses.create(model="gpt-4o-mini", input="hello", store=True)
+    assert json.loads(up.requests()[-1]["body"])["store"] is False
+
+
+def test_output_limit_of_another_endpoint_is_refused(gateway, up):
+    client = oai(gateway, new_email("foreign"))
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG,
+                                       extra_body={"max_output_tokens": 1})
+    assert_refused(e, 400, "invalid_request", "max_completion_tokens")
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="gpt-4o-mini", input="x", extra_body={"max_tokens": 1})
+    assert billed(up) == []
+
+
+def test_cut_stream_that_asked_for_reasoning_pays_its_output_bound(gateway, up):
+    """Reasoning a stream does not show cannot be estimated from its deltas."""
+    email = new_email("cut-reason")
+    with pytest.raises(Exception):
+        for _ in oai(gateway, email).responses.create(
+                model="gpt-4o-mini", input="think", stream=True, max_output_tokens=500,
+                reasoning={"effort": "high"},
+                extra_headers={"X-Fake-Want": "400", "X-Fake-Cut-After": "20"}):
+            pass
+    doc = records(gateway, email)[0]
+    assert doc["estimated"] is True and doc["output_tokens"] == 500
+    assert doc["cost"] == doc["reserved"]
+
+
+def test_query_string_does_not_go_upstream(gateway, up):
+    r = httpx.post(gateway.url(CHAT + "?api-version=2099-01-01&models=x"),
+                   headers={"Authorization": "Bearer " + make_token(new_email("qs"))},
+                   json={"model": "gpt-4o-mini", "messages": MSG, "max_tokens": 5},
+                   timeout=30)
+    assert r.status_code == 200, r.text
+    assert up.requests()[-1]["query"] == ""
