@@ -338,6 +338,11 @@ static int bound_input(request_rec *r, aiproxy_req_t *st,
     }
     if (st->info.tools)
         n += TOOL_PROMPT_TOKENS;
+    if (st->info.cache_1h && price->cache_write_1h <= 0)
+        return refuse_bad(r, st, "unsupported_feature", apr_psprintf(
+                          r->pool, "1-hour cache writes are not offered for "
+                          "%s on this gateway: its price list names no "
+                          "cache_write_1h. Use ttl 5m.", st->info.model));
     if (st->info.unseen_input) {
         if (st->dir->server_context != 1 || price->context <= 0)
             return refuse_bad(r, st, "unbounded_input", apr_psprintf(
@@ -430,7 +435,17 @@ static int admit_body(request_rec *r, aiproxy_req_t *st)
     changed |= keep_nothing_stored(st, ep);
     st->in_tokens = in_tokens;
     st->out_tokens = out_tokens;
-    st->reserved = aiproxy_cost_ceiling(st->price, in_tokens, out_tokens);
+    if (st->info.cache_1h) {
+        /* Input may be written for an hour, at that dearer rate. */
+        aiproxy_price_t dear = *st->price;
+
+        if (dear.cache_write_1h > dear.cache_write)
+            dear.cache_write = dear.cache_write_1h;
+        st->reserved = aiproxy_cost_ceiling(&dear, in_tokens, out_tokens);
+    }
+    else {
+        st->reserved = aiproxy_cost_ceiling(st->price, in_tokens, out_tokens);
+    }
     st->body = body;
     st->body_out_len = st->body_len;
     if (changed) {

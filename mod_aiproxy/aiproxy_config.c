@@ -319,7 +319,8 @@ static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
     model = ap_getword_conf(cmd->pool, &args);
     if (!*model)
         return "AIProxyPrice: usage: AIProxyPrice MODEL input=USD "
-               "[cached=USD] [cache_write=USD] [output=USD max_output=TOKENS] "
+               "[cached=USD] [cache_write=USD] [cache_write_1h=USD] "
+               "[output=USD max_output=TOKENS] "
                "[context=TOKENS] [image=TOKENS] [reasoning=yes|no] (USD per "
                "1M tokens)";
     price = apr_pcalloc(cmd->pool, sizeof(*price));
@@ -335,6 +336,8 @@ static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
             field = &price->cached_input, has_cached = 1;
         else if (!strcmp(name, "cache_write"))
             field = &price->cache_write;
+        else if (!strcmp(name, "cache_write_1h"))
+            field = &price->cache_write_1h;
         else if (!strcmp(name, "output"))
             field = &price->output;
         else if (!strcmp(name, "max_output"))
@@ -351,7 +354,7 @@ static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
         if ((!field && !tokens) || !eq)
             return apr_psprintf(cmd->pool, "AIProxyPrice %s: unknown field "
                                 "'%s' (input=, cached=, cache_write=, "
-                                "output=, max_output=, context=, image=, "
+                                "cache_write_1h=, output=, max_output=, context=, image=, "
                                 "reasoning=yes|no)",
                                 model, name);
         if (tokens) {

@@ -93,6 +93,12 @@ aiproxy_money_t aiproxy_cost_of(const aiproxy_price_t *price,
     c = mul_add(c, u->input, price->input);
     c = mul_add(c, u->cached_input, price->cached_input);
     c = mul_add(c, u->cache_write, price->cache_write);
+    /* Requests that write for an hour are refused unless it is priced; one
+     * reported all the same pays twice the input, Anthropic's rate. */
+    c = mul_add(c, u->cache_write_1h, price->cache_write_1h > 0
+                ? price->cache_write_1h
+                : (price->cache_write > 2 * price->input ? price->cache_write
+                                                         : 2 * price->input));
     c = mul_add(c, u->output, price->output);
     return c;
 }

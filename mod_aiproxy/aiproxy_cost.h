@@ -8,7 +8,9 @@
 typedef struct {
     aiproxy_money_t input;        /* uncached input */
     aiproxy_money_t cached_input; /* input served from the provider's cache */
-    aiproxy_money_t cache_write;  /* input written to the cache (Anthropic) */
+    aiproxy_money_t cache_write;  /* input written to the cache (Anthropic),
+                                     for 5 minutes */
+    aiproxy_money_t cache_write_1h; /* for an hour; 0: refused */
     aiproxy_money_t output;
     /* Limits of the model, in tokens, that bound what a request can cost:
      * the most output one answer can have (required where output is
@@ -23,11 +25,12 @@ typedef struct {
 } aiproxy_price_t;
 
 /* Token counts normalised across APIs: every input token is in exactly one
- * of the first three fields. */
+ * of the first four fields. */
 typedef struct {
     apr_int64_t input;
     apr_int64_t cached_input;
     apr_int64_t cache_write;
+    apr_int64_t cache_write_1h;
     apr_int64_t output;
 } aiproxy_usage_t;
 

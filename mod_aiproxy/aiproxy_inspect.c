@@ -93,13 +93,16 @@ static int scan_part(void *baton, const char *key, const aiproxy_json_t *v)
         info->refused = "Audio input is not offered by this gateway: it is "
                         "billed by audio tokens, which are not priced here.";
     /* Anthropic's 1-hour cache writes cost twice the input price, not the
-     * 5-minute rate the price list names. */
+     * 5-minute rate: admission takes them where they are priced. */
     if ((cc = aiproxy_json_get(v, "cache_control")) &&
         (ttl = aiproxy_json_string(aiproxy_json_get(cc, "ttl"))) &&
-        strcmp(ttl, "5m") && !info->refused)
+        !strcmp(ttl, "1h"))
+        info->cache_1h = 1;
+    else if (cc && (ttl = aiproxy_json_string(aiproxy_json_get(cc, "ttl"))) &&
+             strcmp(ttl, "5m") && !info->refused)
         info->refused = apr_psprintf(sc->p, "cache_control with ttl '%s' is "
-                                     "not offered by this gateway: only the "
-                                     "5-minute cache is priced; remove ttl.",
+                                     "not offered by this gateway: use 5m or "
+                                     "1h.",
                                      ttl);
     return 0;
 }
@@ -332,7 +335,7 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
  * non-negative integer; read from jansson's tree or by scan_usage(). */
 enum {
     F_PROMPT, F_COMPLETION, F_INPUT, F_OUTPUT, F_CACHE_READ,
-    F_CACHE_CREATION, F_PROMPT_CACHED, F_INPUT_CACHED, F_COUNT
+    F_CACHE_CREATION, F_PROMPT_CACHED, F_INPUT_CACHED, F_CACHE_1H, F_COUNT
 };
 
 typedef struct {
@@ -370,6 +373,8 @@ static void fields_from_json(const aiproxy_json_t *usage, fields_t *f)
              F_PROMPT_CACHED);
     count_at(usage, "input_tokens_details", "cached_tokens", f,
              F_INPUT_CACHED);
+    count_at(usage, "cache_creation", "ephemeral_1h_input_tokens", f,
+             F_CACHE_1H);
 }
 
 static void keep_max(apr_int64_t *field, apr_int64_t v)
@@ -392,10 +397,19 @@ static int merge_fields(const fields_t *f, aiproxy_api_t api,
         /* Anthropic's input_tokens excludes cache reads and writes. */
         keep_max(&u->input, field_or_0(f, F_INPUT));
         keep_max(&u->cached_input, field_or_0(f, F_CACHE_READ));
-        keep_max(&u->cache_write, field_or_0(f, F_CACHE_CREATION));
+        apr_int64_t writes = field_or_0(f, F_CACHE_CREATION);
+        apr_int64_t hour = field_or_0(f, F_CACHE_1H);
+
+        /* cache_creation_input_tokens counts both durations; the hour's
+         * are named inside cache_creation. */
+        if (hour > writes)
+            writes = hour;
+        keep_max(&u->cache_write, writes - hour);
+        keep_max(&u->cache_write_1h, hour);
         keep_max(&u->output, field_or_0(f, F_OUTPUT));
         return f->has[F_INPUT] || f->has[F_CACHE_READ] ||
-               f->has[F_CACHE_CREATION] || f->has[F_OUTPUT];
+               f->has[F_CACHE_CREATION] || f->has[F_OUTPUT] ||
+               f->has[F_CACHE_1H];
     }
     /* OpenAI counts cached tokens inside the prompt total. Chat and
      * embeddings say prompt/completion; the Responses API input/output. */
@@ -511,6 +525,8 @@ static int field_of(const char *s, apr_size_t start, apr_size_t n,
 {
     int k;
 
+    if (details == F_CACHE_1H)
+        return key_is(s, start, n, "ephemeral_1h_input_tokens") ? details : -1;
     if (details >= 0)
         return key_is(s, start, n, "cached_tokens") ? details : -1;
     for (k = 0; k <= F_CACHE_CREATION; k++)
@@ -560,6 +576,8 @@ static int scan_object(const char *s, apr_size_t len, apr_size_t *i,
                 sub = F_PROMPT_CACHED;
             else if (key_is(s, start, n, "input_tokens_details"))
                 sub = F_INPUT_CACHED;
+            else if (key_is(s, start, n, "cache_creation"))
+                sub = F_CACHE_1H;
             if (scan_object(s, len, i, sub, f))
                 return -1;
         }

@@ -39,6 +39,7 @@ typedef struct {
      * files, whose size the gateway cannot see. NULL or what it is. */
     const char *unseen_input;
     int tools;               /* tool definitions, which add a tool prompt */
+    int cache_1h;            /* asks for 1-hour cache writes */
     int reasoning;           /* asks for reasoning, which streams may not
                                 show (OpenAI's reasoning, Anthropic's
                                 thinking) */

@@ -386,6 +386,7 @@ static bson_t *record_doc(const aiproxy_record_t *r)
                     "input_tokens", BCON_INT64(r->usage.input),
                     "cached_tokens", BCON_INT64(r->usage.cached_input),
                     "cache_write_tokens", BCON_INT64(r->usage.cache_write),
+                    "cache_write_1h_tokens", BCON_INT64(r->usage.cache_write_1h),
                     "output_tokens", BCON_INT64(r->usage.output),
                     "cost", BCON_INT64(r->cost),
                     "reserved", BCON_INT64(r->reserved),

@@ -44,7 +44,9 @@ header values win over queued control values):
   X-Fake-CRLF: 1               SSE lines end in \\r\\n (cr: in a bare \\r)
   X-Fake-Cut-After: N          stream: close the connection abruptly after N events
   X-Fake-Usage: {json}         prompt_tokens, completion_tokens, cached_tokens,
-                               cache_creation, reasoning_tokens (Anthropic names
+                               cache_creation, cache_creation_1h (Anthropic's 1-hour
+                               writes, also counted in cache_creation_input_tokens
+                               and named in cache_creation{}), reasoning_tokens (Anthropic names
                                input_tokens, output_tokens, cache_read_input_tokens,
                                cache_creation_input_tokens accepted as aliases)
   X-Fake-Usage-Position: early|none   chat stream: usage chunk before the last
@@ -83,11 +85,12 @@ Billing ledger: every request to a model route (chat/completions, responses,
 messages, embeddings, messages/count_tokens) appends, when it is accepted and
 before any byte of the answer (so hangs and background work are billed in
 full), the record
-  {"seq", "path", "model", "input", "cached", "cache_write", "output",
+  {"seq", "path", "model", "input", "cached", "cache_write", "cache_write_1h", "output",
    "reasoning", "n", "background", "status"}
 seq = that request's seq in /__requests; input = uncached input tokens (OpenAI
 prompt_tokens - cached_tokens, Anthropic input_tokens); cached = cached/cache-read
-tokens; cache_write = Anthropic cache_creation_input_tokens (OpenAI 0); output =
+tokens; cache_write = Anthropic 5-minute cache writes, cache_write_1h = 1-hour
+ones (OpenAI 0); output =
 completion/output tokens incl. reasoning; reasoning = reasoning tokens (all
 choices); status = HTTP status of the answer (a hang: the one it would have had).
 The counts equal the usage the response reports (when it reports one). A
@@ -234,13 +237,15 @@ def _reply_pieces(reply):
 
 
 class Usage:
-    __slots__ = ("prompt", "completion", "cached", "cache_creation", "reasoning")
+    __slots__ = ("prompt", "completion", "cached", "cache_creation", "cache_creation_1h",
+                 "reasoning")
 
     def __init__(self, prompt, completion, override=None, reasoning=0):
         self.prompt = prompt
         self.completion = completion
         self.cached = 0
         self.cache_creation = 0
+        self.cache_creation_1h = 0
         self.reasoning = reasoning
         o = override or {}
         for keys, attr in (
@@ -248,6 +253,7 @@ class Usage:
             (("completion_tokens", "output_tokens"), "completion"),
             (("cached_tokens", "cache_read_input_tokens", "cache_read"), "cached"),
             (("cache_creation", "cache_creation_input_tokens"), "cache_creation"),
+            (("cache_creation_1h",), "cache_creation_1h"),
             (("reasoning_tokens",), "reasoning"),
         ):
             for k in keys:
@@ -279,9 +285,17 @@ class Usage:
         }
 
     def anthropic(self, output_tokens=None):
+        u = self._anthropic(output_tokens)
+        if self.cache_creation_1h:
+            # The split by duration, as Anthropic reports it.
+            u["cache_creation"] = {"ephemeral_5m_input_tokens": self.cache_creation,
+                                   "ephemeral_1h_input_tokens": self.cache_creation_1h}
+        return u
+
+    def _anthropic(self, output_tokens=None):
         return {
             "input_tokens": self.prompt,
-            "cache_creation_input_tokens": self.cache_creation,
+            "cache_creation_input_tokens": self.cache_creation + self.cache_creation_1h,
             "cache_read_input_tokens": self.cached,
             "output_tokens": self.completion if output_tokens is None else output_tokens,
         }
@@ -440,7 +454,8 @@ class Plan:
     def billed(self, seq, path, status=200):
         u = self.usage
         rec = {"seq": seq, "path": path, "model": self.model, "input": 0, "cached": 0,
-               "cache_write": 0, "output": 0, "reasoning": 0, "n": self.n,
+               "cache_write": 0, "cache_write_1h": 0, "output": 0, "reasoning": 0,
+               "n": self.n,
                "background": self.background, "status": status}
         if status >= 400 or self.kind == "count_tokens":
             return rec
@@ -450,6 +465,7 @@ class Plan:
             rec.update(input=max(0, u.prompt - u.cached), cached=u.cached,
                        output=u.completion, reasoning=u.reasoning)
         else:
+            rec.update(cache_write_1h=u.cache_creation_1h)
             rec.update(input=u.prompt, cached=u.cached, cache_write=u.cache_creation,
                        output=u.completion, reasoning=u.reasoning)
         return rec

@@ -610,7 +610,7 @@ def test_usage_on_choice(fake):
     assert all("usage" not in c for c in chunks_of(raw))
 
 
-BILL_KEYS = {"seq", "path", "model", "input", "cached", "cache_write", "output",
+BILL_KEYS = {"seq", "path", "model", "input", "cached", "cache_write", "cache_write_1h", "output",
              "reasoning", "n", "background", "status"}
 
 

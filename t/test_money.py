@@ -42,7 +42,9 @@ def billed(up):
 def billed_cost(rec):
     p = PRICES[rec["model"]]
     return (rec["input"] * p["input"] + rec["cached"] * p["cached"]
-            + rec["cache_write"] * p["cache_write"] + rec["output"] * p["output"])
+            + rec["cache_write"] * p["cache_write"]
+            + rec.get("cache_write_1h", 0) * p.get("cache_write_1h", 0)
+            + rec["output"] * p["output"])
 
 
 def month(gw, email):
@@ -320,7 +322,7 @@ def test_openai_costs_beyond_tokens_are_refused(gateway, up, kind, kwargs, word)
     ({"tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]},
      "web_search_20250305"),
     ({"system": [{"type": "text", "text": "be brief",
-                  "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}, "1h"),
+                  "cache_control": {"type": "ephemeral", "ttl": "2h"}}]}, "2h"),
 ])
 def test_anthropic_costs_beyond_tokens_are_refused(gateway, up, kwargs, word):
     with pytest.raises(anthropic.BadRequestError) as e:
@@ -465,3 +467,39 @@ def test_query_string_does_not_go_upstream(gateway, up):
                    timeout=30)
     assert r.status_code == 200, r.text
     assert up.requests()[-1]["query"] == ""
+
+
+HOUR_SYSTEM = [{"type": "text", "text": "a long syllabus " * 400,
+                "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+
+
+def test_one_hour_cache_writes_are_priced_as_such(gateway, up):
+    """1-hour cache writes cost twice the input, not the 5-minute rate."""
+    email = new_email("hour")
+    usage = json.dumps({"input_tokens": 20, "cache_creation": 100,
+                        "cache_creation_1h": 1000, "output_tokens": 10})
+    raw = claude(gateway, email).messages.with_raw_response.create(
+        model="claude-haiku-4-5", max_tokens=50, system=HOUR_SYSTEM, messages=MSG,
+        extra_headers={"X-Fake-Usage": usage})
+    bill = billed(up)[-1]
+    assert bill["cache_write_1h"] == 1000 and bill["cache_write"] == 100
+    doc = records(gateway, email)[0]
+    p = PRICES["claude-haiku-4-5"]
+    assert p["cache_write_1h"] == 2 * p["input"]
+    assert doc["cost"] == billed_cost(bill) == pico(raw.headers["cost"])
+    assert doc["cache_write_1h_tokens"] == 1000 and doc["estimated"] is False
+    # The hold took the hour's rate for every input byte.
+    assert doc["reserved"] == (len(raw.http_request.content) * p["cache_write_1h"]
+                               + 50 * p["output"])
+
+
+def test_one_hour_cache_writes_refused_where_unpriced(make_gateway, up):
+    gw = make_gateway("AIProxyPrice claude-nohour input=1.00 cache_write=1.25 output=5.00 "
+                      "max_output=1000\n<Location /nohour/v1>\n    AIProxyRoute anthropic\n"
+                      "    AIProxyModels claude-nohour\n</Location>\n").start()
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude(gw, new_email("nohour"), "/nohour").messages.create(
+            model="claude-nohour", max_tokens=50, system=HOUR_SYSTEM, messages=MSG)
+    assert e.value.status_code == 400
+    assert "cache_write_1h" in e.value.body["error"]["message"]
+    assert billed(up) == []

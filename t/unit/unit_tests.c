@@ -648,7 +648,7 @@ static void test_cost_ceiling(apr_pool_t *p)
     CHECK_INT(aiproxy_cost_ceiling(&mini, 1, APR_INT64_MAX), APR_INT64_MAX);
     /* The ceiling is never below the cost of any usage within it. */
     {
-        aiproxy_usage_t u = { 300, 400, 300, 200 };
+        aiproxy_usage_t u = { 300, 400, 300, 0, 200 };
 
         CHECK(aiproxy_cost_of(&sonnet, &u) <=
               aiproxy_cost_ceiling(&sonnet, 1000, 200));
@@ -824,7 +824,11 @@ static void test_inspect_bounds(apr_pool_t *p)
     CHECK(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\",\"system\":[{"
                      "\"type\":\"text\",\"text\":\"s\",\"cache_control\":{"
                      "\"type\":\"ephemeral\",\"ttl\":\"1h\"}}]}", &info) == NULL);
-    CHECK_REJECT(info.refused, "1h");
+    CHECK(info.refused == NULL && info.cache_1h == 1);
+    CHECK(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\",\"system\":[{"
+                     "\"type\":\"text\",\"text\":\"s\",\"cache_control\":{"
+                     "\"type\":\"ephemeral\",\"ttl\":\"2h\"}}]}", &info) == NULL);
+    CHECK_REJECT(info.refused, "2h");
     CHECK(inspect_at(p, AIPROXY_EP_MESSAGES, "{\"model\":\"m\",\"system\":[{"
                      "\"type\":\"text\",\"text\":\"s\",\"cache_control\":{"
                      "\"type\":\"ephemeral\",\"ttl\":\"5m\"}}]}", &info) == NULL);
@@ -1046,6 +1050,50 @@ static aiproxy_usage_t usage_of(apr_pool_t *p, const char *body,
         CHECK_INT((u).cache_write, write); \
         CHECK_INT((u).output, out); \
     } while (0)
+
+/* Anthropic names the hour's writes inside cache_creation: they leave the
+ * 5-minute count, by the scanner and by jansson alike. */
+static void test_usage_cache_hour(apr_pool_t *p)
+{
+    static const char *const bodies[] = {
+        "{\"usage\":{\"input_tokens\":10,\"cache_creation_input_tokens\":300,"
+        "\"cache_read_input_tokens\":5,\"cache_creation\":{"
+        "\"ephemeral_5m_input_tokens\":100,\"ephemeral_1h_input_tokens\":200},"
+        "\"output_tokens\":7}}",
+        /* Escapes: jansson's to read. */
+        "{\"usage\":{\"input_tokens\":10,\"cache_creation_input_tokens\":300,"
+        "\"cache_read_input_tokens\":5,\"cache_\\u0063reation\":{"
+        "\"ephemeral_5m_input_tokens\":100,\"ephemeral_1h_input_tokens\":200},"
+        "\"output_tokens\":7}}",
+    };
+    aiproxy_price_t price;
+    apr_size_t i;
+
+    memset(&price, 0, sizeof(price));
+    price.input = 1000000;
+    price.cache_write = 1250000;
+    price.cache_write_1h = 2000000;
+    for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        aiproxy_usage_t u;
+
+        memset(&u, 0, sizeof(u));
+        CHECK(aiproxy_usage_from_body(p, bodies[i], strlen(bodies[i]),
+                                      AIPROXY_API_ANTHROPIC, &u) == 1);
+        CHECK_USAGE(u, 10, 5, 100, 7);
+        CHECK_INT(u.cache_write_1h, 200);
+        CHECK_INT(aiproxy_cost_of(&price, &u), 10 * 1000000 + 100 * 1250000 +
+                  200 * 2000000);
+    }
+    /* Unpriced, an hour's write still pays twice the input. */
+    {
+        aiproxy_usage_t u;
+
+        memset(&u, 0, sizeof(u));
+        u.cache_write_1h = 3;
+        price.cache_write_1h = 0;
+        CHECK_INT(aiproxy_cost_of(&price, &u), 3 * 2000000);
+    }
+}
 
 static aiproxy_json_t *parse(apr_pool_t *p, const char *text)
 {
@@ -1955,6 +2003,7 @@ static const struct {
     { "member_span", test_member_span },
     { "path_endpoint", test_path_endpoint },
     { "usage", test_usage },
+    { "usage_cache_hour", test_usage_cache_hour },
     { "usage_tail", test_usage_tail },
     { "usage_scan", test_usage_scan },
     { "sse_end", test_sse_end },
