@@ -292,26 +292,13 @@ static const char *set_provider(cmd_parms *cmd, void *dc, const char *args)
     return NULL;
 }
 
-/* Token counts of a price line (max_output=, context=, image=). */
-static const char *price_tokens(cmd_parms *cmd, const char *model,
-                                const char *name, const char *v,
-                                apr_int64_t *out)
-{
-    const char *err = aiproxy_decimal_parse(cmd->pool, v, 0, out);
-
-    if (err || *out > APR_INT64_C(100000000))
-        return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s= must be a whole "
-                            "number of tokens up to 100000000", model, name);
-    return NULL;
-}
-
 static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
 {
     aiproxy_global_t *g = cmd_global(cmd);
     const char *err = global_only(cmd);
     const char *model, *word;
     aiproxy_price_t *price;
-    int has_input = 0, has_cached = 0;
+    int seen = 0;
 
     (void)dc;
     if (err)
@@ -324,58 +311,11 @@ static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
                "[context=TOKENS] [image=TOKENS] [reasoning=yes|no] (USD per "
                "1M tokens)";
     price = apr_pcalloc(cmd->pool, sizeof(*price));
-    while (*(word = ap_getword_conf(cmd->pool, &args))) {
-        const char *eq = strchr(word, '=');
-        const char *name = eq ? apr_pstrmemdup(cmd->pool, word, eq - word) : word;
-        aiproxy_money_t *field = NULL;
-        apr_int64_t *tokens = NULL;
-
-        if (!strcmp(name, "input"))
-            field = &price->input, has_input = 1;
-        else if (!strcmp(name, "cached"))
-            field = &price->cached_input, has_cached = 1;
-        else if (!strcmp(name, "cache_write"))
-            field = &price->cache_write;
-        else if (!strcmp(name, "cache_write_1h"))
-            field = &price->cache_write_1h;
-        else if (!strcmp(name, "output"))
-            field = &price->output;
-        else if (!strcmp(name, "max_output"))
-            tokens = &price->max_output;
-        else if (!strcmp(name, "context"))
-            tokens = &price->context;
-        else if (!strcmp(name, "image"))
-            tokens = &price->image_tokens;
-        else if (!strcmp(name, "reasoning") && eq &&
-                 (!strcmp(eq + 1, "yes") || !strcmp(eq + 1, "no"))) {
-            price->reasoning = !strcmp(eq + 1, "yes");
-            continue;
-        }
-        if ((!field && !tokens) || !eq)
-            return apr_psprintf(cmd->pool, "AIProxyPrice %s: unknown field "
-                                "'%s' (input=, cached=, cache_write=, "
-                                "cache_write_1h=, output=, max_output=, context=, image=, "
-                                "reasoning=yes|no)",
-                                model, name);
-        if (tokens) {
-            if ((err = price_tokens(cmd, model, name, eq + 1, tokens)))
-                return err;
-        }
-        else if ((err = aiproxy_price_parse(cmd->pool, eq + 1, field))) {
-            return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s= %s", model,
-                                name, err);
-        }
-    }
-    if (!has_input)
-        return apr_psprintf(cmd->pool, "AIProxyPrice %s: input= is required",
-                            model);
-    /* Without it no request's output, and so no reservation, is bounded. */
-    if (price->output > 0 && price->max_output <= 0)
-        return apr_psprintf(cmd->pool, "AIProxyPrice %s: max_output= (the "
-                            "most output tokens one answer can have) is "
-                            "required with output=", model);
-    if (!has_cached)
-        price->cached_input = price->input;
+    while (*(word = ap_getword_conf(cmd->pool, &args)))
+        if ((err = aiproxy_price_field(cmd->pool, price, word, &seen)))
+            return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s", model, err);
+    if ((err = aiproxy_price_finish(price, seen)))
+        return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s", model, err);
     apr_hash_set(g->prices, model, APR_HASH_KEY_STRING, price);
     return NULL;
 }

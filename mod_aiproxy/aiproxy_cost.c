@@ -48,6 +48,66 @@ const char *aiproxy_price_parse(apr_pool_t *p, const char *usd_per_million,
     return aiproxy_decimal_parse(p, usd_per_million, 6, out);
 }
 
+const char *aiproxy_price_field(apr_pool_t *p, aiproxy_price_t *price,
+                                const char *word, int *seen)
+{
+    const char *eq = strchr(word, '=');
+    const char *name = eq ? apr_pstrmemdup(p, word, eq - word) : word;
+    aiproxy_money_t *field = NULL;
+    apr_int64_t *tokens = NULL;
+    const char *err;
+
+    if (!strcmp(name, "input"))
+        field = &price->input, *seen |= AIPROXY_PRICE_HAS_INPUT;
+    else if (!strcmp(name, "cached"))
+        field = &price->cached_input, *seen |= AIPROXY_PRICE_HAS_CACHED;
+    else if (!strcmp(name, "cache_write"))
+        field = &price->cache_write;
+    else if (!strcmp(name, "cache_write_1h"))
+        field = &price->cache_write_1h;
+    else if (!strcmp(name, "output"))
+        field = &price->output;
+    else if (!strcmp(name, "max_output"))
+        tokens = &price->max_output;
+    else if (!strcmp(name, "context"))
+        tokens = &price->context;
+    else if (!strcmp(name, "image"))
+        tokens = &price->image_tokens;
+    else if (!strcmp(name, "reasoning") && eq &&
+             (!strcmp(eq + 1, "yes") || !strcmp(eq + 1, "no"))) {
+        price->reasoning = !strcmp(eq + 1, "yes");
+        return NULL;
+    }
+    if ((!field && !tokens) || !eq)
+        return apr_psprintf(p, "unknown field '%s' (input=, cached=, "
+                            "cache_write=, cache_write_1h=, output=, "
+                            "max_output=, context=, image=, reasoning=yes|no)",
+                            name);
+    if (tokens) {
+        err = aiproxy_decimal_parse(p, eq + 1, 0, tokens);
+        if (err || *tokens > APR_INT64_C(100000000))
+            return apr_psprintf(p, "%s= must be a whole number of tokens up "
+                                "to 100000000", name);
+        return NULL;
+    }
+    if ((err = aiproxy_price_parse(p, eq + 1, field)))
+        return apr_psprintf(p, "%s= %s", name, err);
+    return NULL;
+}
+
+const char *aiproxy_price_finish(aiproxy_price_t *price, int seen)
+{
+    if (!(seen & AIPROXY_PRICE_HAS_INPUT))
+        return "input= is required";
+    /* Without it no request's output, and so no reservation, is bounded. */
+    if (price->output > 0 && price->max_output <= 0)
+        return "max_output= (the most output tokens one answer can have) is "
+               "required with output=";
+    if (!(seen & AIPROXY_PRICE_HAS_CACHED))
+        price->cached_input = price->input;
+    return NULL;
+}
+
 char *aiproxy_money_format(apr_pool_t *p, aiproxy_money_t m)
 {
     const char *sign = "";

@@ -47,6 +47,16 @@ const char *aiproxy_money_parse(apr_pool_t *p, const char *usd,
 const char *aiproxy_price_parse(apr_pool_t *p, const char *usd_per_million,
                                 aiproxy_money_t *out);
 
+/* One NAME=VALUE word of an AIProxyPrice line into *price; *seen gathers
+ * which fields were given. NULL, or what is wrong with the word. */
+#define AIPROXY_PRICE_HAS_INPUT 1
+#define AIPROXY_PRICE_HAS_CACHED 2
+const char *aiproxy_price_field(apr_pool_t *p, aiproxy_price_t *price,
+                                const char *word, int *seen);
+
+/* After the last word: defaults, and the checks between fields. */
+const char *aiproxy_price_finish(aiproxy_price_t *price, int seen);
+
 /* Pico-dollars as a USD decimal string with no trailing zeros ("0.00015",
  * "2", "0"). Negative amounts keep their sign. */
 char *aiproxy_money_format(apr_pool_t *p, aiproxy_money_t m);

@@ -19,6 +19,29 @@ static void round_trip(apr_pool_t *p, aiproxy_money_t m)
         abort();
 }
 
+/* The input as the words of an AIProxyPrice line. */
+static void price_line(apr_pool_t *p, const char *in)
+{
+    char *copy = apr_pstrdup(p, in), *last, *word;
+    aiproxy_price_t price;
+    int seen = 0;
+
+    memset(&price, 0, sizeof(price));
+    for (word = apr_strtok(copy, " ", &last); word;
+         word = apr_strtok(NULL, " ", &last))
+        if (aiproxy_price_field(p, &price, word, &seen))
+            return;
+    if (aiproxy_price_finish(&price, seen))
+        return;
+    if (price.input < 0 || price.cached_input < 0 || price.cache_write < 0 ||
+        price.cache_write_1h < 0 || price.output < 0 || price.max_output < 0 ||
+        price.context < 0 || price.image_tokens < 0 ||
+        (price.output > 0 && price.max_output <= 0) ||
+        (!(seen & AIPROXY_PRICE_HAS_CACHED) &&
+         price.cached_input != price.input))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int initialized;
@@ -56,6 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (v <= APR_INT64_MAX / 1000000)
             round_trip(p, v * 1000000);
     }
+    price_line(p, in);
     apr_pool_destroy(p);
     return 0;
 }
