@@ -695,6 +695,7 @@ static const char *read_secret(apr_pool_t *p, const char *directive,
                                const char *spec, char **out, apr_size_t *len)
 {
     char *v;
+    apr_size_t n = 0;
 
     if (!strncmp(spec, "env:", 4)) {
         const char *e = getenv(spec + 4);
@@ -707,7 +708,6 @@ static const char *read_secret(apr_pool_t *p, const char *directive,
     else {
         apr_file_t *f;
         apr_finfo_t fi;
-        apr_size_t n;
         apr_status_t rv = apr_file_open(&f, spec + 5, APR_READ, 0, p);
 
         if (rv != APR_SUCCESS ||
@@ -728,6 +728,9 @@ static const char *read_secret(apr_pool_t *p, const char *directive,
     }
     /* A trailing newline from `echo > file` is not part of the secret. */
     *len = strlen(v);
+    if (n && *len < n)
+        return apr_psprintf(p, "%s: %s holds a NUL byte: not a secret "
+                            "file", directive, spec + 5);
     while (*len && (v[*len - 1] == '\n' || v[*len - 1] == '\r'))
         v[--*len] = '\0';
     if (!*len)

@@ -116,6 +116,8 @@ int aiproxy_forward_handler(request_rec *r)
         st->retries++;
         r->status = HTTP_OK;
     }
+    /* The provider's key stays out of what logs and later phases see. */
+    r->headers_in = headers;
     apr_table_setn(r->notes, "aiproxy-provider",
                    st->provider ? st->provider->name : "-");
     apr_table_setn(r->notes, "aiproxy-retries", apr_itoa(r->pool, st->retries));

@@ -160,6 +160,43 @@ static void set_final_headers(request_rec *r, aiproxy_req_t *st)
                               &st->month_state);
 }
 
+/* Upstream response headers that name the university's account at the
+ * provider, its quota there, or set the provider's cookies: the provider's
+ * business, not the student's. Request ids and Retry-After stay. */
+static const char *const private_headers[] = {
+    "openai-organization", "openai-project", "anthropic-organization-id",
+    "set-cookie", "set-cookie2", NULL
+};
+static const char *const private_prefixes[] = {
+    "x-ratelimit-", "anthropic-ratelimit-", NULL
+};
+
+static int collect_private(void *baton, const char *key, const char *value)
+{
+    apr_array_header_t *gone = baton;
+    const char *const *h;
+
+    (void)value;
+    for (h = private_prefixes; *h; h++)
+        if (!strncasecmp(key, *h, strlen(*h)))
+            APR_ARRAY_PUSH(gone, const char *) = key;
+    return 1;
+}
+
+static void drop_private_headers(request_rec *r, apr_table_t *t)
+{
+    apr_array_header_t *gone = apr_array_make(r->pool, 8,
+                                              sizeof(const char *));
+    const char *const *h;
+    int i;
+
+    for (h = private_headers; *h; h++)
+        apr_table_unset(t, *h);
+    apr_table_do(collect_private, gone, t, NULL);
+    for (i = 0; i < gone->nelts; i++)
+        apr_table_unset(t, APR_ARRAY_IDX(gone, i, const char *));
+}
+
 static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
 {
     request_rec *r = f->r;
@@ -170,6 +207,8 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     m->r = r;
     m->st = st;
     m->attempt = st->attempt;
+    drop_private_headers(r, r->headers_out);
+    drop_private_headers(r, r->err_headers_out);
     m->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
     if (st->error_generated)
         m->mode = MODE_ERROR;

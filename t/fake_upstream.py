@@ -786,8 +786,15 @@ class Handler(BaseHTTPRequestHandler):
             path.endswith("/models") or "/models/" in path) and "anthropic-version" in headers
         self.anthropic = anthropic
         rid = _new_id("req_")
-        self.base_headers = [("request-id", rid)] if anthropic else [
-            ("x-request-id", rid), ("openai-processing-ms", "1"), ("openai-version", "2020-10-01")]
+        # What the providers send besides: the account, its quota, cookies.
+        self.base_headers = [
+            ("request-id", rid), ("anthropic-organization-id", "0f1e2d3c-org-fake"),
+            ("anthropic-ratelimit-requests-remaining", "3999"),
+        ] if anthropic else [
+            ("x-request-id", rid), ("openai-processing-ms", "1"), ("openai-version", "2020-10-01"),
+            ("openai-organization", "org-fakeuniversity"), ("openai-project", "proj_fake123"),
+            ("x-ratelimit-remaining-requests", "9999"),
+            ("set-cookie", "__cf_bm=fake; path=/; HttpOnly")]
 
         cmd = self.command
         route = None  # (method, handler, plan kind or None)

@@ -84,6 +84,13 @@ def test_token_secret_file_only_newline(make_gateway, tmpfile):
                      "AIProxyTokenSecret", "empty")
 
 
+def test_token_secret_file_with_nul(make_gateway, tmpfile):
+    """Read up to its NUL, this secret would be 'abc': guessable."""
+    path = tmpfile("abc\0" + secrets.token_hex(32))
+    configtest_fails(make_gateway("AIProxyTokenSecret file:%s\n" % path),
+                     "AIProxyTokenSecret", "NUL")
+
+
 def test_token_secret_file_missing(make_gateway):
     path = "/nonexistent/aiproxy-secret-" + secrets.token_hex(4)
     configtest_fails(make_gateway("AIProxyTokenSecret file:%s\n" % path),
