@@ -11,6 +11,7 @@
 #include "aiproxy_request.h"
 
 #define BODY_FILTER "AIPROXY_BODY"
+#define BODY_FIRST (64 * 1024)
 
 struct aiproxy_replay {
     const char *buf;
@@ -22,7 +23,7 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
 {
     apr_bucket_brigade *bb;
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    apr_size_t size = 0, room = 8192;
+    apr_size_t size = 0, room = BODY_FIRST, declared = 0;
     char *data;
     int eos = 0;
 
@@ -34,7 +35,11 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
             return HTTP_BAD_REQUEST;
         if (n > limit)
             return HTTP_REQUEST_ENTITY_TOO_LARGE;
-        room = (apr_size_t)n;
+        /* Memory follows the bytes that arrive, not what a client claims
+         * it will send. */
+        declared = (apr_size_t)n;
+        if (declared < room)
+            room = declared;
     }
     data = apr_palloc(r->pool, room + 1);
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
@@ -64,9 +69,13 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
             if (size + n > room) {
                 char *bigger;
 
-                /* Chunked bodies only: a Content-Length sized it exactly. */
+                /* Doubling from at least BODY_FIRST (room may be 0 for a
+                 * Content-Length of 0), never past what was declared
+                 * unless more came. */
                 while (size + n > room)
-                    room *= 2;
+                    room = room < BODY_FIRST ? BODY_FIRST : room * 2;
+                if (declared >= size + n && room > declared)
+                    room = declared;
                 bigger = apr_palloc(r->pool, room + 1);
                 memcpy(bigger, data, size);
                 data = bigger;
