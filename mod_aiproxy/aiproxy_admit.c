@@ -758,7 +758,9 @@ int aiproxy_admit(request_rec *r)
         prepare_forward(r, st);
         return OK;
     }
-    if (admit_body(r, st) != DECLINED)
+    /* The rate limit before the body is read and parsed: a refused
+     * client costs a store round trip, not a parse of its body. */
+    if (rate_limit(r, st) != DECLINED || admit_body(r, st) != DECLINED)
         return OK;
     st->targets = targets_for(r->pool, st, pv, st->info.model);
     if (!st->targets->nelts)
@@ -770,8 +772,6 @@ int aiproxy_admit(request_rec *r)
     st->month = aiproxy_month_of(r->pool, r->request_time);
     st->id = aiproxy_next_request_id(r->pool);
     apr_table_setn(r->notes, "aiproxy-request-id", st->id);
-    if (rate_limit(r, st) != DECLINED)
-        return OK;
     if (cacheable(r, st, 0) && !st->info.stream &&
         cache_lookup(r, st, st->body, st->body_out_len) != DECLINED)
         return OK;

@@ -229,3 +229,19 @@ def test_two_gateways_sharing_a_store_concurrent(pair, r_up):
     assert statuses.count(200) == 5, results
     assert [c for s, c in results if s != 200] == ["rate_limit_exceeded"] * 27, results
     assert len(chats(r_up)) == 5
+
+
+def test_limited_user_is_refused_before_the_body_is_read(store, r_up):
+    """A refused client costs a store round trip, not a parse of its body:
+    over the limit, even a body that is not JSON gets the 429."""
+    g = Gateway(store, r_up, extra_conf="AIProxyRateLimit 1 30\n").start()
+    try:
+        email = new_email("rl-early")
+        assert post(g, email).status_code == 200
+        r = httpx.post(g.url("/openai/v1/chat/completions"), content=b"[0," * 100000,
+                       headers={"Authorization": "Bearer " + make_token(email),
+                                "Content-Type": "application/json"}, timeout=30)
+        assert r.status_code == 429, r.text
+        assert r.json()["error"]["code"] == "rate_limit_exceeded"
+    finally:
+        g.stop()
