@@ -223,7 +223,7 @@ def test_n_multiplies_the_reservation_at_the_cap_edge(gateway, up):
 
 def test_no_limit_gets_the_models_maximum_written_and_reserved(gateway, up):
     """Without max_*, models produce up to their maximum: that is reserved and
-    written into the forwarded body, so 32 parallel requests stay in the cap."""
+    written into the forwarded body, so 64 parallel requests stay in the cap."""
     email = new_email("nolimit")
     cap = 50 * 10**9                          # $0.05
     gateway.set_cap(email, cap)
@@ -234,7 +234,7 @@ def test_no_limit_gets_the_models_maximum_written_and_reserved(gateway, up):
         return outcome(lambda: client.chat.completions.create(
             model="gpt-4o-mini", messages=MSG,
             extra_headers={"X-Fake-Want": str(10 * most)}))
-    statuses = run_parallel(32, one)
+    statuses = run_parallel(64, one)
     assert statuses.count(200) >= 1 and set(statuses) <= {200, 429}, statuses
     bills = [b for b in billed(up) if b["status"] == 200]
     assert all(b["output"] == most for b in bills)
