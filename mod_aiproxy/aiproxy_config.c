@@ -8,6 +8,7 @@
 
 #include "aiproxy_cache.h"
 #include "aiproxy_config.h"
+#include "aiproxy_directives.h"
 #include "aiproxy_ledger.h"
 
 #define UNSET -1
@@ -239,8 +240,8 @@ static const char *set_provider(cmd_parms *cmd, void *dc, const char *args)
     aiproxy_global_t *g = cmd_global(cmd);
     const char *err = global_only(cmd);
     aiproxy_provider_t *pv;
-    char *word;
-    apr_uri_t uri;
+    const char *word, *key;
+    int api = AIPROXY_API_OPENAI;
 
     (void)dc;
     if (err)
@@ -255,33 +256,20 @@ static const char *set_provider(cmd_parms *cmd, void *dc, const char *args)
     if (!*pv->name || !*word)
         return "AIProxyProvider: usage: AIProxyProvider NAME BASE-URL "
                "[api=openai|anthropic] key=env:VAR|file:PATH ...";
-    if (strspn(pv->name, "abcdefghijklmnopqrstuvwxyz0123456789-_") !=
-        strlen(pv->name))
+    if (!aiproxy_provider_name_ok(pv->name))
         return apr_psprintf(cmd->pool, "AIProxyProvider: name '%s' may use "
                             "only a-z, 0-9, '-' and '_'", pv->name);
-    if (apr_uri_parse(cmd->pool, word, &uri) != APR_SUCCESS || !uri.scheme ||
-        !uri.hostname || (strcmp(uri.scheme, "http") &&
-                          strcmp(uri.scheme, "https")) ||
-        uri.query || uri.user || uri.password)
-        return apr_psprintf(cmd->pool, "AIProxyProvider %s: base URL must be "
-                            "http(s)://host[:port][/path] without "
-                            "credentials or query", pv->name);
-    while (*word && word[strlen(word) - 1] == '/')
-        word[strlen(word) - 1] = '\0';
-    pv->base_url = word;
+    if ((err = aiproxy_provider_url(cmd->pool, word, &pv->base_url)))
+        return apr_psprintf(cmd->pool, "AIProxyProvider %s: %s", pv->name,
+                            err);
     while (*(word = ap_getword_conf(cmd->pool, &args))) {
-        if (!strcmp(word, "api=openai"))
-            pv->api = AIPROXY_API_OPENAI;
-        else if (!strcmp(word, "api=anthropic"))
-            pv->api = AIPROXY_API_ANTHROPIC;
-        else if (!strncmp(word, "key=", 4) && valid_secret_spec(word + 4))
-            APR_ARRAY_PUSH(pv->key_specs, const char *) = word + 4;
-        else
-            return apr_psprintf(cmd->pool, "AIProxyProvider %s: unknown "
-                                "option '%.*s' (api=openai|anthropic, "
-                                "key=env:VAR|file:PATH)", pv->name,
-                                (int)strcspn(word, "="), word);
+        if ((err = aiproxy_provider_option(cmd->pool, word, &api, &key)))
+            return apr_psprintf(cmd->pool, "AIProxyProvider %s: %s",
+                                pv->name, err);
+        if (key)
+            APR_ARRAY_PUSH(pv->key_specs, const char *) = key;
     }
+    pv->api = api ? AIPROXY_API_ANTHROPIC : AIPROXY_API_OPENAI;
     if (pv->key_specs->nelts == 0)
         return apr_psprintf(cmd->pool, "AIProxyProvider %s: needs at least "
                             "one key=env:VAR or key=file:PATH", pv->name);

@@ -9,6 +9,7 @@
 #include <apr_strings.h>
 
 #include "aiproxy_cost.h"
+#include "aiproxy_directives.h"
 
 static void round_trip(apr_pool_t *p, aiproxy_money_t m)
 {
@@ -40,6 +41,30 @@ static void price_line(apr_pool_t *p, const char *in)
         (!(seen & AIPROXY_PRICE_HAS_CACHED) &&
          price.cached_input != price.input))
         abort();
+}
+
+/* The input as the words of an AIProxyProvider line after its name. */
+static void provider_line(apr_pool_t *p, const char *in)
+{
+    char *copy = apr_pstrdup(p, in), *last, *word;
+    const char *url, *key;
+    int api = 0;
+
+    if (aiproxy_provider_name_ok(in) && strpbrk(in, "/:. "))
+        abort();
+    word = apr_strtok(copy, " ", &last);
+    if (word && !aiproxy_provider_url(p, word, &url)) {
+        apr_size_t n = strlen(url);
+
+        if ((strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) ||
+            (n && url[n - 1] == '/') || strpbrk(url, "?# "))
+            abort();
+    }
+    while ((word = apr_strtok(NULL, " ", &last)))
+        if (!aiproxy_provider_option(p, word, &api, &key) &&
+            ((api != 0 && api != 1) || (key && strncmp(key, "env:", 4) &&
+                                        strncmp(key, "file:", 5))))
+            abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -80,6 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             round_trip(p, v * 1000000);
     }
     price_line(p, in);
+    provider_line(p, in);
     apr_pool_destroy(p);
     return 0;
 }
