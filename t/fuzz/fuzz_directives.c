@@ -52,8 +52,9 @@ static void provider_line(apr_pool_t *p, const char *in)
 
     if (aiproxy_provider_name_ok(in) && strpbrk(in, "/:. "))
         abort();
-    word = apr_strtok(copy, " ", &last);
-    if (word && !aiproxy_provider_url(p, word, &url)) {
+    if (!(word = apr_strtok(copy, " ", &last)))
+        return;
+    if (!aiproxy_provider_url(p, word, &url)) {
         apr_size_t n = strlen(url);
 
         if ((strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) ||
