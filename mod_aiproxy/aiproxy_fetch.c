@@ -18,11 +18,9 @@ int aiproxy_fetch_init(void)
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
 }
 
-/* Not curl_global_cleanup(): at a child's exit it also tears down OpenSSL
- * state that other libraries' cleanups (libmongoc's, mod_ssl's) may still
- * use, and the process is about to end anyway. */
 void aiproxy_fetch_cleanup(void)
 {
+    curl_global_cleanup();
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *v)
