@@ -22,7 +22,14 @@ typedef struct {
     apr_uint32_t counters[AIPROXY_STAT_COUNT];
     apr_uint32_t users_generation;
     apr_time_t started;
+    apr_uint32_t probe_at;      /* second of the last store probe; 0: none */
+    apr_uint32_t probe_up;      /* its result */
 } shared_t;
+
+/* /health answers from a probe at most this old: a load balancer (or
+ * anyone, since it is public) polling it costs the store one round trip
+ * per period, not one per call. */
+#define HEALTH_PROBE_SECONDS 2
 
 static shared_t *shared;
 
@@ -130,9 +137,23 @@ static int only_get(request_rec *r, aiproxy_req_t *st)
 static int store_up(request_rec *r)
 {
     aiproxy_ledger_t *l = aiproxy_child_ledger();
+    apr_uint32_t now = (apr_uint32_t)apr_time_sec(apr_time_now()), at;
     const char *err = "";
+    int up;
 
-    return l && aiproxy_ledger_ping(l, r->pool, &err) == AIPROXY_LEDGER_OK;
+    if (shared) {
+        at = apr_atomic_read32(&shared->probe_at);
+        /* Fresh enough, or another request (of any child) probes now. */
+        if (at && (now - at < HEALTH_PROBE_SECONDS ||
+                   apr_atomic_cas32(&shared->probe_at, now, at) != at))
+            return (int)apr_atomic_read32(&shared->probe_up);
+    }
+    up = l && aiproxy_ledger_ping(l, r->pool, &err) == AIPROXY_LEDGER_OK;
+    if (shared) {
+        apr_atomic_set32(&shared->probe_up, (apr_uint32_t)up);
+        apr_atomic_set32(&shared->probe_at, now);
+    }
+    return up;
 }
 
 int aiproxy_health_handler(request_rec *r)

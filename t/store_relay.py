@@ -47,6 +47,7 @@ class StoreRelay:
         self.remaining = 0
         self.dropped = 0        # replies lost so far
         self.seen = 0           # messages that matched while armed
+        self.watched = {}       # marker -> messages that held it
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -56,6 +57,15 @@ class StoreRelay:
         self.stopping = False
         self.conns = []
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def watch(self, marker):
+        """Counts, from now on, client-to-store messages that hold marker."""
+        with self.lock:
+            self.watched[marker] = 0
+
+    def count(self, marker):
+        with self.lock:
+            return self.watched[marker]
 
     def drop_reply(self, *markers, count=1):
         """Loses the store's reply to the next `count` client messages that
@@ -114,6 +124,10 @@ class StoreRelay:
         try:
             while True:
                 msg = _read_message(client)
+                with self.lock:
+                    for m in self.watched:
+                        if m in msg:
+                            self.watched[m] += 1
                 if self._matches(msg):
                     # Doomed before the store can answer: the reply thread
                     # then swallows the answer and cuts the connection.

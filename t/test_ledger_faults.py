@@ -5,6 +5,7 @@ settling update, lets the store apply it, and then cuts the connection
 instead of passing the reply on. The gateway retries on the broken stream;
 the retry must find the request already settled and charge nothing more."""
 import json
+import time
 import secrets
 from decimal import Decimal
 
@@ -108,3 +109,18 @@ def test_lost_reply_of_a_cache_hit_charges_once(rgw, up, armed):
     assert m["reserved"] == 0 and m["holds"] == {}
     assert db.requests.count_documents({"email": email}) == 2
     assert hit.headers["monthlyRequests"] == "2"
+
+
+def test_health_probes_the_store_once_per_period(rgw, relay):
+    """/health is public: polling it hard costs the store one ping per
+    period (2 s), from any number of calls and children."""
+    relay.watch(b"ping")
+    t0 = time.monotonic()
+    n = 0
+    with httpx.Client(timeout=10) as c:
+        while time.monotonic() - t0 < 3:
+            r = c.get(rgw.url("/health"))
+            assert r.status_code == 200 and r.json()["status"] == "ok"
+            n += 1
+    pings = relay.count(b"ping")
+    assert n > 50 and 1 <= pings <= 3, (n, pings)
