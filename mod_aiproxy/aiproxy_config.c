@@ -44,6 +44,7 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->max_body = 8 * 1024 * 1024;
     g->default_max_tokens = 0;     /* the model's max_output */
     g->hold_ttl = 600;
+    g->drain_timeout = 300;
     g->google_jwks_url = "https://www.googleapis.com/oauth2/v3/certs";
     g->google_jwks_refetch = 60;
     g->allowed_domains = apr_array_make(p, 4, sizeof(const char *));
@@ -195,6 +196,10 @@ static const char *set_int(cmd_parms *cmd, void *dc, const char *arg)
     else if (!strcasecmp(name, "AIProxyDefaultMaxTokens")) {
         if (!(err = parse_int(cmd, arg, 0, 10000000, &v)))
             g->default_max_tokens = v;
+    }
+    else if (!strcasecmp(name, "AIProxyDrainTimeout")) {
+        if (!(err = parse_int(cmd, arg, 0, 3600, &v)))
+            g->drain_timeout = (int)v;
     }
     else if (!strcasecmp(name, "AIProxyHoldTTL")) {
         if (!(err = parse_int(cmd, arg, 10, 86400, &v)))
@@ -630,6 +635,9 @@ const command_rec aiproxy_directives[] = {
                   "largest request body in bytes (8388608)"),
     AP_INIT_TAKE1("AIProxyDefaultMaxTokens", set_int, NULL, RSRC_CONF,
                   "output tokens reserved when a request sets no limit (4096)"),
+    AP_INIT_TAKE1("AIProxyDrainTimeout", set_int, NULL, RSRC_CONF,
+                  "seconds a stream is read on after its client went, for "
+                  "its usage (0: not at all)"),
     AP_INIT_TAKE1("AIProxyHoldTTL", set_int, NULL, RSRC_CONF,
                   "seconds after which an unsettled reservation expires (600)"),
     AP_INIT_TAKE1("AIProxyGoogleClientID", set_google_client_id, NULL,

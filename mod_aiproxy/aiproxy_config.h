@@ -57,6 +57,8 @@ typedef struct {
                                        limit; 0: the model's max_output */
     apr_hash_t *anthropic_betas;    /* anthropic-beta values passed on */
     int hold_ttl;                   /* seconds */
+    int drain_timeout;              /* seconds a stream is read on after its
+                                       client went */
     /* Google sign-in and the tokens /token issues (aiproxy_admin.c). */
     const char *google_client_id;   /* NULL: sign-in is off */
     const char *google_jwks_url;

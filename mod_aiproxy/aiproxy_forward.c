@@ -97,7 +97,9 @@ int aiproxy_forward_handler(request_rec *r)
                       "attempt %d via %s: handler %d, status %d%s", i + 1,
                       a->provider->name, rc, r->status,
                       st->attempt_failed ? ", discarded" : "");
-        if (rc == OK && !st->attempt_failed)
+        /* DONE: mod_proxy stopped because the client went; the upstream
+         * answered, so it is no upstream error. */
+        if ((rc == OK || (rc == DONE && st->committed)) && !st->attempt_failed)
             break;
         aiproxy_stat_inc(AIPROXY_STAT_UPSTREAM_ERRORS);
         /* Once a byte went out, the answer is this attempt's. A request

@@ -398,7 +398,8 @@ static int merge_fields(const fields_t *f, aiproxy_api_t api,
         keep_max(&u->input, field_or_0(f, F_INPUT));
         keep_max(&u->cached_input, field_or_0(f, F_CACHE_READ));
         apr_int64_t writes = field_or_0(f, F_CACHE_CREATION);
-        apr_int64_t hour = field_or_0(f, F_CACHE_1H);
+        apr_int64_t hour = f->has[F_CACHE_1H] ? f->v[F_CACHE_1H]
+                                              : u->cache_write_1h;
 
         /* cache_creation_input_tokens counts both durations; the hour's
          * are named inside cache_creation. */

@@ -38,6 +38,7 @@ typedef struct {
     int hide_usage_chunk;   /* we asked for stream usage, the client did not */
     int is_responses;
     int client_gone;        /* the stream is read to its end for its usage */
+    apr_time_t gone_at;     /* since when */
 } meter_t;
 
 static const char *const reported_headers[] = {
@@ -86,9 +87,11 @@ static int estimate_usage(aiproxy_req_t *st, int status)
         }
         if (st->delta_tokens > st->usage.output)
             st->usage.output = st->delta_tokens;
-        /* Reasoning the stream did not show, or an event too large to
-         * read (which may have held the usage): the whole output bound. */
-        if ((st->price->reasoning || st->info.reasoning || st->oversize) &&
+        /* Reasoning the stream did not show, an event too large to read
+         * (which may have held the usage), or a stream that went on after
+         * it was cut: the whole output bound. */
+        if ((st->price->reasoning || st->info.reasoning || st->oversize ||
+             st->drain_cut) &&
             st->out_tokens > st->usage.output)
             st->usage.output = st->out_tokens;
         return 1;
@@ -227,9 +230,11 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     else if (!st->held)
         m->mode = MODE_MODELS;
     else if ((ct && !strncasecmp(ct, "text/event-stream", 17)) ||
-             (st->info.stream && r->status < 300))
-        /* A stream is read as one whatever its upstream calls it: a
-         * mislabelled stream held whole would be billed nothing. */
+             (st->info.stream && r->status < 300 &&
+              !(ct && !strncasecmp(ct, "application/json", 16))))
+        /* A stream is read as one whatever its upstream calls it, so its
+         * usage is found and its events pass as they come; an upstream
+         * that answers a stream request in JSON is read as JSON. */
         m->mode = MODE_STREAM;
     else
         m->mode = MODE_BUFFER;
@@ -449,20 +454,35 @@ static apr_status_t pass_on(ap_filter_t *f, meter_t *m, int eos)
 {
     apr_status_t rv = APR_SUCCESS;
 
-    if (!m->client_gone && !APR_BRIGADE_EMPTY(m->out)) {
+    if (!m->client_gone && !APR_BRIGADE_EMPTY(m->out))
         rv = ap_pass_brigade(f->next, m->out);
-        if ((rv != APR_SUCCESS || f->c->aborted) && !eos) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, f->r, AIPLOGNO(01203)
-                          "client gone: reading the rest of the stream for "
-                          "its usage");
-            m->client_gone = 1;
-            f->c->aborted = 0;
-            rv = APR_SUCCESS;
-        }
+    /* HTTP/2 marks the connection aborted from another thread when the
+     * client goes, whether or not this pass wrote anything. */
+    if (!m->client_gone && !eos && (rv != APR_SUCCESS || f->c->aborted)) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, f->r, AIPLOGNO(01203)
+                      "client gone: reading the rest of the stream for "
+                      "its usage");
+        m->client_gone = 1;
+        m->gone_at = apr_time_now();
+    }
+    /* Reading on holds a worker: for AIProxyDrainTimeout at most, then the
+     * stream is cut and charged as one cut before its usage, with its
+     * whole output bound (it went on out of sight). */
+    if (m->client_gone && !eos &&
+        apr_time_now() - m->gone_at > apr_time_from_sec(m->st->g->drain_timeout)) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, f->r, AIPLOGNO(01204)
+                      "client gone %d s ago: the stream is cut and charged "
+                      "its output bound", m->st->g->drain_timeout);
+        m->st->drain_cut = 1;
+        f->c->aborted = 1;
+        apr_brigade_cleanup(m->out);
+        return APR_ECONNABORTED;
+    }
+    if (m->client_gone) {
+        rv = APR_SUCCESS;
+        f->c->aborted = eos ? 1 : 0;
     }
     apr_brigade_cleanup(m->out);
-    if (m->client_gone && eos)
-        f->c->aborted = 1;
     return rv;
 }
 
@@ -484,6 +504,11 @@ static apr_status_t stream_filter(ap_filter_t *f, meter_t *m,
             if (n)
                 APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
                                             rest, n, NULL,
+                                            m->out->bucket_alloc));
+            /* The cost comment must start a line of its own. */
+            if (n && rest[n - 1] != '\n' && rest[n - 1] != '\r')
+                APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_immortal_create(
+                                            "\n\n", 2,
                                             m->out->bucket_alloc));
             finish_stream(m);
             APR_BUCKET_REMOVE(b);

@@ -44,6 +44,7 @@ typedef struct {
     apr_int64_t in_tokens;          /* the input bound of the reservation */
     apr_int64_t out_tokens;         /* and its output bound */
     int oversize;                   /* a stream event too large to read */
+    int drain_cut;                  /* cut while read on for a gone client */
     int streaming;                  /* the response is an SSE stream */
     apr_int64_t delta_tokens;       /* output estimated from the deltas */
     int timed_out;                  /* sent, and no answer in time */

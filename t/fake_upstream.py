@@ -1221,7 +1221,9 @@ class Handler(BaseHTTPRequestHandler):
             w.event("content_block_stop", {"type": "content_block_stop", "index": i})
         w.event("message_delta", {"type": "message_delta",
                                   "delta": {"stop_reason": stop, "stop_sequence": None},
-                                  "usage": {"output_tokens": usage.completion}})
+                                  # running totals, without the breakdown
+                                  # of cache writes by duration, as Anthropic
+                                  "usage": usage._anthropic()})
         w.event("message_stop", {"type": "message_stop"})
         w.finish()
 

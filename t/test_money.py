@@ -7,6 +7,7 @@ stops billing a stream where its connection broke). Each test asserts the
 gateway charged at least that, and that spend stays within the cap."""
 import json
 import secrets
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -392,7 +393,7 @@ def test_mislabelled_stream_is_read_as_a_stream(gateway, up):
     email = new_email("ctype")
     chunks = list(oai(gateway, email).chat.completions.create(
         model="gpt-4o-mini", messages=MSG, stream=True,
-        extra_headers={"X-Fake-Stream-Content-Type": "application/json"}))
+        extra_headers={"X-Fake-Stream-Content-Type": "text/plain; charset=utf-8"}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     doc = records(gateway, email)[0]
     bill = billed(up)[-1]
@@ -503,3 +504,94 @@ def test_one_hour_cache_writes_refused_where_unpriced(make_gateway, up):
     assert e.value.status_code == 400
     assert "cache_write_1h" in e.value.body["error"]["message"]
     assert billed(up) == []
+
+
+def test_streamed_one_hour_cache_writes_are_charged_once(gateway, up):
+    """message_delta carries running totals but no split by duration: the
+    hour's writes named at message_start stay the hour's."""
+    email = new_email("hour-stream")
+    usage = json.dumps({"input_tokens": 20, "cache_creation": 100,
+                        "cache_creation_1h": 1000, "output_tokens": 10})
+    with claude(gateway, email).messages.stream(
+            model="claude-haiku-4-5", max_tokens=50, system=HOUR_SYSTEM, messages=MSG,
+            extra_headers={"X-Fake-Usage": usage}) as s:
+        s.get_final_message()
+    doc = records(gateway, email)[0]
+    bill = billed(up)[-1]
+    assert doc["estimated"] is False
+    assert (doc["cache_write_tokens"], doc["cache_write_1h_tokens"]) == (100, 1000)
+    assert doc["cost"] == billed_cost(bill)
+
+
+def test_stream_request_answered_in_json_is_read_as_json(gateway, up):
+    """An upstream that ignores stream answers JSON: the client gets valid
+    JSON and the charge is the answer's usage."""
+    email = new_email("json-stream")
+    r = httpx.post(gateway.url("/openai/v1/embeddings"),
+                   headers={"Authorization": "Bearer " + make_token(email)},
+                   json={"model": "text-embedding-3-small", "input": "hello world",
+                         "stream": True}, timeout=30)
+    assert r.status_code == 200
+    assert r.json()["usage"]["prompt_tokens"] == 2
+    doc = records(gateway, email)[0]
+    assert doc["estimated"] is False and doc["input_tokens"] == 2
+
+
+H2 = ("LoadModule http2_module /usr/lib/apache2/modules/mod_http2.so\n"
+      "Protocols h2c http/1.1\n")
+
+
+def curl_and_go(gw, email, proto, words=20, seconds=2, extra=()):
+    body = {"model": "gpt-4o-mini", "stream": True, "max_tokens": 200, "messages": MSG}
+    cmd = ["curl", "-sS", "-N", "--max-time", str(seconds), "-o", "/dev/null", proto,
+           "-H", "Authorization: Bearer " + make_token(email),
+           "-H", "Content-Type: application/json",
+           "-H", "X-Fake-Reply: " + " ".join(["word"] * words)] + list(extra) + [
+           "--data-binary", json.dumps(body), gw.url(CHAT)]
+    subprocess.run(cmd, capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("proto", ["--http1.1", "--http2-prior-knowledge"])
+def test_client_gone_over_http1_and_http2_is_read_to_the_end(make_gateway, up, proto):
+    """HTTP/2 marks the stream aborted from another thread, even when no
+    byte was being written: the stream is still read to its final usage."""
+    gw = make_gateway(H2).start()
+    email = new_email("gone-h2")
+    # Written 7 bytes at a time: most reads of the upstream hold no event.
+    curl_and_go(gw, email, proto, extra=["-H", "X-Fake-Split: 7",
+                                         "-H", "X-Fake-Split-Delay-Ms: 10"])
+    doc = records(gw, email, timeout=60)[0]
+    assert doc["estimated"] is False and doc["output_tokens"] == 20
+    assert doc["cost"] == billed_cost(billed(up)[-1])
+
+
+def test_reading_on_for_a_gone_client_is_bounded(make_gateway, up):
+    """AIProxyDrainTimeout: past it the stream is cut, the worker freed, and
+    the request charged its output bound (it went on out of sight)."""
+    gw = make_gateway("AIProxyDrainTimeout 1\n").start()
+    email = new_email("drain")
+    t0 = time.monotonic()
+    curl_and_go(gw, email, "--http1.1", words=200, seconds=1,
+                extra=["-H", "X-Fake-Chunk-Delay-Ms: 50"])
+    doc = records(gw, email, timeout=30)[0]
+    assert time.monotonic() - t0 < 8          # the stream alone takes 10 s
+    assert doc["estimated"] is True and doc["output_tokens"] == 200
+    assert doc["cost"] == doc["reserved"]
+    assert "AIP01204" in gw.error_log()
+
+
+def test_stream_labelled_json_is_never_free(gateway, up):
+    """A stream sent as application/json is read as JSON (an upstream that
+    answers a stream request in JSON is the likelier case); its usage is
+    then not found, and it is charged its reservation, never $0."""
+    email = new_email("sse-as-json")
+    r = httpx.post(
+        gateway.url(CHAT),
+        headers={"Authorization": "Bearer " + make_token(email),
+                 "X-Fake-Stream-Content-Type": "application/json"},
+        json={"model": "gpt-4o-mini", "messages": MSG, "stream": True, "max_tokens": 50},
+        timeout=30)
+    assert r.status_code == 200
+    doc = records(gateway, email)[0]
+    assert doc["estimated"] is True and doc["cost"] == doc["reserved"] > 0
+    assert doc["cost"] >= billed_cost(billed(up)[-1])
