@@ -125,7 +125,10 @@ def test_anthropic_stream_events(fake):
     assert start["usage"] == {"input_tokens": 5, "cache_creation_input_tokens": 0,
                               "cache_read_input_tokens": 0, "output_tokens": 1}
     delta = json.loads(evs[-2][1])
-    assert delta["delta"]["stop_reason"] == "end_turn" and delta["usage"] == {"output_tokens": 5}
+    # message_delta carries running totals, as Anthropic's do.
+    assert delta["delta"]["stop_reason"] == "end_turn" and delta["usage"] == {
+        "input_tokens": 5, "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0, "output_tokens": 5}
 
     r, raw = call(fake, "POST", "/v1/messages", dict(body, stream=False), {
         "X-Fake-Usage": '{"prompt_tokens":9,"completion_tokens":3,"cached_tokens":2,"cache_creation":4}'})
