@@ -286,9 +286,6 @@ static int refuse_bad(request_rec *r, aiproxy_req_t *st, const char *code,
 static int bound_output(aiproxy_req_t *st, aiproxy_endpoint_t ep,
                         apr_int64_t *out_tokens)
 {
-    static const char *const fields[] = {
-        "max_tokens", "max_completion_tokens", "max_output_tokens", NULL
-    };
     const char *field = aiproxy_output_limit_field(ep);
     apr_int64_t limit = st->price->max_output;
     aiproxy_json_t *root = st->info.root;
@@ -303,12 +300,13 @@ static int bound_output(aiproxy_req_t *st, aiproxy_endpoint_t ep,
         changed = aiproxy_json_set_int(root, field, limit) == 0;
     }
     else {
-        for (i = 0; fields[i]; i++) {
+        for (i = 0; aiproxy_output_limits[i]; i++) {
             apr_int64_t n;
 
-            if (aiproxy_json_int(aiproxy_json_get(root, fields[i]), &n) &&
-                n > limit)
-                changed |= aiproxy_json_set_int(root, fields[i], limit) == 0;
+            const char *name = aiproxy_output_limits[i];
+
+            if (aiproxy_json_int(aiproxy_json_get(root, name), &n) && n > limit)
+                changed |= aiproxy_json_set_int(root, name, limit) == 0;
         }
         if (st->info.max_output < limit)
             limit = st->info.max_output;

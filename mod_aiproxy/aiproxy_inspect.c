@@ -3,7 +3,7 @@
 
 #include "aiproxy_inspect.h"
 
-static const char *const output_limits[] = {
+const char *const aiproxy_output_limits[] = {
     "max_tokens", "max_completion_tokens", "max_output_tokens", NULL
 };
 
@@ -294,18 +294,18 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
     if ((opts = aiproxy_json_get(root, "stream_options")) &&
         (v = aiproxy_json_get(opts, "include_usage")))
         info->include_usage = aiproxy_json_bool(v) == 1;
-    for (i = 0; output_limits[i]; i++) {
+    for (i = 0; aiproxy_output_limits[i]; i++) {
         apr_int64_t n;
 
-        if (!(v = aiproxy_json_get(root, output_limits[i])) ||
+        if (!(v = aiproxy_json_get(root, aiproxy_output_limits[i])) ||
             aiproxy_json_is_null(v))
             continue;
         if (!aiproxy_json_int(v, &n) || n < 0)
             return apr_psprintf(p, "'%s' must be a non-negative integer",
-                                output_limits[i]);
-        if (ep != AIPROXY_EP_OTHER && !limit_belongs(ep, output_limits[i]))
+                                aiproxy_output_limits[i]);
+        if (ep != AIPROXY_EP_OTHER && !limit_belongs(ep, aiproxy_output_limits[i]))
             return apr_psprintf(p, "'%s' is not an output limit of this "
-                                "endpoint%s", output_limits[i],
+                                "endpoint%s", aiproxy_output_limits[i],
                                 ep == AIPROXY_EP_EMBEDDINGS ? "" :
                                 apr_pstrcat(p, ": use '",
                                             aiproxy_output_limit_field(ep),

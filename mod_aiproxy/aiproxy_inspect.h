@@ -23,6 +23,9 @@ typedef enum {
 
 aiproxy_endpoint_t aiproxy_endpoint_kind(const char *endpoint);
 
+/* Every output limit field of the three APIs, NULL-terminated. */
+extern const char *const aiproxy_output_limits[];
+
 /* The body field that limits output on an endpoint (NULL: no output). */
 const char *aiproxy_output_limit_field(aiproxy_endpoint_t ep);
 

@@ -17,6 +17,7 @@
 #include "aiproxy.h"
 #include "aiproxy_cost.h"
 #include "aiproxy_ledger.h"
+#include "aiproxy_params.h"
 #include "aiproxy_token.h"
 
 #define EXIT_USAGE 1
@@ -306,37 +307,6 @@ static const char *read_secret(conf_t *c, char **out, apr_size_t *len)
 
 /* ---- Arguments ---------------------------------------------------------- */
 
-static int valid_who(const char *w, int domain_ok)
-{
-    const char *at = strchr(w, '@'), *s;
-
-    if (!at || strchr(at + 1, '@') || !at[1] || strlen(w) > 320 ||
-        (at == w && !domain_ok))
-        return 0;
-    for (s = w; *s; s++)
-        if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '"' ||
-            *s == '|' || *s == '\\' || *s == '$')
-            return 0;
-    return 1;
-}
-
-static char *lower(apr_pool_t *p, const char *s)
-{
-    char *out = apr_pstrdup(p, s), *c;
-
-    for (c = out; *c; c++)
-        *c = (char)apr_tolower(*c);
-    return out;
-}
-
-static int valid_month(const char *m)
-{
-    return strlen(m) == 7 && apr_isdigit(m[0]) && apr_isdigit(m[1]) &&
-           apr_isdigit(m[2]) && apr_isdigit(m[3]) && m[4] == '-' &&
-           ((m[5] == '0' && m[6] >= '1' && m[6] <= '9') ||
-            (m[5] == '1' && m[6] >= '0' && m[6] <= '2'));
-}
-
 static const char *this_month(apr_pool_t *p)
 {
     apr_time_exp_t tm;
@@ -380,9 +350,9 @@ static int cmd_token(ctx_t *x, int argc, const char *const *argv)
     }
     if (!email)
         return usage_error("token: give an EMAIL%s", "");
-    if (!valid_who(email, 0))
+    if (!aiproxy_params_who(email, 0))
         return usage_error("token: '%s' is not an email address", email);
-    email = lower(x->p, email);
+    email = aiproxy_params_lower(x->p, email);
     if ((err = read_secret(x->conf, &secret, &secret_len)))
         return store_error("configuration", err);
     /* Issued after any revocation, even one in this very second. */
@@ -438,9 +408,9 @@ static int cmd_cap(ctx_t *x, int argc, const char *const *argv)
         return usage_error(set ? "cap set: give WHO and USD%s"
                                : "cap clear: give WHO only%s", "");
     who = argv[1];
-    if (!valid_who(who, 1))
+    if (!aiproxy_params_who(who, 1))
         return usage_error("cap: '%s' is not an email or @domain", who);
-    who = lower(x->p, who);
+    who = aiproxy_params_lower(x->p, who);
     if (set && (err = aiproxy_money_parse(x->p, argv[2], &cap)))
         return usage_error("cap set: %s", err);
     if (aiproxy_ledger_set_cap(x->ledger, x->p, who, set, cap, &err)
@@ -462,9 +432,9 @@ static int cmd_revoke(ctx_t *x, int argc, const char *const *argv)
 
     if (argc != 1)
         return usage_error("revoke: give one EMAIL%s", "");
-    if (!valid_who(argv[0], 0))
+    if (!aiproxy_params_who(argv[0], 0))
         return usage_error("revoke: '%s' is not an email address", argv[0]);
-    email = lower(x->p, argv[0]);
+    email = aiproxy_params_lower(x->p, argv[0]);
     if (aiproxy_ledger_revoke(x->ledger, x->p, email,
                               apr_time_sec(apr_time_now()), &at, &err)
         != AIPROXY_LEDGER_OK)
@@ -499,15 +469,15 @@ static int cmd_usage(ctx_t *x, int argc, const char *const *argv)
     for (i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--month") && i + 1 < argc) {
             month = argv[++i];
-            if (!valid_month(month))
+            if (!aiproxy_params_month(month))
                 return usage_error("--month: '%s' is not YYYY-MM", month);
         }
         else if (!strcmp(argv[i], "--email") && i + 1 < argc) {
             email = argv[++i];
-            if (!valid_who(email, 0))
+            if (!aiproxy_params_who(email, 0))
                 return usage_error("--email: '%s' is not an email address",
                                    email);
-            email = lower(x->p, email);
+            email = aiproxy_params_lower(x->p, email);
         }
         else {
             return usage_error("usage: unexpected argument '%s'", argv[i]);
