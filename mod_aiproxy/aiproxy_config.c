@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <apr_strings.h>
 #include <apr_file_io.h>
+#include <apr_lib.h>
 
 #include "httpd.h"
 #include "http_log.h"
@@ -55,6 +56,7 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->max_attempts = 4;
     g->rate_window = 60;
     g->region = "local";
+    g->upstream_headers = apr_array_make(p, 4, sizeof(const char *));
     return g;
 }
 
@@ -212,6 +214,10 @@ static const char *set_int(cmd_parms *cmd, void *dc, const char *arg)
     else if (!strcasecmp(name, "AIProxyMaxAttempts")) {
         if (!(err = parse_int(cmd, arg, 1, 16, &v)))
             g->max_attempts = (int)v;
+    }
+    else if (!strcasecmp(name, "AIProxyRecordRetention")) {
+        if (!(err = parse_int(cmd, arg, 0, 36500, &v)))
+            g->record_retention = (int)v;
     }
     else if (!strcasecmp(name, "AIProxyCacheTTL")) {
         if (!(err = parse_int(cmd, arg, 0, 30 * 86400, &v)))
@@ -433,6 +439,25 @@ static const char *add_anthropic_beta(cmd_parms *cmd, void *dc,
                             "one beta name", beta);
     apr_hash_set(cmd_global(cmd)->anthropic_betas, beta, APR_HASH_KEY_STRING,
                  beta);
+    return NULL;
+}
+
+/* A client request header to pass upstream; NAME* passes a prefix. */
+static const char *add_upstream_header(cmd_parms *cmd, void *dc,
+                                       const char *name)
+{
+    const char *err = global_only(cmd);
+    const char *c;
+
+    (void)dc;
+    if (err)
+        return err;
+    for (c = name; *c && (apr_isalnum(*c) || *c == '-' || *c == '_'); c++)
+        ;
+    if (c == name || (*c && (*c != '*' || c[1])))
+        return apr_psprintf(cmd->pool, "AIProxyUpstreamHeaders: '%s' is not "
+                            "a header name (or NAME* for a prefix)", name);
+    APR_ARRAY_PUSH(cmd_global(cmd)->upstream_headers, const char *) = name;
     return NULL;
 }
 
@@ -681,6 +706,11 @@ const command_rec aiproxy_directives[] = {
     AP_INIT_TAKE1("AIProxyServerContext", set_server_context, NULL,
                   ACCESS_CONF, "refuse or reserve requests that use context "
                   "kept at the provider"),
+    AP_INIT_ITERATE("AIProxyUpstreamHeaders", add_upstream_header, NULL,
+                    RSRC_CONF, "client request headers passed to providers "
+                    "beyond those their APIs need (none)"),
+    AP_INIT_TAKE1("AIProxyRecordRetention", set_int, NULL, RSRC_CONF,
+                  "days request records are kept; 0 keeps them (0)"),
     AP_INIT_ITERATE("AIProxyAnthropicBeta", add_anthropic_beta, NULL,
                     RSRC_CONF, "anthropic-beta values clients may send"),
     { NULL }

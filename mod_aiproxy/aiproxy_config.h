@@ -18,6 +18,7 @@ typedef struct {
     const char *defined_in;        /* "file:line" for start-up errors */
     apr_uint32_t *turn;            /* key rotation (shared memory) */
     apr_time_t *rest_until;        /* per key: failed, left alone till then */
+    struct aiproxy_key_health *health; /* per key: failures (shared memory) */
 } aiproxy_provider_t;
 
 /* One way to serve a public model: a provider and the model's name there. */
@@ -75,6 +76,10 @@ typedef struct {
     int rate_limit;                 /* requests per window per user; 0 off */
     int rate_window;                /* seconds */
     const char *region;
+    apr_array_header_t *upstream_headers; /* client request headers passed
+                                             on beyond the built-in list */
+    int record_retention;           /* days request records are kept; 0:
+                                       for ever */
 } aiproxy_global_t;
 
 /* Per <Location>: a gateway route. */

@@ -11,6 +11,8 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "apr_optional_hooks.h"
+#include "mod_proxy.h"
 
 #include "aiproxy_json.h"
 #include "aiproxy_request.h"
@@ -19,6 +21,78 @@
 APLOG_USE_MODULE(aiproxy);
 
 #define FORWARD_HANDLER "aiproxy-forward"
+
+/* The request headers the providers' APIs need; nothing else of the
+ * client's (its address, host names, user agent, cookies) goes upstream
+ * unless the site lists it in AIProxyUpstreamHeaders. The provider's key
+ * is set by set_attempt; Host by mod_proxy from the provider's URL. */
+static const char *const upstream_headers[] = {
+    "Authorization", "x-api-key", "Content-Type", "Content-Length",
+    "Accept", "anthropic-version", "anthropic-beta", "OpenAI-Beta",
+    "Idempotency-Key", NULL
+};
+
+typedef struct {
+    const apr_array_header_t *site;
+    apr_array_header_t *gone;
+} header_walk_t;
+
+static int allowed_header(const header_walk_t *w, const char *key)
+{
+    const char *const *h;
+    int i;
+
+    for (h = upstream_headers; *h; h++)
+        if (!strcasecmp(key, *h))
+            return 1;
+    for (i = 0; i < w->site->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(w->site, i, const char *);
+        apr_size_t n = strlen(name);
+
+        if (n && name[n - 1] == '*' ? !strncasecmp(key, name, n - 1)
+                                    : !strcasecmp(key, name))
+            return 1;
+    }
+    return 0;
+}
+
+static int collect_unlisted(void *data, const char *key, const char *value)
+{
+    header_walk_t *w = data;
+
+    (void)value;
+    if (!allowed_header(w, key))
+        APR_ARRAY_PUSH(w->gone, const char *) = key;
+    return 1;
+}
+
+/* mod_proxy's last call before it writes the request: by now it has added
+ * X-Forwarded-For/-Host/-Server (ProxyAddHeaders, on by default) and Via
+ * (ProxyVia), so the allow list holds whatever the site's conf says. */
+static int upstream_fixup(request_rec *r)
+{
+    aiproxy_req_t *st = aiproxy_req_get(r);
+    header_walk_t w;
+    int i;
+
+    if (!st || !st->provider || strcmp(r->handler, "proxy-server"))
+        return OK;
+    w.site = st->g->upstream_headers;
+    w.gone = apr_array_make(r->pool, 8, sizeof(const char *));
+    apr_table_do(collect_unlisted, &w, r->headers_in, NULL);
+    for (i = 0; i < w.gone->nelts; i++)
+        apr_table_unset(r->headers_in, APR_ARRAY_IDX(w.gone, i, const char *));
+    /* The gateway's own name, not the student's browser or SDK build. */
+    if (!apr_table_get(r->headers_in, "User-Agent"))
+        apr_table_setn(r->headers_in, "User-Agent", "mod_aiproxy");
+    return OK;
+}
+
+void aiproxy_forward_register_hooks(void)
+{
+    APR_OPTIONAL_HOOK(proxy, fixups, upstream_fixup, NULL, NULL,
+                      APR_HOOK_REALLY_LAST);
+}
 
 /* The body for a provider that knows the model by another name. */
 static void set_body(request_rec *r, aiproxy_req_t *st, const char *model)

@@ -103,6 +103,8 @@ void aiproxy_meter_set_headers(request_rec *r, apr_table_t *t,
 
 /* Forwarding with failover (aiproxy_forward.c). */
 int aiproxy_forward_handler(request_rec *r);
+/* Hooks mod_proxy's fixups: only listed request headers go upstream. */
+void aiproxy_forward_register_hooks(void);
 
 /* Counters shared by all children (aiproxy_stats.c). */
 typedef enum {

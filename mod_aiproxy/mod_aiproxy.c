@@ -141,6 +141,7 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_handler(aiproxy_targets_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(aiproxy_stats_handler, NULL, NULL, APR_HOOK_MIDDLE);
     aiproxy_stats_register_status_hook();
+    aiproxy_forward_register_hooks();
     ap_hook_child_init(aiproxy_admin_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(aiproxy_token_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(aiproxy_admin_api_handler, NULL, NULL, APR_HOOK_MIDDLE);

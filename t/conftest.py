@@ -152,7 +152,9 @@ class Gateway:
         # the next request to see it: remembered user settings would hide
         # that for AIProxyUserCacheTTL. test_memos.py turns it back on.
         with open(os.path.join(self.var, "conf.d", "extra.conf"), "w") as f:
-            f.write("AIProxyUserCacheTTL 0\n" + text)
+            # The fake upstream is steered by X-Fake-* request headers,
+            # which only pass because the tests list them.
+            f.write("AIProxyUserCacheTTL 0\nAIProxyUpstreamHeaders X-Fake-*\n" + text)
 
     def args(self):
         a = [APACHE, "-f", os.path.join(ROOT, "conf/httpd.conf"), "-D", "AIPROXY_ANTHROPIC"]
