@@ -142,7 +142,7 @@ int aiproxy_forward_handler(request_rec *r)
     apr_array_header_t *attempts;
     apr_table_t *headers;
     apr_time_t now;
-    int i, rc = HTTP_BAD_GATEWAY;
+    int i, answered, rc = HTTP_BAD_GATEWAY;
 
     if (strcmp(r->handler, FORWARD_HANDLER) || !(st = aiproxy_req_get(r)))
         return DECLINED;
@@ -157,6 +157,7 @@ int aiproxy_forward_handler(request_rec *r)
         st->attempt = i;
         st->last_attempt = i == attempts->nelts - 1;
         st->attempt_failed = 0;
+        st->upstream_status = 0;
         set_attempt(r, st, a, headers);
         apr_table_unset(r->notes, "proxy_timedout");
         rc = ap_run_handler(r);
@@ -173,9 +174,14 @@ int aiproxy_forward_handler(request_rec *r)
                       st->attempt_failed ? ", discarded" : "");
         /* DONE: mod_proxy stopped because the client went; the upstream
          * answered, so it is no upstream error. */
-        if ((rc == OK || (rc == DONE && st->committed)) && !st->attempt_failed)
+        answered = (rc == OK || (rc == DONE && st->committed)) &&
+                   !st->attempt_failed;
+        /* The last attempt's refusal reaches the client, yet it is the
+         * key's failure all the same: ops must see a dead key. */
+        aiproxy_stats_key_result(r, a->provider, a->key, st->upstream_status,
+                                 answered);
+        if (answered)
             break;
-        aiproxy_stat_inc(AIPROXY_STAT_UPSTREAM_ERRORS);
         /* Once a byte went out, the answer is this attempt's. A request
          * sent and not answered in time may have been done and billed:
          * another attempt could be billed again. */

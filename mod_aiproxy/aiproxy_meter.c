@@ -213,6 +213,8 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     drop_private_headers(r, r->headers_out);
     drop_private_headers(r, r->err_headers_out);
     m->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
+    if (!st->error_generated)
+        st->upstream_status = r->status;    /* as answered, for ops */
     if (st->error_generated)
         m->mode = MODE_ERROR;
     else if (!st->last_attempt &&

@@ -19,6 +19,7 @@ typedef struct {
     aiproxy_provider_t *provider;   /* serving the current attempt */
     int attempt, last_attempt;
     int attempt_failed;             /* answered 429/5xx: try the next one */
+    int upstream_status;            /* the attempt's answer; 0: none */
     int committed;                  /* the meter passed bytes to the client */
     int retries;
     char *body;                     /* as forwarded (before model aliases) */
@@ -128,6 +129,13 @@ apr_uint32_t *aiproxy_stat_slot(aiproxy_stat_t which);
 void aiproxy_users_changed(void);
 apr_uint32_t aiproxy_users_generation(void);
 int aiproxy_stats_post_config(apr_pool_t *pconf, server_rec *s);
+/* An attempt's outcome for a provider key: status the upstream's answer (0:
+ * none), answered 0 when the attempt gave the client nothing. A 401, 403,
+ * 429 or 5xx, or no answer, is the key's failure: counted, logged at warn
+ * at most once a minute per key, and 3 in a row make /health name the
+ * provider degraded. */
+void aiproxy_stats_key_result(request_rec *r, const aiproxy_provider_t *pv,
+                              int key, int status, int answered);
 int aiproxy_health_handler(request_rec *r);
 int aiproxy_targets_handler(request_rec *r);
 int aiproxy_stats_handler(request_rec *r);

@@ -129,8 +129,17 @@ def stats(gw):
     return r.json()
 
 
-def test_targets_list_providers_without_keys(sgw):
+def test_targets_need_an_admin(sgw):
+    """Upstream URLs say where the site's traffic goes: not for anyone."""
     r = httpx.get(sgw.url("/targets"), timeout=10)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    r = httpx.get(sgw.url("/targets"), headers=auth("student@example.com"), timeout=10)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "not_admin"
+    assert sgw.upstream.base not in r.text
+
+
+def test_targets_list_providers_without_keys(sgw):
+    r = httpx.get(sgw.url("/targets"), headers=auth(ADMIN), timeout=10)
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/json")
     targets = {t["name"]: t for t in r.json()["targets"]}
