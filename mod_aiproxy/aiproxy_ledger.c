@@ -680,10 +680,53 @@ static int insert_records(mongoc_collection_t *coll, const bson_t **docs,
     return ok || error->code == 11000;
 }
 
+/* Deletes on the client given; 1 on success. */
+static int delete_records_before(mongoc_client_t *client, const char *db,
+                                 apr_int64_t before_ms, apr_int64_t *deleted,
+                                 bson_error_t *error)
+{
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, db,
+                                                             REQUESTS);
+    bson_t *filter = BCON_NEW("time", "{", "$lt", BCON_DATE_TIME(before_ms),
+                              "}");
+    bson_t reply;
+    int ok = mongoc_collection_delete_many(coll, filter, NULL, &reply, error);
+
+    if (ok && deleted)
+        *deleted = get_i64(&reply, "deletedCount");
+    bson_destroy(&reply);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    return ok;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_purge_records(aiproxy_ledger_t *l,
+                                                 apr_pool_t *p,
+                                                 apr_int64_t before_ms,
+                                                 apr_int64_t *deleted,
+                                                 const char **err)
+{
+    bson_error_t error;
+    lease_t ls;
+    int ok;
+
+    *deleted = 0;
+    if (!lease(l, REQUESTS, &ls, err))
+        return AIPROXY_LEDGER_DOWN;
+    ok = delete_records_before(ls.client, l->db, before_ms, deleted, &error);
+    unlease(l, &ls);
+    if (!ok)
+        *err = describe(p, &error);
+    return ok ? AIPROXY_LEDGER_OK : AIPROXY_LEDGER_DOWN;
+}
+
 /* The record writer: a queue of documents and one thread draining it. */
 #define WRITER_QUEUE 4096
 #define WRITER_BATCH 256
 #define WRITER_RETRY_MS 500
+/* With a retention, each child's writer deletes older records at its
+ * start and then this often: one cheap delete per child and hour. */
+#define WRITER_PURGE_EVERY apr_time_from_sec(3600)
 
 struct writer {
     aiproxy_ledger_t *l;
@@ -694,6 +737,8 @@ struct writer {
     apr_size_t n;
     int stopping;
     apr_uint32_t *pending;
+    apr_int64_t retention_ms;       /* 0: records are kept */
+    apr_time_t next_purge;
 };
 
 static void writer_log(int level, apr_size_t n, const bson_error_t *e,
@@ -755,6 +800,28 @@ static void writer_drop(writer_t *w, apr_size_t n)
     w->n -= n;
 }
 
+/* Records older than the retention go; a store away now is tried again at
+ * the next period. */
+static void writer_purge(writer_t *w, apr_time_t now)
+{
+    mongoc_client_t *client = mongoc_client_pool_pop(w->l->pool);
+    apr_int64_t deleted = 0;
+    bson_error_t error;
+    char msg[200];
+
+    if (!client)
+        return;
+    if (!delete_records_before(client, w->l->db, apr_time_as_msec(now) -
+                               w->retention_ms, &deleted, &error))
+        writer_log(3, 0, &error, "older than the retention not deleted");
+    else if (deleted && driver_log) {
+        apr_snprintf(msg, sizeof(msg), "%" APR_INT64_T_FMT " request "
+                     "record(s) older than the retention deleted", deleted);
+        driver_log(6, "aiproxy-writer", msg);
+    }
+    mongoc_client_pool_push(w->l->pool, client);
+}
+
 static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
 {
     writer_t *w = data;
@@ -764,8 +831,23 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
     (void)t;
     apr_thread_mutex_lock(w->lock);
     for (;;) {
-        while (w->n == 0 && !w->stopping)
-            apr_thread_cond_wait(w->wake, w->lock);
+        while (w->n == 0 && !w->stopping) {
+            apr_time_t now = apr_time_now();
+
+            if (!w->retention_ms) {
+                apr_thread_cond_wait(w->wake, w->lock);
+                continue;
+            }
+            if (now < w->next_purge) {
+                apr_thread_cond_timedwait(w->wake, w->lock,
+                                          w->next_purge - now);
+                continue;
+            }
+            w->next_purge = now + WRITER_PURGE_EVERY;
+            apr_thread_mutex_unlock(w->lock);
+            writer_purge(w, now);
+            apr_thread_mutex_lock(w->lock);
+        }
         if (w->n == 0)
             break;
         /* Only this thread removes records, so the head stays put while
@@ -828,13 +910,15 @@ static apr_status_t writer_stop(void *data)
 }
 
 const char *aiproxy_ledger_start_writer(aiproxy_ledger_t *l, apr_pool_t *p,
-                                        apr_uint32_t *pending)
+                                        apr_uint32_t *pending,
+                                        int retention_days)
 {
     writer_t *w = apr_pcalloc(p, sizeof(*w));
     apr_threadattr_t *attr;
 
     w->l = l;
     w->pending = pending;
+    w->retention_ms = (apr_int64_t)retention_days * 86400 * 1000;
     if (apr_thread_mutex_create(&w->lock, APR_THREAD_MUTEX_DEFAULT, p) ||
         apr_thread_cond_create(&w->wake, p) ||
         apr_threadattr_create(&attr, p) ||

@@ -35,11 +35,22 @@ aiproxy_ledger_t *aiproxy_ledger_open(apr_pool_t *p, const char *uri,
 
 /* Moves request records off the request path: from now on settlement
  * queues them for a thread of this process that inserts them in batches,
- * and *pending (shared memory) counts those not yet written. Stopped, after
- * a last flush, when p is destroyed. Without it records are written inline
- * (the CLI). NULL, or the reason it could not start. */
+ * and *pending (shared memory) counts those not yet written. With
+ * retention_days > 0 the thread also deletes records older than that, at
+ * its start and hourly. Stopped, after a last flush, when p is destroyed.
+ * Without it records are written inline (the CLI). NULL, or the reason it
+ * could not start. */
 const char *aiproxy_ledger_start_writer(aiproxy_ledger_t *l, apr_pool_t *p,
-                                        apr_uint32_t *pending);
+                                        apr_uint32_t *pending,
+                                        int retention_days);
+
+/* Deletes the request records (the detail) older than before_ms; the
+ * months, which hold the money, are untouched. *deleted: how many. */
+aiproxy_ledger_rc_t aiproxy_ledger_purge_records(aiproxy_ledger_t *l,
+                                                 apr_pool_t *p,
+                                                 apr_int64_t before_ms,
+                                                 apr_int64_t *deleted,
+                                                 const char **err);
 
 /* Checks a URI's syntax without connecting (for start-up checks). */
 const char *aiproxy_ledger_check_uri(apr_pool_t *p, const char *uri);

@@ -117,7 +117,8 @@ static void child_init(apr_pool_t *p, server_rec *s)
                      "cannot open the usage store: %s", err);
     else if (aiproxy_stat_slot(AIPROXY_STAT_RECORDS_PENDING) &&
              (err = aiproxy_ledger_start_writer(child_ledger, p,
-                        aiproxy_stat_slot(AIPROXY_STAT_RECORDS_PENDING))))
+                        aiproxy_stat_slot(AIPROXY_STAT_RECORDS_PENDING),
+                        g->record_retention)))
         /* Records are then written inline, as before: slower, not wrong. */
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, AIPLOGNO(01005)
                      "%s", err);

@@ -45,6 +45,10 @@ static const char usage_text[] =
 "  usage [--month YYYY-MM] [--email EMAIL]\n"
 "                              spend per user for a month (default: this\n"
 "                              month, UTC), highest first\n"
+"  purge --before YYYY-MM-DD | --older-than DAYS\n"
+"                              delete request records (the per-request\n"
+"                              detail) from before that day (UTC) or older\n"
+"                              than DAYS; month totals (the money) stay\n"
 "  help, --help, -h            this text\n"
 "\n"
 "options:\n"
@@ -518,6 +522,69 @@ static int cmd_usage(ctx_t *x, int argc, const char *const *argv)
     return 0;
 }
 
+/* Midnight UTC of YYYY-MM-DD in ms; -1 when it is no such day. */
+static apr_int64_t day_start_ms(const char *day)
+{
+    apr_time_exp_t tm;
+    apr_time_t t;
+    int y, m, d;
+    char extra;
+
+    if (strlen(day) != 10 ||
+        sscanf(day, "%4d-%2d-%2d%c", &y, &m, &d, &extra) != 3 ||
+        y < 1970 || m < 1 || m > 12 || d < 1 || d > 31)
+        return -1;
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = y - 1900;
+    tm.tm_mon = m - 1;
+    tm.tm_mday = d;
+    if (apr_time_exp_gmt_get(&t, &tm) != APR_SUCCESS)
+        return -1;
+    /* 2026-02-31 would roll over into March: not a day. */
+    if (apr_time_exp_gmt(&tm, t) != APR_SUCCESS || tm.tm_mday != d)
+        return -1;
+    return apr_time_as_msec(t);
+}
+
+static int cmd_purge(ctx_t *x, int argc, const char *const *argv)
+{
+    apr_int64_t now_ms = apr_time_as_msec(apr_time_now()), before = -1;
+    apr_int64_t deleted = 0;
+    const char *err = "";
+    char when[APR_RFC822_DATE_LEN];
+
+    if (argc != 2)
+        return usage_error("purge: give --before YYYY-MM-DD or --older-than "
+                           "DAYS%s", "");
+    if (!strcmp(argv[0], "--before")) {
+        if ((before = day_start_ms(argv[1])) < 0)
+            return usage_error("--before: '%s' is not a day YYYY-MM-DD",
+                               argv[1]);
+    }
+    else if (!strcmp(argv[0], "--older-than")) {
+        char *end;
+        apr_int64_t days = apr_strtoi64(argv[1], &end, 10);
+
+        if (*end || !*argv[1] || days < 1 || days > 36500)
+            return usage_error("--older-than: '%s' is not a whole number of "
+                               "days from 1 to 36500", argv[1]);
+        before = now_ms - days * 86400 * 1000;
+    }
+    else {
+        return usage_error("purge: unexpected argument '%s'", argv[0]);
+    }
+    /* Today's records are still being written and read: never those. */
+    if (before > now_ms)
+        return usage_error("purge: %s is in the future", argv[1]);
+    if (aiproxy_ledger_purge_records(x->ledger, x->p, before, &deleted, &err)
+        != AIPROXY_LEDGER_OK)
+        return store_error("store", err);
+    apr_rfc822_date(when, apr_time_from_msec(before));
+    printf("deleted %" APR_INT64_T_FMT " request record(s) from before %s; "
+           "month totals are kept\n", deleted, when);
+    return 0;
+}
+
 /* ---- Main ---------------------------------------------------------------- */
 
 static int driver_started;
@@ -555,7 +622,7 @@ static int run(apr_pool_t *p, int argc, const char *const *argv)
         return 0;
     }
     if (strcmp(cmd, "token") && strcmp(cmd, "cap") && strcmp(cmd, "revoke") &&
-        strcmp(cmd, "usage"))
+        strcmp(cmd, "usage") && strcmp(cmd, "purge"))
         return usage_error("unknown command '%s'", cmd);
     if (i < argc && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))) {
         fputs(usage_text, stdout);
@@ -590,6 +657,8 @@ static int run(apr_pool_t *p, int argc, const char *const *argv)
         rc = cmd_cap(&x, argc, argv);
     else if (!strcmp(cmd, "revoke"))
         rc = cmd_revoke(&x, argc, argv);
+    else if (!strcmp(cmd, "purge"))
+        rc = cmd_purge(&x, argc, argv);
     else
         rc = cmd_usage(&x, argc, argv);
     return rc;
