@@ -315,6 +315,14 @@ static const char *set_price(cmd_parms *cmd, void *dc, const char *args)
             return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s", model, err);
     if ((err = aiproxy_price_finish(price, seen)))
         return apr_psprintf(cmd->pool, "AIProxyPrice %s: %s", model, err);
+    /* A forgotten output price would bill every answer's output at $0.
+     * Embeddings produce none: a model named *embed* may leave it out;
+     * any other says output=0 if it truly costs nothing. */
+    if (!(seen & AIPROXY_PRICE_HAS_OUTPUT) && !ap_strcasestr(model, "embed"))
+        return apr_psprintf(cmd->pool, "AIProxyPrice %s: output= is required "
+                            "(USD per 1M output tokens, with max_output=); "
+                            "only embedding models (named *embed*) may leave "
+                            "it out", model);
     apr_hash_set(g->prices, model, APR_HASH_KEY_STRING, price);
     return NULL;
 }

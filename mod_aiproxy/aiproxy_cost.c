@@ -66,7 +66,7 @@ const char *aiproxy_price_field(apr_pool_t *p, aiproxy_price_t *price,
     else if (!strcmp(name, "cache_write_1h"))
         field = &price->cache_write_1h;
     else if (!strcmp(name, "output"))
-        field = &price->output;
+        field = &price->output, *seen |= AIPROXY_PRICE_HAS_OUTPUT;
     else if (!strcmp(name, "max_output"))
         tokens = &price->max_output;
     else if (!strcmp(name, "context"))

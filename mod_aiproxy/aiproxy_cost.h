@@ -51,6 +51,7 @@ const char *aiproxy_price_parse(apr_pool_t *p, const char *usd_per_million,
  * which fields were given. NULL, or what is wrong with the word. */
 #define AIPROXY_PRICE_HAS_INPUT 1
 #define AIPROXY_PRICE_HAS_CACHED 2
+#define AIPROXY_PRICE_HAS_OUTPUT 4
 const char *aiproxy_price_field(apr_pool_t *p, aiproxy_price_t *price,
                                 const char *word, int *seen);
 

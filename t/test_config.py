@@ -245,6 +245,9 @@ def test_models_without_price(make_gateway):
     ("AIProxyPrice m1 input=1 output=2 max_output=1.5", "max_output="),
     ("AIProxyPrice m1 input=1 output=2 max_output=-3", "max_output="),
     ("AIProxyPrice m1 input=1 output=2 max_output=9 image=x", "image="),
+    # A model that answers in tokens, priced without them: $0 output.
+    ("AIProxyPrice gpt-4o-mini input=0.15", "output= is required"),
+    ("AIProxyPrice claude-x input=1 cached=0.1 context=1000", "output= is required"),
 ])
 def test_bad_price(make_gateway, line, needle):
     configtest_fails(make_gateway(line + "\n"), "AIProxyPrice", needle)
@@ -253,6 +256,15 @@ def test_bad_price(make_gateway, line, needle):
 def test_good_price_with_six_decimals(make_gateway):
     rc, out = make_gateway("AIProxyPrice m1 input=0.123456 cached=0 output=12 "
                            "max_output=100 context=1000 image=85\n").configtest()
+    assert rc == 0, out
+
+
+def test_output_free_prices(make_gateway):
+    """Embedding models (named *embed*) may leave output= out; any other
+    model that costs nothing for output says so with output=0."""
+    rc, out = make_gateway("AIProxyPrice my-embed-v2 input=0.02\n"
+                           "AIProxyPrice Text-Embedding-9 input=0.02\n"
+                           "AIProxyPrice free-chat input=0.1 output=0\n").configtest()
     assert rc == 0, out
 
 
