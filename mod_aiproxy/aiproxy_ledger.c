@@ -949,6 +949,11 @@ static int insert_record(apr_pool_t *p, aiproxy_ledger_t *l,
     return ok;
 }
 
+int aiproxy_ledger_counts(const aiproxy_record_t *r)
+{
+    return r->cost > 0 || (r->status > 0 && r->status < 400);
+}
+
 /* Charges a request that has no hold: one that reserved nothing (a cache
  * hit), or one whose hold is gone. Its id is the guard: a hold settled by
  * an earlier try whose reply was lost, or swept and charged while the
@@ -963,7 +968,8 @@ static int charge_unheld(apr_pool_t *p, mongoc_collection_t *coll,
                               "done", "{", "$ne", BCON_UTF8(r->id), "}");
     bson_t *update = BCON_NEW("$inc", "{", "load", BCON_INT64(r->cost),
                               "spent", BCON_INT64(r->cost),
-                              "requests", BCON_INT64(1), "}");
+                              "requests",
+                              BCON_INT64(aiproxy_ledger_counts(r)), "}");
     int attempt, found, got, ok = 0;
 
     append_done(update, r->id);
@@ -1030,7 +1036,8 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
                               "load", BCON_INT64(r->cost - r->reserved),
                               "reserved", BCON_INT64(-r->reserved),
                               "spent", BCON_INT64(r->cost),
-                              "requests", BCON_INT64(1), "}",
+                              "requests",
+                              BCON_INT64(aiproxy_ledger_counts(r)), "}",
                               "$unset", "{", hold, BCON_UTF8(""), "}");
     bson_t *fields = month_fields();
     aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;

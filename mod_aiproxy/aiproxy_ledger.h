@@ -97,6 +97,11 @@ typedef struct {
     int held;       /* settles a hold made by aiproxy_ledger_reserve */
 } aiproxy_record_t;
 
+/* What a settled request adds to its month's request count: 1 when it was
+ * charged or answered (a cache hit costs $0 yet counts), 0 for a failure
+ * that cost the user nothing. */
+int aiproxy_ledger_counts(const aiproxy_record_t *r);
+
 /* Charges the real cost, releases the rest of the hold and writes (or,
  * with a writer, queues) the request document. Exactly once per id, even
  * when a reply is lost and the update is sent again: the month keeps the

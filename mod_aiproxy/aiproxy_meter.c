@@ -149,7 +149,7 @@ static void settle(request_rec *r, aiproxy_req_t *st, int status)
                       "USD): %s", st->id, st->email,
                       aiproxy_money_format(r->pool, rec.cost), err);
         st->month_state.spent += rec.cost;
-        st->month_state.requests += 1;
+        st->month_state.requests += aiproxy_ledger_counts(&rec);
         st->reserved = rec.cost;
         return;
     }

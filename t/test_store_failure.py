@@ -123,3 +123,26 @@ def test_upstream_timeout_is_charged_its_reservation(make_gateway, up, control):
     m = db.months.find_one({"email": email})
     assert m["spent"] == doc["cost"] and m["requests"] == 1
     assert m["reserved"] == 0 and m["load"] == m["spent"] and m["holds"] == {}
+
+
+@pytest.mark.parametrize("status", [401, 500, 503])
+def test_uncharged_failures_do_not_count_as_requests(gateway, up, status):
+    """monthlyRequests counts what was charged (or answered): a request the
+    provider failed, at $0, is recorded but not counted."""
+    email = new_email("uncounted")
+    r = post(gateway, email)
+    assert r.status_code == 200 and r.headers["monthlyRequests"] == "1"
+    up.next(status=status)
+    r = post(gateway, email)
+    assert r.status_code >= 400, r.text
+    if "monthlyRequests" in r.headers:
+        assert r.headers["monthlyRequests"] == "1" and r.headers["cost"] == "0"
+    r = post(gateway, email)
+    assert r.status_code == 200 and r.headers["monthlyRequests"] == "2", r.headers
+    db = gateway.db()
+    m = db.months.find_one({"email": email})
+    assert m["requests"] == 2, m
+    # The failure is still on record (status, $0), only not counted.
+    recs = list(db.requests.find({"email": email}))
+    assert len(recs) == 3 and sum(d["cost"] for d in recs) == m["spent"]
+    assert sorted(d["status"] for d in recs)[-1] >= 400
