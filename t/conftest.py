@@ -358,3 +358,62 @@ def curl(gateway, path, *args, **kw):
             k, v = line.split(":", 1)
             hdrs[k.strip().lower()] = v.strip()
     return status, hdrs, body
+
+
+# ------------------------------------------------------------ run summary
+
+def _part(nodeid):
+    if "test_c_units.py::test_unit_tests" in nodeid:
+        return "C units"
+    if "::test_fuzz_corpus_replays" in nodeid:
+        return "fuzz replay"
+    if "::test_fuzz_briefly" in nodeid:
+        return "fuzz runs"
+    return "integration"
+
+
+def summary_lines(reports):
+    """One line per part of the run (C units, fuzz replays, fuzz runs,
+    integration tests) from the tests' reports: what ran, and how it went."""
+    outcome, props = {}, {}
+    for r in reports:
+        # A test's worst phase decides; a setup skip or error counts too.
+        o = "error" if r.failed and r.when != "call" else r.outcome
+        rank = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+        if rank[o] >= rank.get(outcome.get(r.nodeid), -1):
+            outcome[r.nodeid] = o
+        for k, v in getattr(r, "user_properties", ()):
+            props.setdefault(k, {})[r.nodeid] = v
+    parts = {}
+    for nodeid, o in outcome.items():
+        counts = parts.setdefault(_part(nodeid), {})
+        counts[o] = counts.get(o, 0) + 1
+
+    def tally(name):
+        c = parts.get(name)
+        if not c:
+            return "not run"
+        return ", ".join("%d %s" % (c[k], k) for k in ("passed", "failed", "error", "skipped")
+                         if c.get(k))
+
+    lines = []
+    checks = sum(props.get("unit_checks", {}).values())
+    c = parts.get("C units")
+    lines.append("C units: " + ("%d checks passed" % checks if c and c == {"passed": 1}
+                                else tally("C units")))
+    inputs = sum(props.get("fuzz_inputs", {}).values())
+    lines.append("fuzz replay: %s%s" % (tally("fuzz replay"), ", %d inputs replayed under "
+                                        "ASan/UBSan" % inputs if inputs else ""))
+    execs = sum(props.get("fuzz_execs", {}).values())
+    lines.append("fuzz runs: %s%s" % (tally("fuzz runs"), ", %d executions" % execs
+                                      if execs else ""))
+    lines.append("integration: " + tally("integration"))
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter):
+    reports = [r for k in ("passed", "failed", "skipped", "error")
+               for r in terminalreporter.stats.get(k, []) if hasattr(r, "nodeid")]
+    terminalreporter.write_sep("-", "what ran")
+    for line in summary_lines(reports):
+        terminalreporter.write_line(line)

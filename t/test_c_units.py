@@ -41,7 +41,7 @@ def run(args, halt_on_ub=True):
                           env=env, timeout=600)
 
 
-def test_unit_tests():
+def test_unit_tests(record_property):
     proc = run([os.path.join(BUILD, "unit_tests")], halt_on_ub=False)
     lines = proc.stdout.strip().splitlines()
     assert lines, proc.stderr
@@ -51,10 +51,11 @@ def test_unit_tests():
     assert m.group(2) == "0", proc.stdout + proc.stderr
     assert "runtime error" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    record_property("unit_checks", int(m.group(1)))   # for the run's summary
 
 
 @pytest.mark.parametrize("name", FUZZERS)
-def test_fuzz_corpus_replays(name):
+def test_fuzz_corpus_replays(name, record_property):
     corpus = os.path.join(ROOT, "t", "fuzz", "corpus", name)
     seeds = [f for f in os.listdir(corpus) if not f.startswith(".")]
     assert seeds, corpus
@@ -63,6 +64,7 @@ def test_fuzz_corpus_replays(name):
     assert "runtime error" not in proc.stderr, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == \
         "replayed %d inputs" % len(seeds), proc.stdout
+    record_property("fuzz_inputs", len(seeds))
 
 
 # Each fuzz target runs a few seconds in every test run, from its corpus,
@@ -81,7 +83,7 @@ def fuzz_built():
 
 
 @pytest.mark.parametrize("name", FUZZERS)
-def test_fuzz_briefly(fuzz_built, name, tmp_path):
+def test_fuzz_briefly(fuzz_built, name, tmp_path, record_property):
     corpus = os.path.join(ROOT, "t", "fuzz", "corpus", name)
     proc = run([os.path.join(BUILD, "fuzz_" + name),
                 "-max_total_time=%d" % FUZZ_SECONDS, "-print_final_stats=1",
@@ -90,3 +92,4 @@ def test_fuzz_briefly(fuzz_built, name, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     runs = re.search(r"stat::number_of_executed_units: (\d+)", proc.stderr)
     assert runs and int(runs.group(1)) > 0, proc.stderr[-2000:]
+    record_property("fuzz_execs", int(runs.group(1)))

@@ -311,7 +311,9 @@ def test_gateway_headers_replace_the_upstreams(make_gateway):
         spoof.stop()
 
 
-def test_upstream_500_counts_at_zero_and_releases_hold(gateway, up):
+def test_upstream_500_is_not_counted_and_releases_hold(gateway, up):
+    """Recorded at $0, yet no request in monthlyRequests: it was not
+    charged."""
     email = new_email("meter-500")
     client = sdk(gateway, email)
     with pytest.raises(openai.InternalServerError) as ei:
@@ -321,10 +323,10 @@ def test_upstream_500_counts_at_zero_and_releases_hold(gateway, up):
     h = ei.value.response.headers
     assert ei.value.status_code == 500
     assert h["cost"] == "0" and h["monthlyCost"] == "0"
-    assert h["monthlyRequests"] == "1"
+    assert h["monthlyRequests"] == "0"
     assert len(up.requests()) == 1
     m = month_doc(gateway, email)
-    assert m["spent"] == 0 and m["requests"] == 1
+    assert m["spent"] == 0 and m["requests"] == 0
     assert_settled(m)
     [doc] = request_docs(gateway, email)
     assert doc["status"] == 500 and doc["cost"] == 0 and doc["estimated"] is False
