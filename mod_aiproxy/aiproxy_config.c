@@ -659,7 +659,9 @@ const command_rec aiproxy_directives[] = {
     AP_INIT_RAW_ARGS("AIProxyProvider", set_provider, NULL, RSRC_CONF,
                      "NAME BASE-URL [api=openai|anthropic] key=env:VAR|file:PATH ..."),
     AP_INIT_RAW_ARGS("AIProxyPrice", set_price, NULL, RSRC_CONF,
-                     "MODEL input=USD [cached=USD] [cache_write=USD] [output=USD]"),
+                     "MODEL input=USD [cached=USD] [cache_write=USD] "
+                     "output=USD max_output=TOKENS (output= may be left out "
+                     "for *embed* models)"),
     AP_INIT_TAKE1("AIProxyMonthlyCap", set_cap, NULL, RSRC_CONF,
                   "default monthly cap per user in USD (2)"),
     AP_INIT_ITERATE("AIProxyAdmins", add_admin, NULL, RSRC_CONF,
