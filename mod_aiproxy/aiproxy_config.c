@@ -42,6 +42,8 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->default_cap = 2 * AIPROXY_PICO_PER_USD;   /* what the original charged */
     g->admins = apr_hash_make(p);
     g->max_body = 8 * 1024 * 1024;
+    g->request_memory = 32 * 1024 * 1024;
+    g->child_memory = 256 * 1024 * 1024;
     g->default_max_tokens = 0;     /* the model's max_output */
     g->hold_ttl = 600;
     g->drain_timeout = 300;
@@ -192,6 +194,14 @@ static const char *set_int(cmd_parms *cmd, void *dc, const char *arg)
     else if (!strcasecmp(name, "AIProxyMaxBody")) {
         if (!(err = parse_int(cmd, arg, 1024, APR_INT64_C(1) << 30, &v)))
             g->max_body = (apr_off_t)v;
+    }
+    else if (!strcasecmp(name, "AIProxyRequestMemory")) {
+        if (!(err = parse_int(cmd, arg, 1 << 20, APR_INT64_C(1) << 34, &v)))
+            g->request_memory = (apr_off_t)v;
+    }
+    else if (!strcasecmp(name, "AIProxyChildMemory")) {
+        if (!(err = parse_int(cmd, arg, 1 << 20, APR_INT64_C(1) << 40, &v)))
+            g->child_memory = (apr_off_t)v;
     }
     else if (!strcasecmp(name, "AIProxyDefaultMaxTokens")) {
         if (!(err = parse_int(cmd, arg, 0, 10000000, &v)))
@@ -633,6 +643,11 @@ const command_rec aiproxy_directives[] = {
                     "emails allowed to read /usage"),
     AP_INIT_TAKE1("AIProxyMaxBody", set_int, NULL, RSRC_CONF,
                   "largest request body in bytes (8388608)"),
+    AP_INIT_TAKE1("AIProxyRequestMemory", set_int, NULL, RSRC_CONF,
+                  "most bytes one request body's parse may take (33554432)"),
+    AP_INIT_TAKE1("AIProxyChildMemory", set_int, NULL, RSRC_CONF,
+                  "bytes a child may hold in large request bodies and their "
+                  "parses at once (268435456)"),
     AP_INIT_TAKE1("AIProxyDefaultMaxTokens", set_int, NULL, RSRC_CONF,
                   "output tokens reserved when a request sets no limit (4096)"),
     AP_INIT_TAKE1("AIProxyDrainTimeout", set_int, NULL, RSRC_CONF,

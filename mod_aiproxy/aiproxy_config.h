@@ -53,6 +53,8 @@ typedef struct {
     aiproxy_money_t default_cap;
     apr_hash_t *admins;             /* email -> "" */
     apr_off_t max_body;
+    apr_off_t request_memory;       /* a body's parse may cost at most this */
+    apr_off_t child_memory;         /* large bodies and parses, per child */
     apr_int64_t default_max_tokens; /* written when a request has no
                                        limit; 0: the model's max_output */
     apr_hash_t *anthropic_betas;    /* anthropic-beta values passed on */

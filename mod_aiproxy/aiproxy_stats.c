@@ -35,7 +35,7 @@ static shared_t *shared;
 
 static const char *const stat_names[AIPROXY_STAT_COUNT] = {
     "requests", "cache_hits", "cache_misses", "cache_stores", "retries",
-    "rate_limited", "over_cap", "upstream_errors", "records_pending"
+    "rate_limited", "over_cap", "upstream_errors", "busy", "records_pending"
 };
 
 void aiproxy_stat_inc(aiproxy_stat_t which)
