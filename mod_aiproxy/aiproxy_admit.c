@@ -88,7 +88,8 @@ static int store_unavailable(request_rec *r, aiproxy_req_t *st,
 /* Verified tokens: the HMAC and the claims' parse cost more than a store
  * round trip's client side, and a student sends the same token all month.
  * Keyed by the token's exact bytes, so a hit is a token this child has
- * verified with the same secret; exp and nbf are checked again. */
+ * verified with the same secrets (a restart, which changes them, starts new
+ * children); exp and nbf are checked again. */
 static aiproxy_memo_t *token_memo;
 /* User settings, for AIProxyUserCacheTTL seconds or until this server's
  * admin API changes a cap or a revocation (aiproxy_users_changed). */
@@ -138,8 +139,8 @@ static const char *verify_token(request_rec *r, aiproxy_global_t *g,
         c->email = (const char *)(e + 1);
         return aiproxy_token_check_time(c, now, g->token_leeway);
     }
-    why = aiproxy_token_verify(r->pool, token, g->secret, g->secret_len, now,
-                               g->token_leeway, g->token_max, c);
+    why = aiproxy_token_verify_keys(r->pool, token, g->token_keys, now,
+                                    g->token_leeway, g->token_max, c);
     if (why || !token_memo)
         return why;
     n = strlen(c->email) + 1;

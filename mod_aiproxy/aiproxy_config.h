@@ -41,9 +41,10 @@ typedef struct {
     const char *store_uri;
     const char *store_db;
     int store_timeout_ms;
-    const char *secret_spec;
-    unsigned char *secret;
-    apr_size_t secret_len;
+    apr_array_header_t *secret_specs; /* aiproxy_secret_spec_t, in order */
+    apr_array_header_t *token_keys; /* aiproxy_token_key_t, the same order:
+                                       the last signs; NULL when no route
+                                       needs them */
     int token_leeway;
     apr_size_t token_max;
     int token_memo;                 /* verified tokens kept per child; 0: off */

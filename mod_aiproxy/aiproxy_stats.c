@@ -225,7 +225,7 @@ int aiproxy_stats_handler(request_rec *r)
     g = st->g;
     if (!only_get(r, st))
         return OK;
-    if (g->secret) {
+    if (g->token_keys) {
         if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||
             st->reply_status)
             return aiproxy_reply_handler(r);

@@ -2,6 +2,7 @@
  * arithmetic, body inspection, usage extraction and the SSE splitter.
  * A harness of our own: one line per failed check, then "N passed, N failed"
  * alone on the last line; the exit status is 1 when any check failed. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "aiproxy_memo.h"
 #include "aiproxy_jscan.h"
 #include <jansson.h>
+#include "aiproxy_secret.h"
 #include <apr_thread_proc.h>
 
 /* ------------------------------------------------------------------ */
@@ -2153,6 +2155,203 @@ static void test_token_check_time(apr_pool_t *p)
 }
 
 /* ------------------------------------------------------------------ */
+/* Token secrets: several with key ids, rotation                        */
+
+static const unsigned char KEY_OLD[] = "old-secret-0123456789abcdef012345";
+static const unsigned char KEY_NEW[] = "new-secret-0123456789abcdef012345";
+
+static apr_array_header_t *ring(apr_pool_t *p, int n, ...)
+{
+    apr_array_header_t *keys = apr_array_make(p, n, sizeof(aiproxy_token_key_t));
+    va_list ap;
+    int i;
+
+    va_start(ap, n);
+    for (i = 0; i < n; i++) {
+        aiproxy_token_key_t *k = apr_array_push(keys);
+
+        k->kid = va_arg(ap, const char *);
+        k->key = va_arg(ap, const unsigned char *);
+        k->len = strlen((const char *)k->key);
+    }
+    va_end(ap);
+    return keys;
+}
+
+/* The header's kid and the claims of a token, read without a key. */
+static const char *kid_of(apr_pool_t *p, const char *token, long *iat,
+                          long *exp)
+{
+    jwt_t *jwt = NULL;
+    const char *kid = NULL;
+    char *raw;
+
+    if (jwt_decode(&jwt, token, NULL, 0) != 0 || !jwt)
+        return "(undecodable)";
+    if (jwt_get_header(jwt, "kid"))
+        kid = apr_pstrdup(p, jwt_get_header(jwt, "kid"));
+    *iat = jwt_get_grant_int(jwt, "iat");
+    raw = jwt_get_grants_json(jwt, "exp");
+    *exp = raw ? jwt_get_grant_int(jwt, "exp") : 0;   /* 0: no exp claim */
+    free(raw);
+    jwt_free(jwt);
+    return kid;
+}
+
+static void test_token_issue(apr_pool_t *p)
+{
+    apr_array_header_t *keys = ring(p, 2, "k1", KEY_OLD, "k2", KEY_NEW);
+    aiproxy_claims_t c;
+    long iat, exp;
+    char *tok;
+
+    /* The last secret signs and names itself. */
+    tok = aiproxy_token_issue(p, keys, "a@example.com", NOW, 0, 3600);
+    CHECK(tok != NULL);
+    CHECK_STR(kid_of(p, tok, &iat, &exp), "k2");
+    CHECK_INT(iat, NOW);
+    CHECK_INT(exp, NOW + 3600);
+    memset(&c, 0, sizeof(c));
+    CHECK(aiproxy_token_verify(p, tok, KEY_NEW, strlen((char *)KEY_NEW), NOW,
+                               LEEWAY, MAXLEN, &c) == NULL);
+    CHECK(aiproxy_token_verify(p, tok, KEY_OLD, strlen((char *)KEY_OLD), NOW,
+                               LEEWAY, MAXLEN, &c) != NULL);
+    /* Revoked in this very second: issued just after it. */
+    tok = aiproxy_token_issue(p, keys, "a@example.com", NOW, NOW, 0);
+    kid_of(p, tok, &iat, &exp);
+    CHECK_INT(iat, NOW + 1);
+    CHECK_INT(exp, 0);        /* lifetime 0: no exp claim at all */
+    memset(&c, 0, sizeof(c));
+    CHECK(aiproxy_token_verify_keys(p, tok, keys, NOW, LEEWAY, MAXLEN, &c)
+          == NULL && !c.has_exp && c.iat == NOW + 1);
+    /* A secret without an id signs tokens without kid, as before. */
+    tok = aiproxy_token_issue(p, ring(p, 1, NULL, KEY_OLD), "a@example.com",
+                              NOW, 0, 0);
+    CHECK(tok && kid_of(p, tok, &iat, &exp) == NULL);
+    CHECK(aiproxy_token_issue(p, ring(p, 0), "a@example.com", NOW, 0, 0)
+          == NULL);
+    CHECK(aiproxy_token_issue(p, NULL, "a@example.com", NOW, 0, 0) == NULL);
+}
+
+static void test_token_verify_keys(apr_pool_t *p)
+{
+    apr_array_header_t *old = ring(p, 1, "k1", KEY_OLD);
+    apr_array_header_t *both = ring(p, 2, "k1", KEY_OLD, "k2", KEY_NEW);
+    apr_array_header_t *new_only = ring(p, 1, "k2", KEY_NEW);
+    apr_array_header_t *legacy = ring(p, 2, NULL, KEY, "k2", KEY_NEW);
+    aiproxy_claims_t c;
+    char *t1 = aiproxy_token_issue(p, old, "a@example.com", NOW, 0, 0);
+    char *t2 = aiproxy_token_issue(p, both, "b@example.com", NOW, 0, 0);
+    char *bare = aiproxy_token_sign(p, "c@example.com", NOW, 0, KEY, KEYLEN);
+    char *forged;
+
+#define VK(tok, keys) aiproxy_token_verify_keys(p, (tok), (keys), NOW, \
+                                                LEEWAY, MAXLEN, &c)
+    CHECK(VK(t1, old) == NULL);
+    CHECK(VK(t1, both) == NULL);        /* an old token after a rotation */
+    CHECK_STR(c.email, "a@example.com");
+    CHECK(VK(t2, both) == NULL);
+    CHECK_STR(c.email, "b@example.com");
+    CHECK_REJECT(VK(t1, new_only), "key id");  /* its secret removed */
+    CHECK(VK(t2, new_only) == NULL);
+    CHECK_REJECT(VK(t2, old), "key id");
+    /* A known kid does not lend its name to another secret's token. */
+    forged = aiproxy_token_issue(p, ring(p, 1, "k2", KEY_OLD), "x@example.com",
+                                 NOW, 0, 0);
+    CHECK_REJECT(VK(forged, both), "signature");
+    /* No kid: the secret without an id, else the first. */
+    CHECK(VK(bare, legacy) == NULL);
+    CHECK_STR(c.email, "c@example.com");
+    CHECK_REJECT(VK(bare, both), "signature");
+    CHECK(VK(bare, ring(p, 2, "k0", KEY, "k2", KEY_NEW)) == NULL);
+    /* A kid that is not a string, or an empty one, names no secret. */
+    CHECK_REJECT(VK(craft(p, "{\"alg\":\"HS256\",\"kid\":2}",
+                          "{\"email\":\"a@b.c\"}", "AAAA"), legacy),
+                 "not a string");
+    CHECK_REJECT(VK(craft(p, "{\"alg\":\"HS256\",\"kid\":\"\"}",
+                          "{\"email\":\"a@b.c\"}", "AAAA"), legacy), "key id");
+    CHECK_REJECT(VK(craft(p, "{\"alg\":\"HS256\",\"kid\":\"k9\"}",
+                          "{\"email\":\"a@b.c\"}", "AAAA"), both), "key id");
+    /* Malformed input is refused before any key is chosen. */
+    CHECK_REJECT(VK("a.b", both), "three segments");
+    CHECK_REJECT(VK("not json.at.all", both), "base64url");
+    CHECK_REJECT(aiproxy_token_verify_keys(p, t1, ring(p, 0), NOW, LEEWAY,
+                                           MAXLEN, &c), "no token secret");
+    CHECK_REJECT(aiproxy_token_verify_keys(p, t1, NULL, NOW, LEEWAY, MAXLEN,
+                                           &c), "no token secret");
+    /* exp is still checked with the chosen secret. */
+    t1 = aiproxy_token_issue(p, old, "a@example.com", NOW - 7200, 0, 3600);
+    CHECK_REJECT(VK(t1, both), "expired");
+#undef VK
+}
+
+static void test_secret_specs(apr_pool_t *p)
+{
+    apr_array_header_t *specs = apr_array_make(p, 2,
+                                               sizeof(aiproxy_secret_spec_t));
+    aiproxy_secret_spec_t *s;
+
+    CHECK(aiproxy_secret_kid_ok("2026-autumn.v1_a"));
+    CHECK(!aiproxy_secret_kid_ok(""));
+    CHECK(!aiproxy_secret_kid_ok("a b"));
+    CHECK(!aiproxy_secret_kid_ok("k\"1"));
+    CHECK(!aiproxy_secret_kid_ok(apr_psprintf(p, "%065d", 0)));
+    CHECK(aiproxy_secret_kid_ok(apr_psprintf(p, "%064d", 0)));
+    CHECK(aiproxy_secret_spec_add(p, specs, NULL, "env:A") == NULL);
+    CHECK(aiproxy_secret_spec_add(p, specs, "k1", "file:/b") == NULL);
+    CHECK(aiproxy_secret_spec_add(p, specs, "k2", "env:C") == NULL);
+    CHECK_INT(specs->nelts, 3);
+    /* Given again: replaced, and moved last (so it signs). */
+    CHECK(aiproxy_secret_spec_add(p, specs, "k1", "env:D") == NULL);
+    CHECK(aiproxy_secret_spec_add(p, specs, NULL, "env:E") == NULL);
+    CHECK_INT(specs->nelts, 3);
+    s = (aiproxy_secret_spec_t *)specs->elts;
+    CHECK_STR(s[0].kid, "k2");
+    CHECK_STR(s[1].kid, "k1");
+    CHECK_STR(s[1].spec, "env:D");
+    CHECK(s[2].kid == NULL);
+    CHECK_STR(s[2].spec, "env:E");
+    CHECK_REJECT(aiproxy_secret_spec_add(p, specs, NULL, "inline-value"),
+                 "AIProxyTokenSecret");
+    CHECK_REJECT(aiproxy_secret_spec_add(p, specs, "k1", "env:"),
+                 "env:VARIABLE");
+    CHECK_REJECT(aiproxy_secret_spec_add(p, specs, "bad kid", "env:X"),
+                 "key id");
+    CHECK_INT(specs->nelts, 3);
+}
+
+static void test_secret_load(apr_pool_t *p)
+{
+    aiproxy_secret_spec_t s = { "k1", "env:AIPROXY_UNIT_SECRET" };
+    aiproxy_token_key_t k;
+    const char *err;
+    apr_array_header_t *keys;
+
+    setenv("AIPROXY_UNIT_SECRET", "abc", 1);
+    err = aiproxy_secret_load(p, &s, &k);
+    CHECK_REJECT(err, "AIProxyTokenSecret k1");
+    CHECK_REJECT(err, "openssl rand -hex 32");
+    CHECK_REJECT(err, "aiproxy-admin secret new");
+    CHECK(err && !strstr(err, ": abc"));      /* never the value */
+    /* 31 bytes refused, 32 taken; a trailing newline does not count. */
+    setenv("AIPROXY_UNIT_SECRET", "0123456789abcdef0123456789abcde\n", 1);
+    CHECK_REJECT(aiproxy_secret_load(p, &s, &k), "31 bytes");
+    setenv("AIPROXY_UNIT_SECRET", "0123456789abcdef0123456789abcdef\n", 1);
+    CHECK(aiproxy_secret_load(p, &s, &k) == NULL);
+    CHECK_INT(k.len, 32);
+    CHECK_STR(k.kid, "k1");
+    CHECK(!memcmp(k.key, "0123456789abcdef0123456789abcdef", 32));
+    s.kid = NULL;
+    unsetenv("AIPROXY_UNIT_SECRET");
+    CHECK_REJECT(aiproxy_secret_load(p, &s, &k), "not set");
+    s.spec = "file:/nonexistent/aiproxy-unit-secret";
+    CHECK_REJECT(aiproxy_secret_load(p, &s, &k), "cannot read");
+    keys = NULL;
+    CHECK(aiproxy_secret_load_all(p, apr_array_make(p, 1, sizeof(s)), &keys)
+          == NULL && keys && keys->nelts == 0);
+}
+
+/* ------------------------------------------------------------------ */
 
 typedef void test_fn(apr_pool_t *p);
 
@@ -2193,6 +2392,10 @@ static const struct {
     { "token_check_time", test_token_check_time },
     { "json_cost", test_json_cost },
     { "jscan", test_jscan },
+    { "token_issue", test_token_issue },
+    { "token_verify_keys", test_token_verify_keys },
+    { "secret_specs", test_secret_specs },
+    { "secret_load", test_secret_load },
 };
 
 int main(void)
