@@ -466,6 +466,10 @@ class AIProxy(Target):
 
     def start(self, up, store, store_uri=None, wrap=None, timeout=20):
         os.makedirs(os.path.join(self.var, "conf.d"), exist_ok=True)
+        # The tokens carry kid "bench" (LiteLLM's JWKS names it): a kid must
+        # name one of the gateway's secrets.
+        with open(os.path.join(self.var, "conf.d", "secret.conf"), "w") as f:
+            f.write("AIProxyTokenSecret bench env:AIPROXY_TOKEN_SECRET\n")
         if IS_ROOT:
             shutil.chown(self.var, "aiproxy")
         port = free_port()

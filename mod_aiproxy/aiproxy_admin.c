@@ -219,26 +219,24 @@ static int google_status(aiproxy_google_rc_t rc)
     }
 }
 
-/* Signs a gateway token for email, issued after any revocation: iat is
- * past revoked_at even within the revocation's second. */
+/* Signs a gateway token for email with the newest secret, issued after
+ * any revocation (aiproxy_token_issue). */
 static int issue_token(request_rec *r, aiproxy_req_t *st, const char *email)
 {
     aiproxy_global_t *g = st->g;
     aiproxy_ledger_t *ledger = aiproxy_child_ledger();
     const char *err = "no store connection pool";
+    const aiproxy_token_key_t *signer = &APR_ARRAY_IDX(g->token_keys,
+        g->token_keys->nelts - 1, aiproxy_token_key_t);
     aiproxy_user_t user;
-    apr_int64_t iat = apr_time_sec(apr_time_now()), exp = 0;
     char *token;
 
     if (!ledger || aiproxy_ledger_user(ledger, r->pool, email, &user, &err)
                    != AIPROXY_LEDGER_OK)
         return store_down(r, st, err);
-    if (user.revoked_at >= iat)
-        iat = user.revoked_at + 1;
-    if (g->token_lifetime > 0)
-        exp = iat + g->token_lifetime;
-    token = aiproxy_token_sign(r->pool, email, iat, exp, g->secret,
-                               g->secret_len);
+    token = aiproxy_token_issue(r->pool, g->token_keys, email,
+                                apr_time_sec(apr_time_now()), user.revoked_at,
+                                g->token_lifetime);
     if (!token) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(04004)
                       "cannot sign a token for %s", email);
@@ -246,7 +244,8 @@ static int issue_token(request_rec *r, aiproxy_req_t *st, const char *email)
                     "The token could not be signed.");
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, AIPLOGNO(04005)
-                  "issued a token to %s", email);
+                  "issued a token to %s (key id %s)", email, signer->kid
+                  ? signer->kid : "none");
     apr_table_setn(r->notes, "aiproxy-email", email);
     return answer(r, st, apr_pstrcat(r->pool, "{\"token\":",
                                       aiproxy_json_quote(r->pool, token),
@@ -272,7 +271,7 @@ int aiproxy_token_handler(request_rec *r)
         return wrong_method(r, st, "GET, POST");
     if (!(credential = read_credential(r, st)))
         return OK;
-    if (!st->g->google_client_id || !google_keys || !st->g->secret)
+    if (!st->g->google_client_id || !google_keys || !st->g->token_keys)
         return fail(r, st, HTTP_SERVICE_UNAVAILABLE, "signin_not_configured",
                     "Google sign-in is not configured on this server.");
     pol.client_id = st->g->google_client_id;

@@ -88,7 +88,8 @@ static int store_unavailable(request_rec *r, aiproxy_req_t *st,
 /* Verified tokens: the HMAC and the claims' parse cost more than a store
  * round trip's client side, and a student sends the same token all month.
  * Keyed by the token's exact bytes, so a hit is a token this child has
- * verified with the same secret; exp and nbf are checked again. */
+ * verified with the same secrets (a restart, which changes them, starts new
+ * children); exp and nbf are checked again. */
 static aiproxy_memo_t *token_memo;
 /* User settings, for AIProxyUserCacheTTL seconds or until this server's
  * admin API changes a cap or a revocation (aiproxy_users_changed). */
@@ -101,6 +102,16 @@ typedef struct {
 
 #define USER_MEMO_MAX 4096
 
+/* Users whose month this child saw spent (at or over the cap): refused
+ * again without reading their bodies while the entry is fresh. Spent only
+ * grows within a month; an admin's change to any user starts afresh. */
+static aiproxy_memo_t *spent_memo;
+
+typedef struct {
+    aiproxy_month_t month;
+    apr_uint32_t generation;
+} spent_entry_t;
+
 void aiproxy_admit_child_init(apr_pool_t *p, server_rec *s)
 {
     aiproxy_global_t *g = aiproxy_global(s);
@@ -108,6 +119,8 @@ void aiproxy_admit_child_init(apr_pool_t *p, server_rec *s)
     token_memo = aiproxy_memo_create(p, (apr_size_t)g->token_memo);
     user_memo = g->user_memo_ttl > 0 ? aiproxy_memo_create(p, USER_MEMO_MAX)
                                      : NULL;
+    spent_memo = g->user_memo_ttl > 0 ? aiproxy_memo_create(p, USER_MEMO_MAX)
+                                      : NULL;
 }
 
 /* A remembered verification is the claims (their email pointer unused)
@@ -126,8 +139,8 @@ static const char *verify_token(request_rec *r, aiproxy_global_t *g,
         c->email = (const char *)(e + 1);
         return aiproxy_token_check_time(c, now, g->token_leeway);
     }
-    why = aiproxy_token_verify(r->pool, token, g->secret, g->secret_len, now,
-                               g->token_leeway, g->token_max, c);
+    why = aiproxy_token_verify_keys(r->pool, token, g->token_keys, now,
+                                    g->token_leeway, g->token_max, c);
     if (why || !token_memo)
         return why;
     n = strlen(c->email) + 1;
@@ -386,6 +399,42 @@ static int ask_stream_usage(aiproxy_req_t *st, aiproxy_endpoint_t ep)
 
 /* The body: unencoded, within the limit, JSON with an allowed model, and a
  * cost the gateway can bound; sets the reservation. */
+static int server_busy(request_rec *r, aiproxy_req_t *st)
+{
+    aiproxy_stat_inc(AIPROXY_STAT_BUSY);
+    apr_table_setn(r->err_headers_out, "Retry-After", "1");
+    return aiproxy_reply_error(r, st, HTTP_SERVICE_UNAVAILABLE, "server_error",
+                               "server_busy", "The gateway is holding as many "
+                               "large requests as it may; retry in a "
+                               "moment.");
+}
+
+/* Bodies up to this are parsed without counting the tree's cost: theirs is
+ * within the fixed share every request has. */
+#define SMALL_BODY (64 * 1024)
+
+static int parse_memory(request_rec *r, aiproxy_req_t *st, const char *body)
+{
+    apr_size_t cost;
+
+    if (st->body_len <= SMALL_BODY)
+        return DECLINED;
+    cost = aiproxy_json_cost(body, st->body_len);
+    if ((apr_off_t)cost > st->g->request_memory)
+        return aiproxy_reply_error(r, st, HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                   "invalid_request_error",
+                                   "request_too_complex", apr_psprintf(
+                                   r->pool, "Reading this body would take "
+                                   "about %" APR_SIZE_T_FMT " MiB, more than "
+                                   "the %" APR_OFF_T_FMT " MiB a request may "
+                                   "take: send fewer, larger values (a long "
+                                   "array of numbers costs most).",
+                                   cost >> 20, st->g->request_memory >> 20));
+    if (!aiproxy_body_take(r, cost))
+        return server_busy(r, st);
+    return DECLINED;
+}
+
 static int admit_body(request_rec *r, aiproxy_req_t *st)
 {
     const char *enc = apr_table_get(r->headers_in, "Content-Encoding");
@@ -401,15 +450,22 @@ static int admit_body(request_rec *r, aiproxy_req_t *st)
                                    "unsupported_encoding", "Request bodies "
                                    "must not be content-encoded.");
     rc = aiproxy_body_read(r, st->g->max_body, &body, &st->body_len);
+    st->body_read = rc == OK;
     if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE)
         return aiproxy_reply_error(r, st, rc, "invalid_request_error",
                                    "request_too_large", apr_psprintf(r->pool,
                                    "Request body is larger than %" APR_OFF_T_FMT
                                    " bytes.", st->g->max_body));
+    if (rc == HTTP_SERVICE_UNAVAILABLE)
+        return server_busy(r, st);
     if (rc != OK)
         return aiproxy_reply_error(r, st, rc, "invalid_request_error",
                                    "invalid_body", "The request body could "
                                    "not be read.");
+    /* A parse's tree can be 40 times its text: bounded before it is
+     * built, per request and with the bodies this child holds. */
+    if ((rc = parse_memory(r, st, body)) != DECLINED)
+        return rc;
     if ((why = aiproxy_inspect_request(r->pool, body, st->body_len, ep,
                                        &st->info)))
         return refuse_bad(r, st, "invalid_request", why);
@@ -568,7 +624,13 @@ static int over_cap(request_rec *r, aiproxy_req_t *st, aiproxy_money_t cap)
                    apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
                                 seconds_to_next_month(now)));
     aiproxy_meter_set_headers(r, r->headers_out, 0, &st->month_state);
-    if (used >= cap)
+    if (used >= cap && !st->reserved)
+        /* Refused before its body was read. */
+        msg = apr_psprintf(r->pool, "On %s you used $%s of $%s: nothing is "
+                           "left this month.", st->month,
+                           aiproxy_money_format(r->pool, used),
+                           aiproxy_money_format(r->pool, cap));
+    else if (used >= cap)
         msg = apr_psprintf(r->pool, "On %s you used $%s, exceeding $%s. This "
                            "request may cost up to $%s.", st->month,
                            aiproxy_money_format(r->pool, used),
@@ -588,6 +650,36 @@ static int over_cap(request_rec *r, aiproxy_req_t *st, aiproxy_money_t cap)
                                "insufficient_quota", "insufficient_quota", msg);
 }
 
+static const char *spent_key(apr_pool_t *p, const aiproxy_req_t *st)
+{
+    return apr_pstrcat(p, st->month, " ", st->email, NULL);
+}
+
+/* A month this child saw spent is refused before the body is read: the
+ * cheap refusal a client cannot make us parse megabytes for. So is a cap
+ * of 0, which no request fits. */
+static int spent_already(request_rec *r, aiproxy_req_t *st,
+                         const aiproxy_user_t *u)
+{
+    aiproxy_money_t cap = u->has_cap ? u->cap : st->g->default_cap;
+    apr_int64_t now_ms = apr_time_as_msec(apr_time_now());
+    spent_entry_t *e;
+    apr_size_t len;
+
+    if (cap > 0) {
+        if (!spent_memo)
+            return DECLINED;
+        e = aiproxy_memo_get(spent_memo, r->pool, spent_key(r->pool, st),
+                             now_ms - (apr_int64_t)st->g->user_memo_ttl * 1000,
+                             &len);
+        if (!e || len != sizeof(*e) || e->generation != aiproxy_users_generation() ||
+            e->month.spent < cap)
+            return DECLINED;
+        st->month_state = e->month;
+    }
+    return over_cap(r, st, cap);
+}
+
 static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)
 {
     aiproxy_global_t *g = st->g;
@@ -603,8 +695,18 @@ static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)
                                 &st->month_state, &err);
     if (rc == AIPROXY_LEDGER_DOWN)
         return store_unavailable(r, st, err);
-    if (rc == AIPROXY_LEDGER_OVER_CAP)
+    if (rc == AIPROXY_LEDGER_OVER_CAP) {
+        if (spent_memo && st->month_state.spent >= st->cap) {
+            spent_entry_t e;
+
+            memset(&e, 0, sizeof(e));
+            e.month = st->month_state;
+            e.generation = aiproxy_users_generation();
+            aiproxy_memo_put(spent_memo, spent_key(r->pool, st), now_ms, &e,
+                             sizeof(e));
+        }
         return over_cap(r, st, st->cap);
+    }
     st->held = 1;
     return DECLINED;
 }
@@ -756,9 +858,11 @@ int aiproxy_admit(request_rec *r)
         prepare_forward(r, st);
         return OK;
     }
-    /* The rate limit before the body is read and parsed: a refused
-     * client costs a store round trip, not a parse of its body. */
-    if (rate_limit(r, st) != DECLINED || admit_body(r, st) != DECLINED)
+    /* The rate limit and a spent month before the body is read and
+     * parsed: a refused client costs a store round trip, not a parse. */
+    st->month = aiproxy_month_of(r->pool, r->request_time);
+    if (rate_limit(r, st) != DECLINED || spent_already(r, st, &user) != DECLINED
+        || admit_body(r, st) != DECLINED)
         return OK;
     st->targets = targets_for(r->pool, st, pv, st->info.model);
     if (!st->targets->nelts)
@@ -767,7 +871,6 @@ int aiproxy_admit(request_rec *r)
                                    apr_psprintf(r->pool, "No provider serves "
                                                 "%s on %s.", st->info.model,
                                                 st->endpoint));
-    st->month = aiproxy_month_of(r->pool, r->request_time);
     st->id = aiproxy_next_request_id(r->pool);
     apr_table_setn(r->notes, "aiproxy-request-id", st->id);
     if (cacheable(r, st, 0) && !st->info.stream &&

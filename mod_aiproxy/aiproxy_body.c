@@ -2,6 +2,7 @@
  * and priced), then replayed to mod_proxy by an input filter. */
 #include <string.h>
 #include <apr_strings.h>
+#include <apr_atomic.h>
 
 #include "httpd.h"
 #include "http_protocol.h"
@@ -12,6 +13,44 @@
 
 #define BODY_FILTER "AIPROXY_BODY"
 #define BODY_FIRST (64 * 1024)
+
+/* What this child's requests hold in large bodies and their parses, and
+ * what each request holds of it. */
+static volatile apr_uint64_t child_taken;
+
+typedef struct {
+    apr_uint64_t taken;
+} tally_t;
+
+static apr_status_t give_back(void *v)
+{
+    tally_t *t = v;
+
+    apr_atomic_sub64(&child_taken, t->taken);
+    return APR_SUCCESS;
+}
+
+int aiproxy_body_take(request_rec *r, apr_size_t n)
+{
+    static const char key[] = "aiproxy-body-tally";
+    aiproxy_global_t *g = aiproxy_global(r->server);
+    tally_t *t = NULL;
+
+    apr_pool_userdata_get((void **)&t, key, r->pool);
+    if (!t) {
+        t = apr_pcalloc(r->pool, sizeof(*t));
+        apr_pool_userdata_setn(t, key, give_back, r->pool);
+    }
+    /* Taken first, then checked: two requests cannot both squeeze into
+     * the last room. */
+    if (apr_atomic_add64(&child_taken, n) + n > (apr_uint64_t)g->child_memory &&
+        t->taken + n > AIPROXY_BODY_FREE) {
+        apr_atomic_sub64(&child_taken, n);
+        return 0;
+    }
+    t->taken += n;
+    return 1;
+}
 
 struct aiproxy_replay {
     const char *buf;
@@ -41,6 +80,8 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
         if (declared < room)
             room = declared;
     }
+    if (!aiproxy_body_take(r, room + 1))
+        return HTTP_SERVICE_UNAVAILABLE;
     data = apr_palloc(r->pool, room + 1);
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     while (!eos) {
@@ -76,6 +117,8 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
                     room = room < BODY_FIRST ? BODY_FIRST : room * 2;
                 if (declared >= size + n && room > declared)
                     room = declared;
+                if (!aiproxy_body_take(r, room + 1))
+                    return HTTP_SERVICE_UNAVAILABLE;
                 bigger = apr_palloc(r->pool, room + 1);
                 memcpy(bigger, data, size);
                 data = bigger;

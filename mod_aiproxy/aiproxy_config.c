@@ -11,6 +11,7 @@
 #include "aiproxy_config.h"
 #include "aiproxy_directives.h"
 #include "aiproxy_ledger.h"
+#include "aiproxy_secret.h"
 
 #define UNSET -1
 
@@ -38,11 +39,15 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->token_leeway = 60;
     g->token_max = 8192;
     g->token_memo = 1024;
+    g->secret_specs = apr_array_make(p, 2, sizeof(aiproxy_secret_spec_t));
+    g->token_lifetime = AIPROXY_TOKEN_LIFETIME_DEFAULT;
     g->providers = apr_hash_make(p);
     g->prices = apr_hash_make(p);
     g->default_cap = 2 * AIPROXY_PICO_PER_USD;   /* what the original charged */
     g->admins = apr_hash_make(p);
     g->max_body = 8 * 1024 * 1024;
+    g->request_memory = 32 * 1024 * 1024;
+    g->child_memory = 256 * 1024 * 1024;
     g->default_max_tokens = 0;     /* the model's max_output */
     g->hold_ttl = 600;
     g->drain_timeout = 300;
@@ -195,6 +200,14 @@ static const char *set_int(cmd_parms *cmd, void *dc, const char *arg)
         if (!(err = parse_int(cmd, arg, 1024, APR_INT64_C(1) << 30, &v)))
             g->max_body = (apr_off_t)v;
     }
+    else if (!strcasecmp(name, "AIProxyRequestMemory")) {
+        if (!(err = parse_int(cmd, arg, 1 << 20, APR_INT64_C(1) << 34, &v)))
+            g->request_memory = (apr_off_t)v;
+    }
+    else if (!strcasecmp(name, "AIProxyChildMemory")) {
+        if (!(err = parse_int(cmd, arg, 1 << 20, APR_INT64_C(1) << 40, &v)))
+            g->child_memory = (apr_off_t)v;
+    }
     else if (!strcasecmp(name, "AIProxyDefaultMaxTokens")) {
         if (!(err = parse_int(cmd, arg, 0, 10000000, &v)))
             g->default_max_tokens = v;
@@ -226,24 +239,17 @@ static const char *set_int(cmd_parms *cmd, void *dc, const char *arg)
     return err;
 }
 
-static int valid_secret_spec(const char *spec)
-{
-    return (!strncmp(spec, "env:", 4) && spec[4]) ||
-           (!strncmp(spec, "file:", 5) && spec[5]);
-}
-
-static const char *set_secret(cmd_parms *cmd, void *dc, const char *spec)
+/* AIProxyTokenSecret [KID] SPEC, repeatable: one line per secret. */
+static const char *set_secret(cmd_parms *cmd, void *dc, const char *a1,
+                              const char *a2)
 {
     const char *err = global_only(cmd);
 
     (void)dc;
     if (err)
         return err;
-    if (!valid_secret_spec(spec))
-        return "AIProxyTokenSecret: give env:VARIABLE or file:/path, never "
-               "the secret itself";
-    cmd_global(cmd)->secret_spec = spec;
-    return NULL;
+    return aiproxy_secret_spec_add(cmd->pool, cmd_global(cmd)->secret_specs,
+                                   a2 ? a1 : NULL, a2 ? a2 : a1);
 }
 
 static const char *set_provider(cmd_parms *cmd, void *dc, const char *args)
@@ -645,8 +651,9 @@ const command_rec aiproxy_directives[] = {
                   "database name (default aiproxy)"),
     AP_INIT_TAKE1("AIProxyStoreTimeout", set_int, NULL, RSRC_CONF,
                   "milliseconds to find the store before failing (1500)"),
-    AP_INIT_TAKE1("AIProxyTokenSecret", set_secret, NULL, RSRC_CONF,
-                  "env:VAR or file:PATH holding the HS256 secret"),
+    AP_INIT_TAKE12("AIProxyTokenSecret", set_secret, NULL, RSRC_CONF,
+                   "[KEY-ID] env:VAR|file:PATH: an HS256 secret of at least "
+                   "32 bytes; repeatable, the last one signs"),
     AP_INIT_TAKE1("AIProxyTokenLeeway", set_int, NULL, RSRC_CONF,
                   "seconds of clock skew allowed on exp and nbf (60)"),
     AP_INIT_TAKE1("AIProxyTokenMaxLength", set_int, NULL, RSRC_CONF,
@@ -668,6 +675,11 @@ const command_rec aiproxy_directives[] = {
                     "emails allowed to read /usage"),
     AP_INIT_TAKE1("AIProxyMaxBody", set_int, NULL, RSRC_CONF,
                   "largest request body in bytes (8388608)"),
+    AP_INIT_TAKE1("AIProxyRequestMemory", set_int, NULL, RSRC_CONF,
+                  "most bytes one request body's parse may take (33554432)"),
+    AP_INIT_TAKE1("AIProxyChildMemory", set_int, NULL, RSRC_CONF,
+                  "bytes a child may hold in large request bodies and their "
+                  "parses at once (268435456)"),
     AP_INIT_TAKE1("AIProxyDefaultMaxTokens", set_int, NULL, RSRC_CONF,
                   "output tokens reserved when a request sets no limit (4096)"),
     AP_INIT_TAKE1("AIProxyDrainTimeout", set_int, NULL, RSRC_CONF,
@@ -690,7 +702,8 @@ const command_rec aiproxy_directives[] = {
                  RSRC_CONF, "On: only Google Workspace accounts (with hd) may "
                  "sign in (Off)"),
     AP_INIT_TAKE1("AIProxyTokenLifetime", set_signin_int, NULL, RSRC_CONF,
-                  "seconds an issued token lasts; 0 = no exp (0)"),
+                  "seconds an issued token lasts; 0 = no exp (10368000: "
+                  "120 days)"),
     AP_INIT_RAW_ARGS("AIProxyRoute", set_route, NULL, ACCESS_CONF,
                   "provider this <Location> forwards to, or 'path' or 'model'"),
     AP_INIT_RAW_ARGS("AIProxyModel", add_model_map, NULL, RSRC_CONF,
@@ -726,55 +739,6 @@ const command_rec aiproxy_directives[] = {
     { NULL }
 };
 
-/* Reads env:VAR or file:PATH. The value is never logged. */
-static const char *read_secret(apr_pool_t *p, const char *directive,
-                               const char *spec, char **out, apr_size_t *len)
-{
-    char *v;
-    apr_size_t n = 0;
-
-    if (!strncmp(spec, "env:", 4)) {
-        const char *e = getenv(spec + 4);
-
-        if (!e || !*e)
-            return apr_psprintf(p, "%s: environment variable %s is not set "
-                                "or empty", directive, spec + 4);
-        v = apr_pstrdup(p, e);
-    }
-    else {
-        apr_file_t *f;
-        apr_finfo_t fi;
-        apr_status_t rv = apr_file_open(&f, spec + 5, APR_READ, 0, p);
-
-        if (rv != APR_SUCCESS ||
-            apr_file_info_get(&fi, APR_FINFO_SIZE, f) != APR_SUCCESS)
-            return apr_psprintf(p, "%s: cannot read %s", directive, spec + 5);
-        if (fi.size > 65536) {
-            apr_file_close(f);
-            return apr_psprintf(p, "%s: %s is too large for a secret",
-                                directive, spec + 5);
-        }
-        n = (apr_size_t)fi.size;
-        v = apr_palloc(p, n + 1);
-        rv = apr_file_read_full(f, v, n, &n);
-        apr_file_close(f);
-        if (rv != APR_SUCCESS && rv != APR_EOF)
-            return apr_psprintf(p, "%s: cannot read %s", directive, spec + 5);
-        v[n] = '\0';
-    }
-    /* A trailing newline from `echo > file` is not part of the secret. */
-    *len = strlen(v);
-    if (n && *len < n)
-        return apr_psprintf(p, "%s: %s holds a NUL byte: not a secret "
-                            "file", directive, spec + 5);
-    while (*len && (v[*len - 1] == '\n' || v[*len - 1] == '\r'))
-        v[--*len] = '\0';
-    if (!*len)
-        return apr_psprintf(p, "%s: %s is empty", directive, spec);
-    *out = v;
-    return NULL;
-}
-
 static const char *finish_providers(apr_pool_t *p, aiproxy_global_t *g)
 {
     apr_hash_index_t *hi;
@@ -793,10 +757,10 @@ static const char *finish_providers(apr_pool_t *p, aiproxy_global_t *g)
             char *key;
             apr_size_t len;
 
-            if ((err = read_secret(p, apr_psprintf(p, "AIProxyProvider %s "
-                                                   "(%s)", pv->name,
-                                                   pv->defined_in),
-                                   spec, &key, &len)))
+            if ((err = aiproxy_secret_read(p, apr_psprintf(p,
+                                           "AIProxyProvider %s (%s)",
+                                           pv->name, pv->defined_in),
+                                           spec, &key, &len)))
                 return err;
             if (strpbrk(key, "\r\n"))
                 return apr_psprintf(p, "AIProxyProvider %s: key from %s has "
@@ -889,11 +853,10 @@ const char *aiproxy_config_finish(apr_pool_t *p, server_rec *s)
 
     if (routes->nelts == 0)
         return NULL;
-    if (!g->secret_spec)
+    if (g->secret_specs->nelts == 0)
         return "AIProxyTokenSecret: required when any AIProxyRoute is "
                "configured";
-    if ((err = read_secret(p, "AIProxyTokenSecret", g->secret_spec,
-                           (char **)&g->secret, &g->secret_len)))
+    if ((err = aiproxy_secret_load_all(p, g->secret_specs, &g->token_keys)))
         return err;
     if ((err = finish_providers(p, g)) || (err = finish_model_map(p, g)))
         return err;

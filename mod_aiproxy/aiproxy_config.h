@@ -42,9 +42,10 @@ typedef struct {
     const char *store_uri;
     const char *store_db;
     int store_timeout_ms;
-    const char *secret_spec;
-    unsigned char *secret;
-    apr_size_t secret_len;
+    apr_array_header_t *secret_specs; /* aiproxy_secret_spec_t, in order */
+    apr_array_header_t *token_keys; /* aiproxy_token_key_t, the same order:
+                                       the last signs; NULL when no route
+                                       needs them */
     int token_leeway;
     apr_size_t token_max;
     int token_memo;                 /* verified tokens kept per child; 0: off */
@@ -54,6 +55,8 @@ typedef struct {
     aiproxy_money_t default_cap;
     apr_hash_t *admins;             /* email -> "" */
     apr_off_t max_body;
+    apr_off_t request_memory;       /* a body's parse may cost at most this */
+    apr_off_t child_memory;         /* large bodies and parses, per child */
     apr_int64_t default_max_tokens; /* written when a request has no
                                        limit; 0: the model's max_output */
     apr_hash_t *anthropic_betas;    /* anthropic-beta values passed on */

@@ -2,6 +2,7 @@
 #include <apr_strings.h>
 
 #include "aiproxy_inspect.h"
+#include "aiproxy_jscan.h"
 
 const char *const aiproxy_output_limits[] = {
     "max_tokens", "max_completion_tokens", "max_output_tokens", NULL
@@ -628,91 +629,39 @@ int aiproxy_usage_scan(const char *s, apr_size_t len, apr_size_t *used,
     return merge_fields(&f, api, u);
 }
 
-/* 1 when buf[0..len) closes exactly one open object: what follows a
- * member of the top-level object (more members, then its brace). */
-static int closes_top_level(const char *buf, apr_size_t len)
+/* A usage object is a few hundred bytes: text that would take more to
+ * parse is not one. */
+#define MAX_USAGE_PARSE (256 * 1024)
+#define MAX_USAGE_TEXT (64 * 1024)
+
+int aiproxy_usage_from_value(apr_pool_t *p, const char *text, apr_size_t len,
+                             aiproxy_api_t api, aiproxy_usage_t *u)
 {
-    apr_size_t i;
-    int depth = 1, in_string = 0;
-
-    for (i = 0; i < len; i++) {
-        char c = buf[i];
-
-        if (in_string) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = 0;
-        }
-        else if (c == '"')
-            in_string = 1;
-        else if (c == '{' || c == '[')
-            depth++;
-        else if ((c == '}' || c == ']') && --depth == 0) {
-            for (i++; i < len; i++)
-                if (buf[i] != ' ' && buf[i] != '\n' && buf[i] != '\r' &&
-                    buf[i] != '\t')
-                    return 0;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Every provider puts the top-level "usage" near the end of its answer:
- * parse that member alone rather than the whole body (embeddings can be
- * megabytes). In a JSON text the bytes "usage" followed by ':' are a key
- * (inside a string the quotes would be escaped); the member is taken only
- * when the rest of the body closes the top-level object. */
-static int usage_from_tail(apr_pool_t *p, const char *body, apr_size_t len,
-                           aiproxy_api_t api, aiproxy_usage_t *u)
-{
-    apr_size_t i = len, j, used;
-    aiproxy_json_t *usage;
-    aiproxy_usage_t scanned;
+    apr_size_t used;
+    const char *err;
     int rc;
 
-    while (i-- > 7) {
-        if (body[i - 7] != '"' || memcmp(body + i - 6, "usage\"", 6) ||
-            (i >= 8 && body[i - 8] == '\\'))
-            continue;
-        for (j = i; j < len && (body[j] == ' ' || body[j] == '\n' ||
-                                body[j] == '\r' || body[j] == '\t'); j++)
-            ;
-        if (j == len || body[j] != ':')
-            continue;
-        for (j++; j < len && (body[j] == ' ' || body[j] == '\n' ||
-                              body[j] == '\r' || body[j] == '\t'); j++)
-            ;
-        /* Scanned into a copy, kept only when the rest of the body
-         * closes the top-level object. */
-        scanned = *u;
-        rc = aiproxy_usage_scan(body + j, len - j, &used, api, &scanned);
-        if (rc >= 0) {
-            if (!closes_top_level(body + j + used, len - j - used))
-                return -1;
-            *u = scanned;
-            return rc;
-        }
-        usage = aiproxy_json_parse_prefix(p, body + j, len - j, &used);
-        if (!usage || !closes_top_level(body + j + used, len - j - used))
-            return -1;
-        return aiproxy_usage_merge(usage, api, u);
-    }
-    return -1;
+    if (!len || text[0] != '{')
+        return 0;
+    if ((rc = aiproxy_usage_scan(text, len, &used, api, u)) >= 0)
+        return rc;
+    if (aiproxy_json_cost(text, len) > MAX_USAGE_PARSE)
+        return 0;
+    return aiproxy_usage_merge(aiproxy_json_parse(p, text, len, &err), api, u);
 }
 
+/* The top-level "usage" of one JSON object, found by the member finder
+ * the meter feeds as an answer arrives. */
 int aiproxy_usage_from_body(apr_pool_t *p, const char *body, apr_size_t len,
                             aiproxy_api_t api, aiproxy_usage_t *u)
 {
-    const char *err;
-    aiproxy_json_t *root;
-    int rc = usage_from_tail(p, body, len, api, u);
+    aiproxy_jscan_t *s = aiproxy_jscan_create(p, "usage", MAX_USAGE_TEXT);
+    const char *text;
+    apr_size_t n;
 
-    if (rc >= 0)
-        return rc;
-    root = aiproxy_json_parse(p, body, len, &err);
-    return root && aiproxy_usage_merge(aiproxy_json_get(root, "usage"), api, u);
+    aiproxy_jscan_feed(s, body, len);
+    text = aiproxy_jscan_value(s, &n);
+    return text && aiproxy_usage_from_value(p, text, n, api, u);
 }
 
 /* The end of the string that starts at s[i] == '"' (the index after its

@@ -85,7 +85,13 @@ int aiproxy_usage_merge(const aiproxy_json_t *usage, aiproxy_api_t api,
 int aiproxy_usage_scan(const char *s, apr_size_t len, apr_size_t *used,
                        aiproxy_api_t api, aiproxy_usage_t *u);
 
-/* Usage of a whole non-streamed response body; 1 when found. */
+/* Reads a usage object's text: scanned, or parsed (in p) when it has an
+ * unusual shape and is small enough to be one. 1 when it held a count. */
+int aiproxy_usage_from_value(apr_pool_t *p, const char *text, apr_size_t len,
+                             aiproxy_api_t api, aiproxy_usage_t *u);
+
+/* Usage of a whole non-streamed response body (its top-level member, the
+ * body one object); 1 when found. */
 int aiproxy_usage_from_body(apr_pool_t *p, const char *body, apr_size_t len,
                             aiproxy_api_t api, aiproxy_usage_t *u);
 

@@ -39,6 +39,70 @@ aiproxy_json_t *aiproxy_json_parse_prefix(apr_pool_t *p, const char *buf,
     return v;
 }
 
+/* jansson 2.14 on 64 bits, malloc's header and rounding included: an
+ * object with its first 8 hash buckets, an array with its first 8 slots, a
+ * string or number, a member (pair) with its key, and what each element
+ * adds to its container's table as it doubles (old tables are freed). */
+#define COST_OBJECT  256
+#define COST_ARRAY   160
+#define COST_STRING  96     /* + its length: string value or member key */
+#define COST_NUMBER  48
+#define COST_ELEMENT 48     /* per element or member: slot, bucket, list */
+
+apr_size_t aiproxy_json_cost(const char *buf, apr_size_t len)
+{
+    apr_size_t i = 0, j, cost = 0, longest = 0, run = 0, bare = 0;
+    int in_number = 0;
+
+    while (i < len) {
+        char c = buf[i];
+
+        if (c == '"') {
+            apr_size_t start = ++i;
+
+            while (i < len && buf[i] != '"')
+                i += buf[i] == '\\' ? 2 : 1;
+            /* Escapes only shrink a string when decoded. */
+            cost += COST_STRING + (i - start) + COST_ELEMENT;
+            if (i - start > longest)
+                longest = i - start;
+            /* A member's key is copied again into its hash entry. */
+            for (j = i + 1; j < len && (buf[j] == ' ' || buf[j] == '\n' ||
+                                        buf[j] == '\r' || buf[j] == '\t'); j++)
+                ;
+            if (j < len && buf[j] == ':')
+                cost += i - start;
+            i++;
+            in_number = 0;
+            run = 0;
+            continue;
+        }
+        if (c == '{' || c == '[' || c == '}' || c == ']' || c == ',' ||
+            c == ':' || c == ' ' || c == '\n' || c == '\r' || c == '\t')
+            run = 0;
+        else if (++run > bare)
+            bare = run;      /* a number, a literal, or a bad token */
+        if ((c >= '0' && c <= '9') || c == '-') {
+            if (!in_number)
+                cost += COST_NUMBER + COST_ELEMENT;
+            in_number = 1;
+        }
+        else {
+            in_number = c == '.' || c == 'e' || c == 'E' || c == '+';
+            if (c == '{')
+                cost += COST_OBJECT + COST_ELEMENT;
+            else if (c == '[')
+                cost += COST_ARRAY + COST_ELEMENT;
+            else if (c == 't' || c == 'f' || c == 'n')
+                cost += COST_ELEMENT;
+        }
+        i++;
+    }
+    /* The lexer's buffer for the longest token: at most twice it, or the
+     * old and new buffers while it grows (a string's copy is counted). */
+    return cost + (2 * longest > 3 * bare ? 2 * longest : 3 * bare) + 128;
+}
+
 aiproxy_json_t *aiproxy_json_get(const aiproxy_json_t *obj, const char *key)
 {
     return json_is_object(obj) ? json_object_get(obj, key) : NULL;

@@ -18,6 +18,12 @@ aiproxy_json_t *aiproxy_json_parse(apr_pool_t *p, const char *buf,
 aiproxy_json_t *aiproxy_json_parse_prefix(apr_pool_t *p, const char *buf,
                                           apr_size_t len, apr_size_t *used);
 
+/* An upper bound of the bytes jansson allocates to parse buf (what its tree
+ * of small allocations costs; a body of numbers takes ~40 times its size),
+ * read in one pass without allocating: a parse can be refused before it
+ * is tried. */
+apr_size_t aiproxy_json_cost(const char *buf, apr_size_t len);
+
 aiproxy_json_t *aiproxy_json_get(const aiproxy_json_t *obj, const char *key);
 int aiproxy_json_is_object(const aiproxy_json_t *v);
 int aiproxy_json_is_array(const aiproxy_json_t *v);

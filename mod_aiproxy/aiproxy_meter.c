@@ -11,6 +11,7 @@
 #include "util_filter.h"
 
 #include "aiproxy_cache.h"
+#include "aiproxy_jscan.h"
 #include "aiproxy_request.h"
 #include "aiproxy_sse.h"
 
@@ -18,6 +19,12 @@ APLOG_USE_MODULE(aiproxy);
 
 #define METER_FILTER "AIPROXY_METER"
 #define MAX_SSE_EVENT (1024 * 1024)
+#define MAX_USAGE_TEXT (64 * 1024)
+/* A non-streamed answer is held in memory up to this, then in a file. */
+#define HELD_IN_MEMORY (1024 * 1024)
+/* An answer larger than this is not passed on (the largest real ones,
+ * embeddings of 2,048 inputs, are ~30 MB). */
+#define MAX_HELD_ANSWER ((apr_off_t)512 * 1024 * 1024)
 
 typedef enum {
     MODE_DISCARD,  /* a failed attempt that another will replace */
@@ -39,6 +46,10 @@ typedef struct {
     int is_responses;
     int client_gone;        /* the stream is read to its end for its usage */
     apr_time_t gone_at;     /* since when */
+    aiproxy_jscan_t *scan;  /* finds `usage` in a held answer as it comes */
+    apr_off_t held_len;
+    apr_file_t *spill;      /* where a held answer past HELD_IN_MEMORY goes */
+    const char *unheld;     /* why the answer could not be held, if so */
 } meter_t;
 
 static const char *const reported_headers[] = {
@@ -240,6 +251,8 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
         m->mode = MODE_STREAM;
     else
         m->mode = MODE_BUFFER;
+    if (m->mode == MODE_BUFFER)
+        m->scan = aiproxy_jscan_create(r->pool, "usage", MAX_USAGE_TEXT);
     if (m->mode == MODE_STREAM) {
         st->streaming = 1;
         m->sse = aiproxy_sse_create(r->pool, MAX_SSE_EVENT);
@@ -257,12 +270,6 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     }
     f->ctx = m;
     return m;
-}
-
-static void merge_usage(aiproxy_req_t *st, const aiproxy_json_t *usage)
-{
-    if (aiproxy_usage_merge(usage, st->api, &st->usage))
-        st->usage_found = 1;
 }
 
 /* The SSE comment that carries the final cost: every SSE client, the
@@ -293,15 +300,37 @@ static void finish_stream(meter_t *m)
     append_cost_comment(m);
 }
 
-/* Parses an event's JSON in a pool of its own, gone with the event. */
-static aiproxy_json_t *event_json(meter_t *m, apr_pool_t **sub,
-                                  const aiproxy_sse_event_t *ev)
+/* Reads a usage object's text, parsing it (when it must be) in a pool of
+ * its own, gone with the event. */
+static int usage_text(meter_t *m, apr_pool_t **sub, const char *text,
+                      apr_size_t len, aiproxy_usage_t *u)
 {
-    const char *err;
-
+    if (!len || text[0] != '{')
+        return 0;
     if (!*sub)
         apr_pool_create(sub, m->r->pool);
-    return aiproxy_json_parse(*sub, ev->data, ev->data_len, &err);
+    return aiproxy_usage_from_value(*sub, text, len, m->st->api, u);
+}
+
+/* The usage in an event's data at outer.usage (outer NULL: at the top),
+ * found without parsing the rest of the event, which may be a whole
+ * answer (response.completed). */
+static int event_usage(meter_t *m, apr_pool_t **sub,
+                       const aiproxy_sse_event_t *ev, const char *outer,
+                       aiproxy_usage_t *u)
+{
+    const char *d = ev->data;
+    apr_size_t len = ev->data_len, s, e, vs, vlen;
+
+    if (outer) {
+        if (!aiproxy_json_member_span(d, len, outer, &s, &e, &vs, &vlen))
+            return 0;
+        d += vs;
+        len = vlen;
+    }
+    if (!aiproxy_json_member_span(d, len, "usage", &s, &e, &vs, &vlen))
+        return 0;
+    return usage_text(m, sub, d + vs, vlen, u);
 }
 
 static int ends_with(const char *s, const char *tail)
@@ -315,20 +344,8 @@ static int ends_with(const char *s, const char *tail)
 static void chunk_usage(meter_t *m, apr_pool_t **sub, const char *data,
                         apr_size_t vs, apr_size_t vlen)
 {
-    aiproxy_req_t *st = m->st;
-    apr_size_t used;
-    int rc = aiproxy_usage_scan(data + vs, vlen, &used, st->api, &st->usage);
-
-    if (rc == 1) {
-        st->usage_found = 1;
-    }
-    else if (rc < 0) {
-        const char *err;
-
-        if (!*sub)
-            apr_pool_create(sub, m->r->pool);
-        merge_usage(st, aiproxy_json_parse(*sub, data + vs, vlen, &err));
-    }
+    if (usage_text(m, sub, data + vs, vlen, &m->st->usage))
+        m->st->usage_found = 1;
 }
 
 /* A chat chunk: counts its delta, reads usage wherever it rides, and when
@@ -380,7 +397,6 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
     meter_t *m = baton;
     aiproxy_req_t *st = m->st;
     apr_pool_t *sub = NULL;
-    aiproxy_json_t *root;
     const char *out = ev->raw;
     apr_size_t len = ev->raw_len;
     int end = 0, copy = 0;
@@ -393,20 +409,15 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
                                     ev->data, ev->data_len));
         /* message_start's usage is the input, with a placeholder output:
          * only message_delta's counts are final. */
-        else if (!strcmp(ev->name, "message_start") &&
-                 (root = event_json(m, &sub, ev))) {
-            if (aiproxy_usage_merge(aiproxy_json_get(aiproxy_json_get(root,
-                                        "message"), "usage"),
-                                    st->api, &st->start_usage))
+        else if (!strcmp(ev->name, "message_start")) {
+            if (event_usage(m, &sub, ev, "message", &st->start_usage))
                 st->start_usage_found = 1;
         }
-        else if (!strcmp(ev->name, "message_delta") &&
-                 (root = event_json(m, &sub, ev))) {
+        else if (!strcmp(ev->name, "message_delta")) {
             /* The final counts: those it names, the rest from the start. */
             aiproxy_usage_t u = st->start_usage;
 
-            if (aiproxy_usage_merge(aiproxy_json_get(root, "usage"), st->api,
-                                    &u)) {
+            if (event_usage(m, &sub, ev, NULL, &u)) {
                 st->usage = u;
                 st->usage_found = 1;
             }
@@ -418,12 +429,11 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
         if (ends_with(ev->name, ".delta"))
             st->delta_tokens += delta_tokens(aiproxy_delta_text_len(
                                     ev->data, ev->data_len));
-        else if ((!strcmp(ev->name, "response.completed") ||
-                  !strcmp(ev->name, "response.incomplete") ||
-                  !strcmp(ev->name, "response.failed")) &&
-                 (root = event_json(m, &sub, ev))) {
-            merge_usage(st, aiproxy_json_get(aiproxy_json_get(root, "response"),
-                                             "usage"));
+        else if (!strcmp(ev->name, "response.completed") ||
+                 !strcmp(ev->name, "response.incomplete") ||
+                 !strcmp(ev->name, "response.failed")) {
+            if (event_usage(m, &sub, ev, "response", &st->usage))
+                st->usage_found = 1;
             end = 1;
         }
     }
@@ -621,6 +631,118 @@ static void replace_error_page(meter_t *m)
                                 m->held->bucket_alloc));
 }
 
+/* Moves what is held in memory to a file of its own, unlinked at once so
+ * that nothing is left behind whatever happens to the child. */
+static apr_status_t spill_open(meter_t *m)
+{
+    request_rec *r = m->r;
+    const char *dir, *d;
+    char *path;
+    apr_size_t n;
+    apr_bucket *b;
+    apr_status_t rv;
+
+    if ((rv = apr_temp_dir_get(&dir, r->pool)) != APR_SUCCESS)
+        return rv;
+    path = apr_pstrcat(r->pool, dir, "/aiproxy-answer-XXXXXX", NULL);
+    if ((rv = apr_file_mktemp(&m->spill, path, APR_FOPEN_CREATE |
+                              APR_FOPEN_READ | APR_FOPEN_WRITE |
+                              APR_FOPEN_EXCL | APR_FOPEN_BINARY, r->pool))
+        != APR_SUCCESS)
+        return rv;
+    apr_file_remove(path, r->pool);
+    for (b = APR_BRIGADE_FIRST(m->held); b != APR_BRIGADE_SENTINEL(m->held);
+         b = APR_BUCKET_NEXT(b))
+        if ((rv = apr_bucket_read(b, &d, &n, APR_BLOCK_READ)) != APR_SUCCESS ||
+            (rv = apr_file_write_full(m->spill, d, n, NULL)) != APR_SUCCESS)
+            return rv;
+    apr_brigade_cleanup(m->held);
+    return APR_SUCCESS;
+}
+
+/* Keeps one piece of a non-streamed answer: read for its usage on the way,
+ * held in memory up to HELD_IN_MEMORY, then in a file, so an answer of any
+ * size costs the child the same memory. */
+static void hold(meter_t *m, apr_bucket *b)
+{
+    request_rec *r = m->r;
+    const char *d;
+    apr_size_t n;
+    apr_status_t rv;
+
+    /* An error page that is replaced is not kept at all. */
+    if (m->mode == MODE_ERROR || m->unheld) {
+        apr_bucket_destroy(b);
+        return;
+    }
+    if ((rv = apr_bucket_read(b, &d, &n, APR_BLOCK_READ)) != APR_SUCCESS) {
+        apr_bucket_destroy(b);
+        m->unheld = "could not be read";
+        return;
+    }
+    if (m->scan)
+        aiproxy_jscan_feed(m->scan, d, n);
+    m->held_len += n;
+    if (!m->spill && m->held_len > HELD_IN_MEMORY) {
+        if (m->mode == MODE_MODELS)
+            m->unheld = "is too large";
+        else if ((rv = spill_open(m)) != APR_SUCCESS)
+            m->unheld = "could not be kept";
+    }
+    else if (m->spill && m->held_len > MAX_HELD_ANSWER) {
+        m->unheld = "is too large";
+    }
+    if (m->spill && !m->unheld &&
+        (rv = apr_file_write_full(m->spill, d, n, NULL)) != APR_SUCCESS)
+        m->unheld = "could not be kept";
+    if (m->unheld) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, AIPLOGNO(01205)
+                      "the provider's answer %s (%" APR_OFF_T_FMT " bytes "
+                      "so far): answered 502", m->unheld, m->held_len);
+        apr_brigade_cleanup(m->held);
+    }
+    if (m->spill || m->unheld) {
+        apr_bucket_destroy(b);
+        return;
+    }
+    apr_bucket_setaside(b, r->pool);
+    APR_BRIGADE_INSERT_TAIL(m->held, b);
+}
+
+/* The usage found in a held answer. */
+static void held_usage(meter_t *m)
+{
+    apr_pool_t *sub = NULL;
+    apr_size_t len;
+    const char *text = aiproxy_jscan_value(m->scan, &len);
+
+    if (text && usage_text(m, &sub, text, len, &m->st->usage))
+        m->st->usage_found = 1;
+    if (sub)
+        apr_pool_destroy(sub);
+}
+
+static void replace_unheld(meter_t *m)
+{
+    request_rec *r = m->r;
+    const char *body = aiproxy_error_body(r->pool, "upstream_error",
+                                          "upstream_answer_unheld",
+                                          apr_psprintf(r->pool, "The "
+                                          "provider's answer %s for the "
+                                          "gateway to pass on; you were "
+                                          "charged what it reported.",
+                                          m->unheld));
+
+    apr_brigade_cleanup(m->held);
+    r->status = HTTP_BAD_GATEWAY;
+    r->status_line = NULL;
+    ap_set_content_type(r, "application/json");
+    apr_table_unset(r->headers_out, "Content-Length");
+    APR_BRIGADE_INSERT_TAIL(m->held, apr_bucket_pool_create(
+                                body, strlen(body), r->pool,
+                                m->held->bucket_alloc));
+}
+
 /* Non-streamed responses: hold everything, then price, report, pass. */
 static apr_status_t buffer_filter(ap_filter_t *f, meter_t *m,
                                   apr_bucket_brigade *bb)
@@ -630,48 +752,50 @@ static apr_status_t buffer_filter(ap_filter_t *f, meter_t *m,
     apr_bucket *b;
     char *body;
     apr_size_t len;
+    int status;
 
     while (!APR_BRIGADE_EMPTY(bb)) {
         b = APR_BRIGADE_FIRST(bb);
         if (APR_BUCKET_IS_EOS(b))
             break;
         APR_BUCKET_REMOVE(b);
-        if (APR_BUCKET_IS_METADATA(b)) {
+        if (APR_BUCKET_IS_METADATA(b))
             apr_bucket_destroy(b);
-            continue;
-        }
-        if (apr_bucket_setaside(b, r->pool) != APR_SUCCESS) {
-            const char *d;
-            apr_size_t n;
-
-            /* Buckets that cannot be set aside are read into memory. */
-            apr_bucket_read(b, &d, &n, APR_BLOCK_READ);
-            apr_bucket_setaside(b, r->pool);
-        }
-        APR_BRIGADE_INSERT_TAIL(m->held, b);
+        else
+            hold(m, b);
     }
     if (APR_BRIGADE_EMPTY(bb))
         return APR_SUCCESS;
     /* EOS: the body is complete. */
+    status = r->status;
     if (m->mode == MODE_ERROR) {
         replace_error_page(m);
-        settle(r, st, r->status);
+        settle(r, st, status);
         set_final_headers(r, st);
     }
-    else if (apr_brigade_pflatten(m->held, &body, &len, r->pool)
-             == APR_SUCCESS) {
-        if (m->mode == MODE_MODELS) {
+    else if (m->mode == MODE_MODELS) {
+        if (m->unheld)
+            replace_unheld(m);
+        else if (apr_brigade_pflatten(m->held, &body, &len, r->pool)
+                 == APR_SUCCESS) {
             filter_models(m, &body, &len);
             store_in_cache(m, body, len);
         }
-        else {
+    }
+    else {
+        held_usage(m);
+        if (m->unheld)
+            replace_unheld(m);
+        else if (m->spill)
+            apr_brigade_insert_file(m->held, m->spill, 0, m->held_len,
+                                    r->pool);
+        else if (m->st->cache_key &&
+                 apr_brigade_pflatten(m->held, &body, &len, r->pool)
+                 == APR_SUCCESS)
+            /* At most HELD_IN_MEMORY: a copy for the cache. */
             store_in_cache(m, body, len);
-            if (aiproxy_usage_from_body(r->pool, body, len, st->api,
-                                        &st->usage))
-                st->usage_found = 1;
-            settle(r, st, r->status);
-            set_final_headers(r, st);
-        }
+        settle(r, st, status);
+        set_final_headers(r, st);
     }
     APR_BRIGADE_CONCAT(m->held, bb);
     return ap_pass_brigade(f->next, m->held);

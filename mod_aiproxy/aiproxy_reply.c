@@ -48,6 +48,18 @@ int aiproxy_reply_json(request_rec *r, aiproxy_req_t *st, int status,
     return route_to_reply(r, st, status);
 }
 
+static int large_body_coming(request_rec *r)
+{
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_off_t n;
+    char *end;
+
+    if (apr_table_get(r->headers_in, "Transfer-Encoding"))
+        return 1;
+    return cl && apr_strtoff(&n, cl, &end, 10) == APR_SUCCESS &&
+           n > AIPROXY_BODY_FREE / 16;
+}
+
 int aiproxy_reply_handler(request_rec *r)
 {
     aiproxy_req_t *st;
@@ -57,7 +69,10 @@ int aiproxy_reply_handler(request_rec *r)
     if (strcmp(r->handler, REPLY_HANDLER) || !(st = aiproxy_req_get(r)))
         return DECLINED;
     /* Reading what is left of the body keeps the connection usable; a body
-     * never read (Expect: 100-continue) closes it instead. */
+     * never read (Expect: 100-continue) closes it instead, and so does a
+     * large one refused before it was read: answered now, not read. */
+    if (!st->body_read && large_body_coming(r))
+        r->connection->keepalive = AP_CONN_CLOSE;
     ap_discard_request_body(r);
     body = st->reply_body ? st->reply_body
            : aiproxy_error_body(r->pool, st->reply_type, st->reply_code,

@@ -32,6 +32,7 @@ typedef struct {
     aiproxy_request_info_t info;
     const aiproxy_price_t *price;
     apr_size_t body_len;
+    int body_read;                  /* the request body is in hand */
     aiproxy_money_t cap;
     aiproxy_money_t reserved;       /* > 0 while a hold is outstanding */
     int held;                       /* a hold exists in the store */
@@ -77,6 +78,11 @@ int aiproxy_reply_handler(request_rec *r);
 /* Body keeping (aiproxy_body.c). */
 int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
                       apr_size_t *len);
+/* Counts n more bytes this request holds against AIProxyChildMemory: 0
+ * when the child holds as much as it may (a request's first
+ * AIPROXY_BODY_FREE bytes always fit). Given back with the request. */
+int aiproxy_body_take(request_rec *r, apr_size_t n);
+#define AIPROXY_BODY_FREE (1024 * 1024)
 /* Installs the replay filter (once) and sets what it replays from the
  * start: each upstream attempt gets the whole body again. */
 aiproxy_replay_t *aiproxy_body_replay(request_rec *r, aiproxy_replay_t *ctx,
@@ -117,6 +123,7 @@ typedef enum {
     AIPROXY_STAT_RATE_LIMITED,
     AIPROXY_STAT_OVER_CAP,
     AIPROXY_STAT_UPSTREAM_ERRORS,
+    AIPROXY_STAT_BUSY,              /* large requests refused: child full */
     AIPROXY_STAT_RECORDS_PENDING,   /* a gauge: records not yet written */
     AIPROXY_STAT_COUNT
 } aiproxy_stat_t;

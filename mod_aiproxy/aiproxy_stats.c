@@ -51,7 +51,7 @@ static shared_t *shared;
 
 static const char *const stat_names[AIPROXY_STAT_COUNT] = {
     "requests", "cache_hits", "cache_misses", "cache_stores", "retries",
-    "rate_limited", "over_cap", "upstream_errors", "records_pending"
+    "rate_limited", "over_cap", "upstream_errors", "busy", "records_pending"
 };
 
 void aiproxy_stat_inc(aiproxy_stat_t which)
@@ -255,7 +255,7 @@ static int admin_only(request_rec *r, aiproxy_req_t *st, const char *what)
 {
     aiproxy_user_t user;
 
-    if (!st->g->secret)
+    if (!st->g->token_keys)
         return 1;
     if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||
         st->reply_status) {

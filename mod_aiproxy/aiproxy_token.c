@@ -137,9 +137,9 @@ done:
     return why;
 }
 
-char *aiproxy_token_sign(apr_pool_t *p, const char *email, apr_int64_t iat,
-                         apr_int64_t exp, const unsigned char *key,
-                         apr_size_t keylen)
+static char *sign(apr_pool_t *p, const char *email, apr_int64_t iat,
+                  apr_int64_t exp, const char *kid, const unsigned char *key,
+                  apr_size_t keylen)
 {
     jwt_t *jwt = NULL;
     char *s, *copy = NULL;
@@ -147,6 +147,7 @@ char *aiproxy_token_sign(apr_pool_t *p, const char *email, apr_int64_t iat,
     if (!key || keylen == 0 || jwt_new(&jwt) != 0)
         return NULL;
     if (jwt_set_alg(jwt, JWT_ALG_HS256, key, (int)keylen) == 0 &&
+        (!kid || jwt_add_header(jwt, "kid", kid) == 0) &&
         jwt_add_grant(jwt, "email", email) == 0 &&
         jwt_add_grant_int(jwt, "iat", (long)iat) == 0 &&
         (exp <= 0 || jwt_add_grant_int(jwt, "exp", (long)exp) == 0) &&
@@ -156,6 +157,80 @@ char *aiproxy_token_sign(apr_pool_t *p, const char *email, apr_int64_t iat,
     }
     jwt_free(jwt);
     return copy;
+}
+
+char *aiproxy_token_sign(apr_pool_t *p, const char *email, apr_int64_t iat,
+                         apr_int64_t exp, const unsigned char *key,
+                         apr_size_t keylen)
+{
+    return sign(p, email, iat, exp, NULL, key, keylen);
+}
+
+char *aiproxy_token_issue(apr_pool_t *p, const apr_array_header_t *keys,
+                          const char *email, apr_int64_t now,
+                          apr_int64_t revoked_at, apr_int64_t lifetime)
+{
+    const aiproxy_token_key_t *k;
+    apr_int64_t iat = now;
+
+    if (!keys || keys->nelts == 0)
+        return NULL;
+    k = &APR_ARRAY_IDX(keys, keys->nelts - 1, aiproxy_token_key_t);
+    if (revoked_at >= iat)
+        iat = revoked_at + 1;
+    return sign(p, email, iat, lifetime > 0 ? iat + lifetime : 0, k->kid,
+                k->key, k->len);
+}
+
+/* The kid of a token's header, unverified: only to choose a key. */
+static const char *header_kid(const char *token, apr_size_t max_len,
+                              apr_pool_t *p, const char **kid)
+{
+    jwt_t *jwt = NULL;
+    const char *why = NULL, *v;
+    char *raw;
+
+    *kid = NULL;
+    if ((why = check_shape(token, max_len)))
+        return why;
+    if (jwt_decode(&jwt, token, NULL, 0) != 0 || !jwt)
+        return "invalid token signature or encoding";
+    if ((v = jwt_get_header(jwt, "kid")))
+        *kid = apr_pstrdup(p, v);
+    else if ((raw = jwt_get_headers_json(jwt, "kid"))) {
+        /* A kid that is not a string names no key of ours. */
+        free(raw);
+        why = "token kid is not a string";
+    }
+    jwt_free(jwt);
+    return why;
+}
+
+const char *aiproxy_token_verify_keys(apr_pool_t *p, const char *token,
+                                      const apr_array_header_t *keys,
+                                      apr_int64_t now, apr_int64_t leeway,
+                                      apr_size_t max_len,
+                                      aiproxy_claims_t *out)
+{
+    const aiproxy_token_key_t *k, *use = NULL;
+    const char *kid, *why;
+    int i;
+
+    if (!keys || keys->nelts == 0)
+        return "server has no token secret";
+    if ((why = header_kid(token, max_len, p, &kid)))
+        return why;
+    for (i = 0; i < keys->nelts && !use; i++) {
+        k = &APR_ARRAY_IDX(keys, i, aiproxy_token_key_t);
+        if (kid ? k->kid && !strcmp(k->kid, kid) : !k->kid)
+            use = k;
+    }
+    if (!use && kid)
+        return "token key id is unknown or retired";
+    if (!use)
+        use = &APR_ARRAY_IDX(keys, 0, aiproxy_token_key_t);
+    return aiproxy_token_verify(p, token, use->key, use->len, now, leeway,
+                                max_len, out);
 }
 
 const char *aiproxy_token_peek(apr_pool_t *p, const char *token,

@@ -70,7 +70,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     if (aiproxy_stats_post_config(pconf, s) != OK ||
         aiproxy_cache_post_config(pconf, ptemp, s) != OK)
         return !OK;
-    if (aiproxy_global(s)->secret &&
+    if (aiproxy_global(s)->token_keys &&
         (!ap_find_linked_module("mod_proxy.c") ||
          !ap_find_linked_module("mod_proxy_http.c"))) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
@@ -104,7 +104,7 @@ static void child_init(apr_pool_t *p, server_rec *s)
         apr_cpystrn((char *)rnd, "aiproxy!", sizeof(rnd));
     for (i = 0; i < 8; i++)
         apr_snprintf(id_prefix + 2 * i, 3, "%02x", rnd[i]);
-    if (!g->secret)
+    if (!g->token_keys)
         return;
     aiproxy_admit_child_init(p, s);
     aiproxy_ledger_driver_init(driver_log);

@@ -52,7 +52,8 @@ def test_help(gw):
         rc, out, err = cli(gw, flag, conf=None)
         assert rc == 0 and err == ""
         for word in ("token EMAIL", "cap set WHO USD", "cap clear WHO", "revoke EMAIL",
-                     "usage [--month YYYY-MM]", "exit status"):
+                     "usage [--month YYYY-MM]", "secret new [FILE]", "secret list",
+                     "exit status"):
             assert word in out
     rc, out, _ = cli(gw, "cap", "--help")
     assert rc == 0 and "usage:" in out

@@ -70,7 +70,7 @@ def test_get_issues_a_working_token(gw, google):
     claims = jwt.decode(body["token"], TOKEN_SECRET, algorithms=["HS256"])
     assert claims["email"] == "ada@example.com"
     assert abs(claims["iat"] - time.time()) < 5
-    assert "exp" not in claims          # AIProxyTokenLifetime 0
+    assert claims["exp"] == claims["iat"] + 120 * 86400  # AIProxyTokenLifetime's default
     me = httpx.get(gw.url("/usage/me"), headers={"Authorization": "Bearer " + body["token"]})
     assert me.status_code == 200, me.text
     assert me.json()["email"] == "ada@example.com"

@@ -18,6 +18,7 @@
 #include "aiproxy_cost.h"
 #include "aiproxy_ledger.h"
 #include "aiproxy_params.h"
+#include "aiproxy_secret.h"
 #include "aiproxy_token.h"
 
 #define EXIT_USAGE 1
@@ -29,14 +30,15 @@ static const char usage_text[] =
 "usage: aiproxy-admin [-f HTTPD.CONF] COMMAND [ARGS]\n"
 "\n"
 "Administers mod_aiproxy's users from a shell. The store (AIProxyStore,\n"
-"AIProxyStoreDatabase) and the token secret (AIProxyTokenSecret) come from\n"
+"AIProxyStoreDatabase) and the token secrets (AIProxyTokenSecret) come from\n"
 "the httpd configuration, following Include lines and expanding ${VAR}\n"
 "from the environment, so run it with the gateway's environment.\n"
 "\n"
 "commands:\n"
-"  token EMAIL [--days N]      print a new token for EMAIL; it expires in N\n"
-"                              days (default: AIProxyTokenLifetime, else\n"
-"                              never; --days 0: never)\n"
+"  token EMAIL [--days N]      print a new token for EMAIL, signed with the\n"
+"                              newest secret; it expires in N days (default:\n"
+"                              AIProxyTokenLifetime, else 120 days; --days 0:\n"
+"                              never)\n"
 "  cap set WHO USD             set the monthly cap of an email or @domain\n"
 "                              (USD as a decimal, e.g. 2.50)\n"
 "  cap clear WHO               remove it (the default cap applies again)\n"
@@ -49,6 +51,11 @@ static const char usage_text[] =
 "                              delete request records (the per-request\n"
 "                              detail) from before that day (UTC) or older\n"
 "                              than DAYS; month totals (the money) stay\n"
+"  secret new [FILE]           a new random 32-byte secret, in hex: printed,\n"
+"                              or written to FILE (mode 0600, never over an\n"
+"                              existing file); needs no configuration\n"
+"  secret list                 the configured secrets' key ids, which one\n"
+"                              signs, where each comes from (never a value)\n"
 "  help, --help, -h            this text\n"
 "\n"
 "options:\n"
@@ -64,7 +71,8 @@ typedef struct {
     const char *store_uri;
     const char *store_db;
     int store_timeout_ms;
-    const char *secret_spec;
+    apr_array_header_t *secret_specs; /* aiproxy_secret_spec_t */
+    const char *secret_err;      /* first bad AIProxyTokenSecret line */
     const char *default_cap;     /* AIProxyMonthlyCap, as written */
     apr_int64_t token_lifetime;
     const char *err;             /* first configuration error */
@@ -176,7 +184,7 @@ static void directive(conf_t *c, const char *line, int depth)
     };
     const char *name = next_arg(c->p, &line);
     const char *arg = next_arg(c->p, &line);
-    const char *missing = NULL;
+    const char *arg2 = NULL, *missing = NULL;
     int i;
 
     if (!name || !arg)
@@ -192,6 +200,9 @@ static void directive(conf_t *c, const char *line, int depth)
         return;
     }
     arg = expand(c, arg, &missing);
+    if (!strcasecmp(name, "AIProxyTokenSecret") &&
+        (arg2 = next_arg(c->p, &line)))
+        arg2 = expand(c, arg2, &missing);
     if (missing) {
         if (!c->err)
             c->err = apr_psprintf(c->p, "%s: variable ${%s} is not set (run "
@@ -211,8 +222,15 @@ static void directive(conf_t *c, const char *line, int depth)
         c->store_db = arg;
     else if (!strcasecmp(name, "AIProxyStoreTimeout"))
         c->store_timeout_ms = atoi(arg);
-    else if (!strcasecmp(name, "AIProxyTokenSecret"))
-        c->secret_spec = arg;
+    else if (!strcasecmp(name, "AIProxyTokenSecret")) {
+        /* As mod_aiproxy reads it: AIProxyTokenSecret [KID] SPEC. */
+        const char *err = aiproxy_secret_spec_add(c->p, c->secret_specs,
+                                                  arg2 ? arg : NULL,
+                                                  arg2 ? arg2 : arg);
+
+        if (err && !c->secret_err)
+            c->secret_err = err;
+    }
     else if (!strcasecmp(name, "AIProxyMonthlyCap"))
         c->default_cap = arg;
     else if (!strcasecmp(name, "AIProxyTokenLifetime"))
@@ -257,56 +275,14 @@ static void read_config(conf_t *c, const char *path, int optional, int depth)
     apr_file_close(f);
 }
 
-/* env:VAR or file:PATH, as mod_aiproxy reads it. */
-static const char *read_secret(conf_t *c, char **out, apr_size_t *len)
+/* Every secret, as mod_aiproxy reads them at start-up. */
+static const char *token_keys(conf_t *c, apr_array_header_t **keys)
 {
-    const char *spec = c->secret_spec;
-    char *v = NULL;
-
-    if (!spec)
+    if (c->secret_err)
+        return c->secret_err;
+    if (c->secret_specs->nelts == 0)
         return "no AIProxyTokenSecret in the configuration";
-    if (!strncmp(spec, "env:", 4)) {
-        const char *e = getenv(spec + 4);
-
-        if (!e || !*e)
-            return apr_psprintf(c->p, "AIProxyTokenSecret: environment "
-                                "variable %s is not set or empty", spec + 4);
-        v = apr_pstrdup(c->p, e);
-    }
-    else if (!strncmp(spec, "file:", 5)) {
-        apr_file_t *f;
-        apr_finfo_t fi;
-        apr_size_t n = 0;
-        apr_status_t rv;
-
-        if (apr_file_open(&f, spec + 5, APR_READ, 0, c->p) != APR_SUCCESS)
-            return apr_psprintf(c->p, "AIProxyTokenSecret: cannot read %s",
-                                spec + 5);
-        rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
-        if (rv == APR_SUCCESS && fi.size > 65536)
-            rv = APR_EGENERAL;
-        if (rv == APR_SUCCESS) {
-            v = apr_palloc(c->p, (apr_size_t)fi.size + 1);
-            rv = apr_file_read_full(f, v, (apr_size_t)fi.size, &n);
-            if (rv == APR_EOF)
-                rv = APR_SUCCESS;
-            v[n] = '\0';
-        }
-        apr_file_close(f);
-        if (rv != APR_SUCCESS)
-            return apr_psprintf(c->p, "AIProxyTokenSecret: cannot read %s",
-                                spec + 5);
-    }
-    else {
-        return "AIProxyTokenSecret: give env:VARIABLE or file:/path";
-    }
-    *len = strlen(v);
-    while (*len && (v[*len - 1] == '\n' || v[*len - 1] == '\r'))
-        v[--*len] = '\0';
-    if (!*len)
-        return "AIProxyTokenSecret: the secret is empty";
-    *out = v;
-    return NULL;
+    return aiproxy_secret_load_all(c->p, c->secret_specs, keys);
 }
 
 /* ---- Arguments ---------------------------------------------------------- */
@@ -330,10 +306,10 @@ typedef struct {
 static int cmd_token(ctx_t *x, int argc, const char *const *argv)
 {
     const char *email = NULL, *err = "";
-    apr_int64_t days = -1, iat = apr_time_sec(apr_time_now()), exp = 0;
+    apr_int64_t days = -1, lifetime = x->conf->token_lifetime;
+    apr_array_header_t *keys;
     aiproxy_user_t user;
-    char *secret = NULL, *token;
-    apr_size_t secret_len = 0;
+    char *token;
     int i;
 
     for (i = 0; i < argc; i++) {
@@ -357,23 +333,93 @@ static int cmd_token(ctx_t *x, int argc, const char *const *argv)
     if (!aiproxy_params_who(email, 0))
         return usage_error("token: '%s' is not an email address", email);
     email = aiproxy_params_lower(x->p, email);
-    if ((err = read_secret(x->conf, &secret, &secret_len)))
+    if ((err = token_keys(x->conf, &keys)))
         return store_error("configuration", err);
     /* Issued after any revocation, even one in this very second. */
     if (aiproxy_ledger_user(x->ledger, x->p, email, &user, &err)
         != AIPROXY_LEDGER_OK)
         return store_error("store", err);
-    if (user.revoked_at >= iat)
-        iat = user.revoked_at + 1;
-    if (days > 0)
-        exp = iat + days * 86400;
-    else if (days < 0 && x->conf->token_lifetime > 0)
-        exp = iat + x->conf->token_lifetime;
-    token = aiproxy_token_sign(x->p, email, iat, exp,
-                               (const unsigned char *)secret, secret_len);
+    if (days >= 0)
+        lifetime = days * 86400;
+    token = aiproxy_token_issue(x->p, keys, email,
+                                apr_time_sec(apr_time_now()), user.revoked_at,
+                                lifetime);
     if (!token)
         return store_error("token", "cannot sign");
     printf("%s\n", token);
+    return 0;
+}
+
+/* secret new [FILE]: 32 random bytes as 64 hex digits, the form
+ * AIProxyTokenSecret reads; FILE is made readable by its owner only. */
+static int cmd_secret_new(apr_pool_t *p, int argc, const char *const *argv)
+{
+    unsigned char raw[AIPROXY_SECRET_MIN_BYTES];
+    char hex[2 * sizeof(raw) + 2];
+    apr_file_t *f;
+    apr_size_t i, n;
+    apr_status_t rv;
+
+    if (argc > 1 || (argc == 1 && argv[0][0] == '-'))
+        return usage_error("secret new: give at most a FILE%s", "");
+    if (apr_generate_random_bytes(raw, sizeof(raw)) != APR_SUCCESS)
+        return store_error("secret new", "no random bytes from the system");
+    for (i = 0; i < sizeof(raw); i++)
+        apr_snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    hex[2 * sizeof(raw)] = '\n';
+    hex[2 * sizeof(raw) + 1] = '\0';
+    if (argc == 0) {
+        fputs(hex, stdout);
+        return 0;
+    }
+    rv = apr_file_open(&f, argv[0], APR_FOPEN_WRITE | APR_FOPEN_CREATE |
+                       APR_FOPEN_EXCL, APR_FPROT_UREAD | APR_FPROT_UWRITE, p);
+    if (rv != APR_SUCCESS)
+        return store_error(argv[0], rv == APR_EEXIST ? "exists already; a "
+                           "secret is never overwritten" : "cannot create");
+    n = strlen(hex);
+    rv = apr_file_write_full(f, hex, n, NULL);
+    if (apr_file_close(f) != APR_SUCCESS || rv != APR_SUCCESS)
+        return store_error(argv[0], "cannot write");
+    printf("wrote a new secret to %s; use it with\n"
+           "AIProxyTokenSecret KEY-ID file:%s\n", argv[0], argv[0]);
+    return 0;
+}
+
+/* secret list: what mod_aiproxy would load, without a single value. */
+static int cmd_secret_list(conf_t *c, int argc)
+{
+    const char *first_err = c->secret_err;
+    int i, kidless = -1;
+
+    if (argc != 0)
+        return usage_error("secret list: takes no arguments%s", "");
+    for (i = 0; i < c->secret_specs->nelts && kidless < 0; i++)
+        if (!APR_ARRAY_IDX(c->secret_specs, i, aiproxy_secret_spec_t).kid)
+            kidless = i;
+    printf("%-20s %-26s %-40s %s\n", "KEY ID", "USE", "SOURCE", "STATE");
+    for (i = 0; i < c->secret_specs->nelts; i++) {
+        const aiproxy_secret_spec_t *s =
+            &APR_ARRAY_IDX(c->secret_specs, i, aiproxy_secret_spec_t);
+        const char *err, *use;
+        aiproxy_token_key_t k;
+
+        err = aiproxy_secret_load(c->p, s, &k);
+        if (err && !first_err)
+            first_err = err;
+        use = i == c->secret_specs->nelts - 1 ? "signs, verifies"
+                                               : "verifies";
+        /* Tokens without kid go to the secret without an id, else the
+         * first (aiproxy_token_verify_keys). */
+        if (i == (kidless >= 0 ? kidless : 0))
+            use = apr_pstrcat(c->p, use, ", no-kid", NULL);
+        printf("%-20s %-26s %-40s %s\n", s->kid ? s->kid : "-", use,
+               s->spec, err ? "BAD (see below)" : "ok");
+    }
+    if (c->secret_specs->nelts == 0 && !first_err)
+        first_err = "no AIProxyTokenSecret in the configuration";
+    if (first_err)
+        return store_error("configuration", first_err);
     return 0;
 }
 
@@ -608,6 +654,8 @@ static int run(apr_pool_t *p, int argc, const char *const *argv)
     conf.store_uri = "mongodb://127.0.0.1:27017";
     conf.store_db = "aiproxy";
     conf.store_timeout_ms = 1500;
+    conf.secret_specs = apr_array_make(p, 2, sizeof(aiproxy_secret_spec_t));
+    conf.token_lifetime = AIPROXY_TOKEN_LIFETIME_DEFAULT;
     if (!path || !*path)
         path = "conf/httpd.conf";
     if (argc > 2 && !strcmp(argv[1], "-f")) {
@@ -622,12 +670,19 @@ static int run(apr_pool_t *p, int argc, const char *const *argv)
         return 0;
     }
     if (strcmp(cmd, "token") && strcmp(cmd, "cap") && strcmp(cmd, "revoke") &&
-        strcmp(cmd, "usage") && strcmp(cmd, "purge"))
+        strcmp(cmd, "usage") && strcmp(cmd, "purge") &&
+        strcmp(cmd, "secret"))
         return usage_error("unknown command '%s'", cmd);
     if (i < argc && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))) {
         fputs(usage_text, stdout);
         return 0;
     }
+    if (!strcmp(cmd, "secret") &&
+        (i >= argc || (strcmp(argv[i], "new") && strcmp(argv[i], "list"))))
+        return usage_error("secret: use 'secret new [FILE]' or 'secret "
+                           "list'%s", "");
+    if (!strcmp(cmd, "secret") && !strcmp(argv[i], "new"))
+        return cmd_secret_new(p, argc - i - 1, argv + i + 1);
     /* ServerRoot defaults to the configuration file's folder's parent. */
     {
         char *dir = apr_pstrdup(p, path), *slash = strrchr(dir, '/');
@@ -639,6 +694,8 @@ static int run(apr_pool_t *p, int argc, const char *const *argv)
     read_config(&conf, path, 0, 0);
     if (conf.err)
         return store_error(path, conf.err);
+    if (!strcmp(cmd, "secret"))
+        return cmd_secret_list(&conf, argc - i - 1);
     if (conf.store_timeout_ms < 100)
         conf.store_timeout_ms = 1500;
     aiproxy_ledger_driver_init(driver_log);

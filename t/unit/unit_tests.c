@@ -2,6 +2,7 @@
  * arithmetic, body inspection, usage extraction and the SSE splitter.
  * A harness of our own: one line per failed check, then "N passed, N failed"
  * alone on the last line; the exit status is 1 when any check failed. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@
 #include "aiproxy_path.h"
 #include "aiproxy_sse.h"
 #include "aiproxy_memo.h"
+#include "aiproxy_jscan.h"
+#include <jansson.h>
+#include "aiproxy_secret.h"
 #include <apr_thread_proc.h>
 
 /* ------------------------------------------------------------------ */
@@ -1839,6 +1843,179 @@ static void test_usage_scan(apr_pool_t *p)
 /* ------------------------------------------------------------------ */
 /* The per-child memo */
 
+/* ------------------------------------------------------------------ */
+/* Parse cost bound and the top-level member finder                     */
+
+static size_t jc_live, jc_peak;
+
+static void *jc_malloc(size_t n)
+{
+    size_t *b = malloc(n + 16);
+
+    if (!b)
+        return NULL;
+    *b = n;
+    jc_live += n;
+    if (jc_live > jc_peak)
+        jc_peak = jc_live;
+    return (char *)b + 16;
+}
+
+static void jc_free(void *v)
+{
+    size_t *b;
+
+    if (!v)
+        return;
+    b = (size_t *)((char *)v - 16);
+    jc_live -= *b;
+    free(b);
+}
+
+/* What jansson really allocates at its peak to parse text (its own
+ * allocator, counted, only around this parse and its free). */
+static size_t jansson_peak(const char *text, apr_size_t len)
+{
+    json_malloc_t m;
+    json_free_t f;
+    json_error_t err;
+    json_t *v;
+
+    json_get_alloc_funcs(&m, &f);
+    json_set_alloc_funcs(jc_malloc, jc_free);
+    jc_live = jc_peak = 0;
+    v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    json_decref(v);
+    json_set_alloc_funcs(m, f);
+    return jc_peak;
+}
+
+static void check_cost(apr_pool_t *p, const char *what, const char *text,
+                       double most)
+{
+    apr_size_t len = strlen(text), bound = aiproxy_json_cost(text, len);
+    size_t peak = jansson_peak(text, len);
+
+    (void)p;
+    check(bound >= peak, apr_psprintf(p, "%s: bound %" APR_SIZE_T_FMT
+                                      " >= jansson's %" APR_SIZE_T_FMT, what,
+                                      bound, (apr_size_t)peak),
+          __FILE__, __LINE__);
+    /* Not so loose that ordinary bodies are refused. */
+    check(bound <= most * peak, apr_psprintf(p, "%s: bound %" APR_SIZE_T_FMT
+                                             " within %.1fx of %"
+                                             APR_SIZE_T_FMT, what, bound,
+                                             most, (apr_size_t)peak),
+          __FILE__, __LINE__);
+}
+
+static void test_json_cost(apr_pool_t *p)
+{
+    apr_size_t n = 200000, i;
+    char *nums = apr_palloc(p, 2 * n + 2), *text;
+    apr_array_header_t *parts = apr_array_make(p, 16, sizeof(char *));
+
+    /* [0,0,...]: the shape that grows most. */
+    nums[0] = '[';
+    for (i = 0; i < n; i++) {
+        nums[1 + 2 * i] = '0';
+        nums[2 + 2 * i] = ',';
+    }
+    nums[2 * n] = ']';
+    nums[2 * n + 1] = '\0';
+    check_cost(p, "numbers", nums, 3.0);
+    /* One long text, as a big prompt is. */
+    text = apr_palloc(p, 3000001);
+    memset(text, 'a', 3000000);
+    text[3000000] = '\0';
+    check_cost(p, "long text", apr_pstrcat(p, "{\"model\":\"m\",\"messages\":"
+                                           "[{\"role\":\"user\",\"content\":\"",
+                                           text, "\"}]}", NULL), 2.0);
+    /* Many members, many short messages, nesting, literals, reals. */
+    for (i = 0; i < 20000; i++)
+        APR_ARRAY_PUSH(parts, char *) = apr_psprintf(p, "\"key%lu\": %lu",
+                                                     (unsigned long)i,
+                                                     (unsigned long)i);
+    check_cost(p, "members", apr_pstrcat(p, "{", apr_array_pstrcat(p, parts,
+                                                                  ','), "}",
+                                         NULL), 3.0);
+    apr_array_clear(parts);
+    for (i = 0; i < 20000; i++)
+        APR_ARRAY_PUSH(parts, char *) = "{\"role\":\"user\",\"content\":"
+                                        "\"hello\"}";
+    check_cost(p, "messages", apr_pstrcat(p, "{\"messages\":[",
+                                          apr_array_pstrcat(p, parts, ','),
+                                          "]}", NULL), 3.0);
+    apr_array_clear(parts);
+    for (i = 0; i < 20000; i++)
+        APR_ARRAY_PUSH(parts, char *) = "[[[true,false,null,-1.5e3]]]";
+    check_cost(p, "nesting", apr_pstrcat(p, "[", apr_array_pstrcat(p, parts,
+                                                                  ','), "]",
+                                         NULL), 3.0);
+    check_cost(p, "escapes", "{\"a\\u0041\":\"\\n\\t\\\"\\ud83d\\ude00\"}",
+               40.0);
+}
+
+static void jscan_one(apr_pool_t *p, const char *text, apr_size_t cut,
+                      apr_size_t max, const char *want, int line)
+{
+    aiproxy_jscan_t *s = aiproxy_jscan_create(p, "usage", max);
+    apr_size_t len = strlen(text), vlen = 0;
+    const char *got;
+
+    if (cut > len)
+        cut = len;
+    aiproxy_jscan_feed(s, text, cut);
+    aiproxy_jscan_feed(s, text + cut, len - cut);
+    got = aiproxy_jscan_value(s, &vlen);
+    if (want)
+        check_str(got, want, apr_psprintf(p, "jscan cut at %" APR_SIZE_T_FMT,
+                                          cut), __FILE__, line);
+    else
+        check(!got, apr_psprintf(p, "jscan finds nothing (cut at %"
+                                 APR_SIZE_T_FMT ")", cut), __FILE__, line);
+    if (got)
+        CHECK_INT(vlen, strlen(want));
+}
+
+#define JSCAN(text, want) do { apr_size_t c_; \
+    for (c_ = 0; c_ <= strlen(text); c_++) \
+        jscan_one(p, (text), c_, 256, (want), __LINE__); } while (0)
+
+static void test_jscan(apr_pool_t *p)
+{
+    /* Found at the top level, whatever precedes it and however cut. */
+    JSCAN("{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"a\\\"usage"
+          "\\\": {}\"}}],\"usage\":{\"prompt_tokens\":3}}",
+          "{\"prompt_tokens\":3}");
+    JSCAN(" { \"usage\" :\n{\"a\": [1, \"}\"]} , \"model\":\"m\" }\n ",
+          "{\"a\": [1, \"}\"]}");
+    JSCAN("{\"usage\":null}", "null");
+    JSCAN("{\"usage\":\"x\\\\\"}", "\"x\\\\\"");
+    /* Not at the top level, or not found at all. */
+    JSCAN("{\"a\":{\"usage\":{}}}", NULL);
+    JSCAN("{\"a\":[\"usage\",{\"usage\":1}]}", NULL);
+    JSCAN("{\"a\":\"\\\"usage\\\":{}\"}", NULL);
+    JSCAN("{}", NULL);
+    /* Not one object: nothing is trusted. */
+    JSCAN("[{\"usage\":1}]", NULL);
+    JSCAN("{\"usage\":1}{\"usage\":2}", NULL);
+    JSCAN("{\"usage\":1", NULL);
+    JSCAN("{\"usage\":1]", NULL);
+    JSCAN("{\"usage\":1,\"usage\":2}", NULL);
+    JSCAN("{\"usage\":{}} x", NULL);
+    JSCAN("{\"usage\" 1}", NULL);
+    JSCAN("{\"usage\":}", NULL);
+    /* A key spelt with escapes is not looked into. */
+    JSCAN("{\"us\\u0061ge\":{}}", NULL);
+    JSCAN("{\"usages\":{},\"usag\":{}}", NULL);
+    /* A value longer than kept is not given. */
+    jscan_one(p, "{\"usage\":{\"prompt_tokens\":12345}}", 100, 10, NULL,
+              __LINE__);
+    jscan_one(p, "{\"usage\":{\"prompt_tokens\":12345}}", 100, 24,
+              "{\"prompt_tokens\":12345}", __LINE__);
+}
+
 static void test_memo_basics(apr_pool_t *p)
 {
     aiproxy_memo_t *m = aiproxy_memo_create(p, 4);
@@ -1978,6 +2155,203 @@ static void test_token_check_time(apr_pool_t *p)
 }
 
 /* ------------------------------------------------------------------ */
+/* Token secrets: several with key ids, rotation                        */
+
+static const unsigned char KEY_OLD[] = "old-secret-0123456789abcdef012345";
+static const unsigned char KEY_NEW[] = "new-secret-0123456789abcdef012345";
+
+static apr_array_header_t *ring(apr_pool_t *p, int n, ...)
+{
+    apr_array_header_t *keys = apr_array_make(p, n, sizeof(aiproxy_token_key_t));
+    va_list ap;
+    int i;
+
+    va_start(ap, n);
+    for (i = 0; i < n; i++) {
+        aiproxy_token_key_t *k = apr_array_push(keys);
+
+        k->kid = va_arg(ap, const char *);
+        k->key = va_arg(ap, const unsigned char *);
+        k->len = strlen((const char *)k->key);
+    }
+    va_end(ap);
+    return keys;
+}
+
+/* The header's kid and the claims of a token, read without a key. */
+static const char *kid_of(apr_pool_t *p, const char *token, long *iat,
+                          long *exp)
+{
+    jwt_t *jwt = NULL;
+    const char *kid = NULL;
+    char *raw;
+
+    if (jwt_decode(&jwt, token, NULL, 0) != 0 || !jwt)
+        return "(undecodable)";
+    if (jwt_get_header(jwt, "kid"))
+        kid = apr_pstrdup(p, jwt_get_header(jwt, "kid"));
+    *iat = jwt_get_grant_int(jwt, "iat");
+    raw = jwt_get_grants_json(jwt, "exp");
+    *exp = raw ? jwt_get_grant_int(jwt, "exp") : 0;   /* 0: no exp claim */
+    free(raw);
+    jwt_free(jwt);
+    return kid;
+}
+
+static void test_token_issue(apr_pool_t *p)
+{
+    apr_array_header_t *keys = ring(p, 2, "k1", KEY_OLD, "k2", KEY_NEW);
+    aiproxy_claims_t c;
+    long iat, exp;
+    char *tok;
+
+    /* The last secret signs and names itself. */
+    tok = aiproxy_token_issue(p, keys, "a@example.com", NOW, 0, 3600);
+    CHECK(tok != NULL);
+    CHECK_STR(kid_of(p, tok, &iat, &exp), "k2");
+    CHECK_INT(iat, NOW);
+    CHECK_INT(exp, NOW + 3600);
+    memset(&c, 0, sizeof(c));
+    CHECK(aiproxy_token_verify(p, tok, KEY_NEW, strlen((char *)KEY_NEW), NOW,
+                               LEEWAY, MAXLEN, &c) == NULL);
+    CHECK(aiproxy_token_verify(p, tok, KEY_OLD, strlen((char *)KEY_OLD), NOW,
+                               LEEWAY, MAXLEN, &c) != NULL);
+    /* Revoked in this very second: issued just after it. */
+    tok = aiproxy_token_issue(p, keys, "a@example.com", NOW, NOW, 0);
+    kid_of(p, tok, &iat, &exp);
+    CHECK_INT(iat, NOW + 1);
+    CHECK_INT(exp, 0);        /* lifetime 0: no exp claim at all */
+    memset(&c, 0, sizeof(c));
+    CHECK(aiproxy_token_verify_keys(p, tok, keys, NOW, LEEWAY, MAXLEN, &c)
+          == NULL && !c.has_exp && c.iat == NOW + 1);
+    /* A secret without an id signs tokens without kid, as before. */
+    tok = aiproxy_token_issue(p, ring(p, 1, NULL, KEY_OLD), "a@example.com",
+                              NOW, 0, 0);
+    CHECK(tok && kid_of(p, tok, &iat, &exp) == NULL);
+    CHECK(aiproxy_token_issue(p, ring(p, 0), "a@example.com", NOW, 0, 0)
+          == NULL);
+    CHECK(aiproxy_token_issue(p, NULL, "a@example.com", NOW, 0, 0) == NULL);
+}
+
+static void test_token_verify_keys(apr_pool_t *p)
+{
+    apr_array_header_t *old = ring(p, 1, "k1", KEY_OLD);
+    apr_array_header_t *both = ring(p, 2, "k1", KEY_OLD, "k2", KEY_NEW);
+    apr_array_header_t *new_only = ring(p, 1, "k2", KEY_NEW);
+    apr_array_header_t *legacy = ring(p, 2, NULL, KEY, "k2", KEY_NEW);
+    aiproxy_claims_t c;
+    char *t1 = aiproxy_token_issue(p, old, "a@example.com", NOW, 0, 0);
+    char *t2 = aiproxy_token_issue(p, both, "b@example.com", NOW, 0, 0);
+    char *bare = aiproxy_token_sign(p, "c@example.com", NOW, 0, KEY, KEYLEN);
+    char *forged;
+
+#define VK(tok, keys) aiproxy_token_verify_keys(p, (tok), (keys), NOW, \
+                                                LEEWAY, MAXLEN, &c)
+    CHECK(VK(t1, old) == NULL);
+    CHECK(VK(t1, both) == NULL);        /* an old token after a rotation */
+    CHECK_STR(c.email, "a@example.com");
+    CHECK(VK(t2, both) == NULL);
+    CHECK_STR(c.email, "b@example.com");
+    CHECK_REJECT(VK(t1, new_only), "key id");  /* its secret removed */
+    CHECK(VK(t2, new_only) == NULL);
+    CHECK_REJECT(VK(t2, old), "key id");
+    /* A known kid does not lend its name to another secret's token. */
+    forged = aiproxy_token_issue(p, ring(p, 1, "k2", KEY_OLD), "x@example.com",
+                                 NOW, 0, 0);
+    CHECK_REJECT(VK(forged, both), "signature");
+    /* No kid: the secret without an id, else the first. */
+    CHECK(VK(bare, legacy) == NULL);
+    CHECK_STR(c.email, "c@example.com");
+    CHECK_REJECT(VK(bare, both), "signature");
+    CHECK(VK(bare, ring(p, 2, "k0", KEY, "k2", KEY_NEW)) == NULL);
+    /* A kid that is not a string, or an empty one, names no secret. */
+    CHECK_REJECT(VK(craft(p, "{\"alg\":\"HS256\",\"kid\":2}",
+                          "{\"email\":\"a@b.c\"}", "AAAA"), legacy),
+                 "not a string");
+    CHECK_REJECT(VK(craft(p, "{\"alg\":\"HS256\",\"kid\":\"\"}",
+                          "{\"email\":\"a@b.c\"}", "AAAA"), legacy), "key id");
+    CHECK_REJECT(VK(craft(p, "{\"alg\":\"HS256\",\"kid\":\"k9\"}",
+                          "{\"email\":\"a@b.c\"}", "AAAA"), both), "key id");
+    /* Malformed input is refused before any key is chosen. */
+    CHECK_REJECT(VK("a.b", both), "three segments");
+    CHECK_REJECT(VK("not json.at.all", both), "base64url");
+    CHECK_REJECT(aiproxy_token_verify_keys(p, t1, ring(p, 0), NOW, LEEWAY,
+                                           MAXLEN, &c), "no token secret");
+    CHECK_REJECT(aiproxy_token_verify_keys(p, t1, NULL, NOW, LEEWAY, MAXLEN,
+                                           &c), "no token secret");
+    /* exp is still checked with the chosen secret. */
+    t1 = aiproxy_token_issue(p, old, "a@example.com", NOW - 7200, 0, 3600);
+    CHECK_REJECT(VK(t1, both), "expired");
+#undef VK
+}
+
+static void test_secret_specs(apr_pool_t *p)
+{
+    apr_array_header_t *specs = apr_array_make(p, 2,
+                                               sizeof(aiproxy_secret_spec_t));
+    aiproxy_secret_spec_t *s;
+
+    CHECK(aiproxy_secret_kid_ok("2026-autumn.v1_a"));
+    CHECK(!aiproxy_secret_kid_ok(""));
+    CHECK(!aiproxy_secret_kid_ok("a b"));
+    CHECK(!aiproxy_secret_kid_ok("k\"1"));
+    CHECK(!aiproxy_secret_kid_ok(apr_psprintf(p, "%065d", 0)));
+    CHECK(aiproxy_secret_kid_ok(apr_psprintf(p, "%064d", 0)));
+    CHECK(aiproxy_secret_spec_add(p, specs, NULL, "env:A") == NULL);
+    CHECK(aiproxy_secret_spec_add(p, specs, "k1", "file:/b") == NULL);
+    CHECK(aiproxy_secret_spec_add(p, specs, "k2", "env:C") == NULL);
+    CHECK_INT(specs->nelts, 3);
+    /* Given again: replaced, and moved last (so it signs). */
+    CHECK(aiproxy_secret_spec_add(p, specs, "k1", "env:D") == NULL);
+    CHECK(aiproxy_secret_spec_add(p, specs, NULL, "env:E") == NULL);
+    CHECK_INT(specs->nelts, 3);
+    s = (aiproxy_secret_spec_t *)specs->elts;
+    CHECK_STR(s[0].kid, "k2");
+    CHECK_STR(s[1].kid, "k1");
+    CHECK_STR(s[1].spec, "env:D");
+    CHECK(s[2].kid == NULL);
+    CHECK_STR(s[2].spec, "env:E");
+    CHECK_REJECT(aiproxy_secret_spec_add(p, specs, NULL, "inline-value"),
+                 "AIProxyTokenSecret");
+    CHECK_REJECT(aiproxy_secret_spec_add(p, specs, "k1", "env:"),
+                 "env:VARIABLE");
+    CHECK_REJECT(aiproxy_secret_spec_add(p, specs, "bad kid", "env:X"),
+                 "key id");
+    CHECK_INT(specs->nelts, 3);
+}
+
+static void test_secret_load(apr_pool_t *p)
+{
+    aiproxy_secret_spec_t s = { "k1", "env:AIPROXY_UNIT_SECRET" };
+    aiproxy_token_key_t k;
+    const char *err;
+    apr_array_header_t *keys;
+
+    setenv("AIPROXY_UNIT_SECRET", "abc", 1);
+    err = aiproxy_secret_load(p, &s, &k);
+    CHECK_REJECT(err, "AIProxyTokenSecret k1");
+    CHECK_REJECT(err, "openssl rand -hex 32");
+    CHECK_REJECT(err, "aiproxy-admin secret new");
+    CHECK(err && !strstr(err, ": abc"));      /* never the value */
+    /* 31 bytes refused, 32 taken; a trailing newline does not count. */
+    setenv("AIPROXY_UNIT_SECRET", "0123456789abcdef0123456789abcde\n", 1);
+    CHECK_REJECT(aiproxy_secret_load(p, &s, &k), "31 bytes");
+    setenv("AIPROXY_UNIT_SECRET", "0123456789abcdef0123456789abcdef\n", 1);
+    CHECK(aiproxy_secret_load(p, &s, &k) == NULL);
+    CHECK_INT(k.len, 32);
+    CHECK_STR(k.kid, "k1");
+    CHECK(!memcmp(k.key, "0123456789abcdef0123456789abcdef", 32));
+    s.kid = NULL;
+    unsetenv("AIPROXY_UNIT_SECRET");
+    CHECK_REJECT(aiproxy_secret_load(p, &s, &k), "not set");
+    s.spec = "file:/nonexistent/aiproxy-unit-secret";
+    CHECK_REJECT(aiproxy_secret_load(p, &s, &k), "cannot read");
+    keys = NULL;
+    CHECK(aiproxy_secret_load_all(p, apr_array_make(p, 1, sizeof(s)), &keys)
+          == NULL && keys && keys->nelts == 0);
+}
+
+/* ------------------------------------------------------------------ */
 
 typedef void test_fn(apr_pool_t *p);
 
@@ -2016,6 +2390,12 @@ static const struct {
     { "memo_bounded", test_memo_bounded },
     { "memo_threads", test_memo_threads },
     { "token_check_time", test_token_check_time },
+    { "json_cost", test_json_cost },
+    { "jscan", test_jscan },
+    { "token_issue", test_token_issue },
+    { "token_verify_keys", test_token_verify_keys },
+    { "secret_specs", test_secret_specs },
+    { "secret_load", test_secret_load },
 };
 
 int main(void)
