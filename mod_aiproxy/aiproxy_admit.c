@@ -57,6 +57,7 @@ static const char *bearer_token(request_rec *r, aiproxy_api_t api,
                                 int *malformed)
 {
     const char *auth = apr_table_get(r->headers_in, "Authorization");
+    const char *other = aiproxy_api(api)->token_header;
 
     *malformed = 0;
     if (auth) {
@@ -69,10 +70,8 @@ static const char *bearer_token(request_rec *r, aiproxy_api_t api,
             auth++;
         return *auth ? auth : NULL;
     }
-    /* The Anthropic SDK sends its key as x-api-key. */
-    if (api == AIPROXY_API_ANTHROPIC)
-        return apr_table_get(r->headers_in, "x-api-key");
-    return NULL;
+    /* An SDK's own key header (the Anthropic SDK's x-api-key). */
+    return other ? apr_table_get(r->headers_in, other) : NULL;
 }
 
 static int store_unavailable(request_rec *r, aiproxy_req_t *st,
@@ -388,13 +387,19 @@ static int keep_nothing_stored(aiproxy_req_t *st, aiproxy_endpoint_t ep)
 /* OpenAI reports usage in a chat stream only when asked: ask for it, so no
  * stream is ever billed at $0. The meter hides the usage from a client that
  * did not ask. 1 when the body changed. */
-static int ask_stream_usage(aiproxy_req_t *st, aiproxy_endpoint_t ep)
+/* A stream's usage comes only when asked for on some endpoints: asked on
+ * the client's behalf, and taken out again on the way back. */
+static int ask_stream_usage(aiproxy_req_t *st)
 {
-    if (!st->info.stream || st->info.include_usage ||
-        st->api != AIPROXY_API_OPENAI || ep != AIPROXY_EP_CHAT)
+    const aiproxy_endpoint_def_t *e = aiproxy_api_endpoint(aiproxy_api(st->api),
+                                                           st->endpoint);
+
+    if (!st->info.stream || st->info.include_usage || !e ||
+        !e->stream_usage_parent)
         return 0;
-    return aiproxy_json_set_nested_true(st->info.root, "stream_options",
-                                        "include_usage") == 0;
+    st->asked_stream_usage = aiproxy_json_set_nested_true(
+        st->info.root, e->stream_usage_parent, e->stream_usage_key) == 0;
+    return st->asked_stream_usage;
 }
 
 /* The body: unencoded, within the limit, JSON with an allowed model, and a
@@ -485,7 +490,7 @@ static int admit_body(request_rec *r, aiproxy_req_t *st)
     if ((rc = bound_input(r, st, &in_tokens)) != DECLINED)
         return rc;
     changed = bound_output(st, ep, &out_tokens);
-    changed |= ask_stream_usage(st, ep);
+    changed |= ask_stream_usage(st);
     changed |= keep_nothing_stored(st, ep);
     st->in_tokens = in_tokens;
     st->out_tokens = out_tokens;

@@ -15,14 +15,6 @@
 
 #define UNSET -1
 
-static const char *const openai_endpoints[] = {
-    "chat/completions", "embeddings", "models", "responses", NULL
-};
-static const char *const anthropic_endpoints[] = { "messages", NULL };
-static const char *const all_endpoints[] = {
-    "chat/completions", "embeddings", "models", "responses", "messages", NULL
-};
-
 aiproxy_global_t *aiproxy_global(server_rec *s)
 {
     return ap_get_module_config(s->module_config, &aiproxy_module);
@@ -286,7 +278,7 @@ static const char *set_provider(cmd_parms *cmd, void *dc, const char *args)
         if (key)
             APR_ARRAY_PUSH(pv->key_specs, const char *) = key;
     }
-    pv->api = api ? AIPROXY_API_ANTHROPIC : AIPROXY_API_OPENAI;
+    pv->api = (aiproxy_api_t)api;
     if (pv->key_specs->nelts == 0)
         return apr_psprintf(cmd->pool, "AIProxyProvider %s: needs at least "
                             "one key=env:VAR or key=file:PATH", pv->name);
@@ -766,8 +758,7 @@ static const char *finish_providers(apr_pool_t *p, aiproxy_global_t *g)
                 return apr_psprintf(p, "AIProxyProvider %s: key from %s has "
                                     "a line break", pv->name, spec);
             APR_ARRAY_PUSH(pv->auth, char *) =
-                pv->api == AIPROXY_API_ANTHROPIC ? key
-                : apr_pstrcat(p, "Bearer ", key, NULL);
+                apr_pstrcat(p, aiproxy_api(pv->api)->key_scheme, key, NULL);
         }
     }
     return NULL;
@@ -867,24 +858,20 @@ const char *aiproxy_config_finish(apr_pool_t *p, server_rec *s)
     return NULL;
 }
 
-aiproxy_api_t aiproxy_endpoint_api(const char *ep)
-{
-    return strcmp(ep, "messages") ? AIPROXY_API_OPENAI : AIPROXY_API_ANTHROPIC;
-}
-
-static const char *const *known_endpoints(const aiproxy_dir_conf_t *d,
-                                          const aiproxy_provider_t *pv)
+/* A route's endpoints: its provider's API's, or with a route by model
+ * every API's (the model picks the provider). */
+static int route_has(const aiproxy_dir_conf_t *d, const aiproxy_provider_t *pv,
+                     const char *ep)
 {
     if (d->kind == AIPROXY_ROUTE_MODEL)
-        return all_endpoints;
-    return pv && pv->api == AIPROXY_API_ANTHROPIC ? anthropic_endpoints
-                                                  : openai_endpoints;
+        return aiproxy_any_endpoint(ep) != NULL;
+    return aiproxy_api_endpoint(aiproxy_api(pv ? pv->api : AIPROXY_API_OPENAI),
+                                ep) != NULL;
 }
 
 int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d,
                              const aiproxy_provider_t *pv, const char *ep)
 {
-    const char *const *known;
     int i;
 
     if (d->endpoints) {
@@ -893,21 +880,25 @@ int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d,
                 return 1;
         return 0;
     }
-    for (known = known_endpoints(d, pv); *known; known++)
-        if (!strcmp(*known, ep))
-            return 1;
-    return 0;
+    return route_has(d, pv, ep);
 }
 
 const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,
                                   const aiproxy_provider_t *pv)
 {
-    const char *const *known;
+    const aiproxy_api_def_t *api;
+    const aiproxy_endpoint_def_t *e;
     const char *out = NULL;
+    int i;
 
     if (d->endpoints)
         return apr_array_pstrcat(p, d->endpoints, ',');
-    for (known = known_endpoints(d, pv); *known; known++)
-        out = out ? apr_pstrcat(p, out, ",", *known, NULL) : *known;
+    for (i = 0; (api = aiproxy_api_at(i)); i++) {
+        if (d->kind != AIPROXY_ROUTE_MODEL &&
+            api->id != (pv ? pv->api : AIPROXY_API_OPENAI))
+            continue;
+        for (e = api->endpoints; e->path; e++)
+            out = out ? apr_pstrcat(p, out, ",", e->path, NULL) : e->path;
+    }
     return out;
 }

@@ -121,7 +121,5 @@ int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d,
                              const aiproxy_provider_t *pv, const char *ep);
 const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,
                                   const aiproxy_provider_t *pv);
-/* The API an endpoint belongs to ("messages" is Anthropic's). */
-aiproxy_api_t aiproxy_endpoint_api(const char *ep);
 
 #endif

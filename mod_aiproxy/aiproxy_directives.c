@@ -2,6 +2,7 @@
 #include <apr_strings.h>
 #include <apr_uri.h>
 
+#include "aiproxy_api.h"
 #include "aiproxy_directives.h"
 
 int aiproxy_provider_name_ok(const char *name)
@@ -40,16 +41,16 @@ static int secret_spec_ok(const char *spec)
 const char *aiproxy_provider_option(apr_pool_t *p, const char *word,
                                     int *api, const char **key)
 {
+    const aiproxy_api_def_t *def;
+
     *key = NULL;
-    if (!strcmp(word, "api=openai"))
-        *api = 0;
-    else if (!strcmp(word, "api=anthropic"))
-        *api = 1;
+    if (!strncmp(word, "api=", 4) && (def = aiproxy_api_named(word + 4)))
+        *api = def->id;
     else if (!strncmp(word, "key=", 4) && secret_spec_ok(word + 4))
         *key = word + 4;
     else
-        return apr_psprintf(p, "unknown option '%.*s' (api=openai|anthropic, "
+        return apr_psprintf(p, "unknown option '%.*s' (api=%s, "
                             "key=env:VAR|file:PATH)", (int)strcspn(word, "="),
-                            word);
+                            word, aiproxy_api_names(p, "|"));
     return NULL;
 }

@@ -27,9 +27,7 @@ APLOG_USE_MODULE(aiproxy);
  * unless the site lists it in AIProxyUpstreamHeaders. The provider's key
  * is set by set_attempt; Host by mod_proxy from the provider's URL. */
 static const char *const upstream_headers[] = {
-    "Authorization", "x-api-key", "Content-Type", "Content-Length",
-    "Accept", "anthropic-version", "anthropic-beta", "OpenAI-Beta",
-    "Idempotency-Key", NULL
+    "Content-Type", "Content-Length", "Accept", NULL
 };
 
 typedef struct {
@@ -45,6 +43,8 @@ static int allowed_header(const header_walk_t *w, const char *key)
     for (h = upstream_headers; *h; h++)
         if (!strcasecmp(key, *h))
             return 1;
+    if (aiproxy_api_passes_header(key))
+        return 1;
     for (i = 0; i < w->site->nelts; i++) {
         const char *name = APR_ARRAY_IDX(w->site, i, const char *);
         apr_size_t n = strlen(name);
@@ -121,10 +121,8 @@ static void set_attempt(request_rec *r, aiproxy_req_t *st,
 
     /* mod_proxy adds X-Forwarded-* and Via on every attempt: start clean. */
     r->headers_in = apr_table_copy(r->pool, headers);
-    if (a->provider->api == AIPROXY_API_ANTHROPIC)
-        apr_table_setn(r->headers_in, "x-api-key", key);
-    else
-        apr_table_setn(r->headers_in, "Authorization", key);
+    apr_table_setn(r->headers_in, aiproxy_api(a->provider->api)->key_header,
+                   key);
     set_body(r, st, a->model);
     st->provider = a->provider;
     /* A metered request's query string is no part of its price: it does

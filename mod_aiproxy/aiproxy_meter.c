@@ -14,6 +14,7 @@
 #include "aiproxy_jscan.h"
 #include "aiproxy_request.h"
 #include "aiproxy_sse.h"
+#include "aiproxy_usage_read.h"
 
 APLOG_USE_MODULE(aiproxy);
 
@@ -42,8 +43,8 @@ typedef struct {
     apr_bucket_brigade *held;
     aiproxy_sse_t *sse;
     apr_bucket_brigade *out;
-    int hide_usage_chunk;   /* we asked for stream usage, the client did not */
-    int is_responses;
+    aiproxy_endpoint_t ep;
+    apr_pool_t *event_pool; /* what reading one event takes, then cleared */
     int client_gone;        /* the stream is read to its end for its usage */
     apr_time_t gone_at;     /* since when */
     aiproxy_jscan_t *scan;  /* finds `usage` in a held answer as it comes */
@@ -73,13 +74,6 @@ void aiproxy_meter_set_headers(request_rec *r, apr_table_t *t,
                    apr_psprintf(r->pool, "%" APR_INT64_T_FMT, m->requests));
 }
 
-/* Tokens an estimate counts for a delta event of n bytes of text: at least
- * one, and a token for every three bytes (English averages four). */
-static apr_int64_t delta_tokens(apr_size_t n)
-{
-    return n > 3 ? (apr_int64_t)((n + 2) / 3) : 1;
-}
-
 /* What a request is charged when the provider's final usage never came:
  * a stream cut short pays the input the provider reported at its start
  * (else the reservation's input bound) and the output its deltas show (its
@@ -89,15 +83,15 @@ static apr_int64_t delta_tokens(apr_size_t n)
 static int estimate_usage(aiproxy_req_t *st, int status)
 {
     if (st->streaming && status < 400) {
-        if (st->start_usage_found) {
-            st->usage = st->start_usage;
+        if (st->stream.start_found) {
+            st->usage = st->stream.start_usage;
         }
         else {
             memset(&st->usage, 0, sizeof(st->usage));
             st->usage.input = st->in_tokens;
         }
-        if (st->delta_tokens > st->usage.output)
-            st->usage.output = st->delta_tokens;
+        if (st->stream.delta_tokens > st->usage.output)
+            st->usage.output = st->stream.delta_tokens;
         /* Reasoning the stream did not show, an event too large to read
          * (which may have held the usage), or a stream that went on after
          * it was cut: the whole output bound. */
@@ -121,6 +115,10 @@ static void settle(request_rec *r, aiproxy_req_t *st, int status)
     if (!st->held || st->settled)
         return;
     st->settled = 1;
+    if (st->streaming && st->stream.usage_found) {
+        st->usage = st->stream.usage;
+        st->usage_found = 1;
+    }
     memset(&rec, 0, sizeof(rec));
     if (st->usage_found)
         rec.cost = aiproxy_cost_of(st->price, &st->usage);
@@ -257,10 +255,9 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
         st->streaming = 1;
         m->sse = aiproxy_sse_create(r->pool, MAX_SSE_EVENT);
         m->out = apr_brigade_create(r->pool, f->c->bucket_alloc);
-        m->is_responses = !strcmp(st->endpoint, "responses");
-        m->hide_usage_chunk = st->info.stream && !st->info.include_usage &&
-                              st->api == AIPROXY_API_OPENAI &&
-                              !m->is_responses;
+        m->ep = aiproxy_endpoint_kind(st->endpoint);
+        apr_pool_create(&m->event_pool, r->pool);
+        st->stream.hide_usage = st->asked_stream_usage;
         /* The final cost is known only at the end: the headers carry the
          * month at admission and the most this request may cost. */
         aiproxy_meter_set_headers(r, r->headers_out, -1, &st->month_state);
@@ -300,160 +297,24 @@ static void finish_stream(meter_t *m)
     append_cost_comment(m);
 }
 
-/* Reads a usage object's text, parsing it (when it must be) in a pool of
- * its own, gone with the event. */
-static int usage_text(meter_t *m, apr_pool_t **sub, const char *text,
-                      apr_size_t len, aiproxy_usage_t *u)
-{
-    if (!len || text[0] != '{')
-        return 0;
-    if (!*sub)
-        apr_pool_create(sub, m->r->pool);
-    return aiproxy_usage_from_value(*sub, text, len, m->st->api, u);
-}
-
-/* The usage in an event's data at outer.usage (outer NULL: at the top),
- * found without parsing the rest of the event, which may be a whole
- * answer (response.completed). */
-static int event_usage(meter_t *m, apr_pool_t **sub,
-                       const aiproxy_sse_event_t *ev, const char *outer,
-                       aiproxy_usage_t *u)
-{
-    const char *d = ev->data;
-    apr_size_t len = ev->data_len, s, e, vs, vlen;
-
-    if (outer) {
-        if (!aiproxy_json_member_span(d, len, outer, &s, &e, &vs, &vlen))
-            return 0;
-        d += vs;
-        len = vlen;
-    }
-    if (!aiproxy_json_member_span(d, len, "usage", &s, &e, &vs, &vlen))
-        return 0;
-    return usage_text(m, sub, d + vs, vlen, u);
-}
-
-static int ends_with(const char *s, const char *tail)
-{
-    apr_size_t n = strlen(s), t = strlen(tail);
-
-    return n >= t && !memcmp(s + n - t, tail, t);
-}
-
-/* Reads the usage value at data[vs..vs+vlen) of a chat chunk. */
-static void chunk_usage(meter_t *m, apr_pool_t **sub, const char *data,
-                        apr_size_t vs, apr_size_t vlen)
-{
-    if (usage_text(m, sub, data + vs, vlen, &m->st->usage))
-        m->st->usage_found = 1;
-}
-
-/* A chat chunk: counts its delta, reads usage wherever it rides, and when
- * the gateway asked for usage on the client's behalf takes it out again
- * (a usage-only chunk goes whole). Returns the event to pass on, NULL to
- * drop it; *copy is set when it was rewritten into bucket memory. */
-static const char *chat_chunk(meter_t *m, apr_pool_t **sub,
-                              const aiproxy_sse_event_t *ev, apr_size_t *len,
-                              int *copy)
-{
-    aiproxy_req_t *st = m->st;
-    apr_size_t s, e, vs, vlen, cs, ce, cvs, cvlen;
-    char *out;
-
-    *copy = 0;
-    *len = ev->raw_len;
-    if (strstr(ev->data, "\"delta\""))
-        st->delta_tokens += delta_tokens(aiproxy_delta_text_len(ev->data,
-                                                                ev->data_len));
-    if (!strstr(ev->data, "\"usage\"") ||
-        !aiproxy_json_member_span(ev->data, ev->data_len, "usage", &s, &e,
-                                  &vs, &vlen))
-        return ev->raw;
-    if (ev->data[vs] == '{')
-        chunk_usage(m, sub, ev->data, vs, vlen);
-    if (!m->hide_usage_chunk)
-        return ev->raw;
-    if (aiproxy_json_member_span(ev->data, ev->data_len, "choices", &cs, &ce,
-                                 &cvs, &cvlen) &&
-        cvlen == 2 && !memcmp(ev->data + cvs, "[]", 2))
-        return NULL;
-    /* One data line: a line break in JSON text is whitespace, so one in
-     * the data becomes a space. */
-    *len = 6 + ev->data_len - (e - s) + 2;
-    out = apr_bucket_alloc(*len, m->out->bucket_alloc);
-    memcpy(out, "data: ", 6);
-    memcpy(out + 6, ev->data, s);
-    memcpy(out + 6 + s, ev->data + e, ev->data_len - e);
-    for (cs = 6; cs < *len - 2; cs++)
-        if (out[cs] == '\n')
-            out[cs] = ' ';
-    memcpy(out + *len - 2, "\n\n", 2);
-    *copy = 1;
-    return out;
-}
-
+/* One event: the API's adapter reads it; what it gives back passes on. */
 static void on_event(void *baton, const aiproxy_sse_event_t *ev)
 {
     meter_t *m = baton;
     aiproxy_req_t *st = m->st;
-    apr_pool_t *sub = NULL;
-    const char *out = ev->raw;
-    apr_size_t len = ev->raw_len;
-    int end = 0, copy = 0;
+    const char *out;
+    apr_size_t len;
 
     if (ev->oversize)
         st->oversize = 1;
-    if (st->api == AIPROXY_API_ANTHROPIC) {
-        if (!strcmp(ev->name, "content_block_delta"))
-            st->delta_tokens += delta_tokens(aiproxy_delta_text_len(
-                                    ev->data, ev->data_len));
-        /* message_start's usage is the input, with a placeholder output:
-         * only message_delta's counts are final. */
-        else if (!strcmp(ev->name, "message_start")) {
-            if (event_usage(m, &sub, ev, "message", &st->start_usage))
-                st->start_usage_found = 1;
-        }
-        else if (!strcmp(ev->name, "message_delta")) {
-            /* The final counts: those it names, the rest from the start. */
-            aiproxy_usage_t u = st->start_usage;
-
-            if (event_usage(m, &sub, ev, NULL, &u)) {
-                st->usage = u;
-                st->usage_found = 1;
-            }
-        }
-        else if (!strcmp(ev->name, "message_stop"))
-            end = 1;
-    }
-    else if (m->is_responses) {
-        if (ends_with(ev->name, ".delta"))
-            st->delta_tokens += delta_tokens(aiproxy_delta_text_len(
-                                    ev->data, ev->data_len));
-        else if (!strcmp(ev->name, "response.completed") ||
-                 !strcmp(ev->name, "response.incomplete") ||
-                 !strcmp(ev->name, "response.failed")) {
-            if (event_usage(m, &sub, ev, "response", &st->usage))
-                st->usage_found = 1;
-            end = 1;
-        }
-    }
-    else if (ev->data_len == 6 && !memcmp(ev->data, "[DONE]", 6)) {
-        end = 1;
-    }
-    else if (ev->data_len) {
-        out = chat_chunk(m, &sub, ev, &len, &copy);
-    }
-    if (sub)
-        apr_pool_destroy(sub);
-    if (end)
+    out = aiproxy_api(st->api)->stream_event(&st->stream, m->event_pool,
+                                             m->ep, ev, &len);
+    if (st->stream.ended)
         finish_stream(m);
-    if (copy)
-        APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
-                                    out, len, apr_bucket_free,
-                                    m->out->bucket_alloc));
-    else if (out)
+    if (out)
         APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
                                     out, len, NULL, m->out->bucket_alloc));
+    apr_pool_clear(m->event_pool);
 }
 
 /* Passes what is ready to the client. When the client has gone, the rest
@@ -712,14 +573,17 @@ static void hold(meter_t *m, apr_bucket *b)
 /* The usage found in a held answer. */
 static void held_usage(meter_t *m)
 {
-    apr_pool_t *sub = NULL;
+    apr_pool_t *sub;
     apr_size_t len;
     const char *text = aiproxy_jscan_value(m->scan, &len);
 
-    if (text && usage_text(m, &sub, text, len, &m->st->usage))
-        m->st->usage_found = 1;
-    if (sub)
+    if (text) {
+        apr_pool_create(&sub, m->r->pool);
+        if (aiproxy_usage_from_value(sub, text, len, m->st->api,
+                                     &m->st->usage))
+            m->st->usage_found = 1;
         apr_pool_destroy(sub);
+    }
 }
 
 static void replace_unheld(meter_t *m)

@@ -40,15 +40,13 @@ typedef struct {
     aiproxy_month_t month_state;    /* as of admission, then settlement */
     aiproxy_usage_t usage;
     int usage_found;                /* the provider's final usage was read */
-    aiproxy_usage_t start_usage;    /* usage a stream reports at its start
-                                       (Anthropic's message_start) */
-    int start_usage_found;
+    aiproxy_stream_t stream;        /* what a streamed answer told */
+    int asked_stream_usage;         /* for the client, who did not ask */
     apr_int64_t in_tokens;          /* the input bound of the reservation */
     apr_int64_t out_tokens;         /* and its output bound */
     int oversize;                   /* a stream event too large to read */
     int drain_cut;                  /* cut while read on for a gone client */
     int streaming;                  /* the response is an SSE stream */
-    apr_int64_t delta_tokens;       /* output estimated from the deltas */
     int timed_out;                  /* sent, and no answer in time */
     int error_generated;            /* httpd made the response (e.g. 502) */
     apr_int64_t start_ms;

@@ -332,7 +332,7 @@ static const char *targets_json(request_rec *r, aiproxy_global_t *g)
             "{\"name\":%s,\"url\":%s,\"api\":\"%s\",\"keys\":%d}",
             aiproxy_json_quote(r->pool, pv->name),
             aiproxy_json_quote(r->pool, pv->base_url),
-            pv->api == AIPROXY_API_ANTHROPIC ? "anthropic" : "openai",
+            aiproxy_api(pv->api)->name,
             pv->auth ? pv->auth->nelts : 0);
     }
     return apr_pstrcat(r->pool, "[", apr_array_pstrcat(r->pool, parts, ','),

@@ -7,6 +7,7 @@
 #include <apr_strings.h>
 
 #include "aiproxy_inspect.h"
+#include "aiproxy_usage_read.h"
 #include "aiproxy_json.h"
 
 static void check_usage(const aiproxy_usage_t *u)

@@ -10,6 +10,7 @@
 #include <apr_strings.h>
 
 #include "aiproxy_inspect.h"
+#include "aiproxy_usage_read.h"
 #include "aiproxy_sse.h"
 
 /* Small, so that short inputs reach the oversized-event path too. */

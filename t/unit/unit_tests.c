@@ -14,6 +14,7 @@
 #include "aiproxy_token.h"
 #include "aiproxy_cost.h"
 #include "aiproxy_inspect.h"
+#include "aiproxy_usage_read.h"
 #include "aiproxy_path.h"
 #include "aiproxy_sse.h"
 #include "aiproxy_memo.h"
