@@ -17,7 +17,12 @@
 #include "aiproxy_google.h"
 #include "aiproxy_params.h"
 #include "aiproxy_json.h"
-#include "aiproxy_request.h"
+#include "aiproxy_admit.h"
+#include "aiproxy_body.h"
+#include "aiproxy_reply.h"
+#include "aiproxy_req.h"
+#include "aiproxy_stats.h"
+#include "aiproxy_usage.h"
 #include "aiproxy_token.h"
 
 APLOG_USE_MODULE(aiproxy);

@@ -12,18 +12,17 @@
 #include "aiproxy_cache.h"
 #include "aiproxy_memo.h"
 #include "aiproxy_path.h"
-#include "aiproxy_request.h"
+#include "aiproxy_admit.h"
+#include "aiproxy_body.h"
+#include "aiproxy_reply.h"
+#include "aiproxy_req.h"
+#include "aiproxy_stats.h"
 #include "aiproxy_token.h"
 
 APLOG_USE_MODULE(aiproxy);
 
 #define METER_FILTER "AIPROXY_METER"
 #define FORWARD_HANDLER "aiproxy-forward"
-
-aiproxy_req_t *aiproxy_req_get(request_rec *r)
-{
-    return ap_get_module_config(r->request_config, &aiproxy_module);
-}
 
 const char *aiproxy_month_of(apr_pool_t *p, apr_time_t t)
 {
@@ -602,7 +601,7 @@ static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
                                   &st->month_state, &err) != AIPROXY_LEDGER_OK)
             return store_unavailable(r, st, err);
         apr_table_setn(r->notes, "aiproxy-cost", "0");
-        aiproxy_meter_set_headers(r, r->err_headers_out, 0, &st->month_state);
+        aiproxy_reply_set_money_headers(r, r->err_headers_out, 0, &st->month_state);
     }
     st->reply_ctype = ctype;
     st->reply_len = clen;
@@ -628,7 +627,7 @@ static int over_cap(request_rec *r, aiproxy_req_t *st, aiproxy_money_t cap)
     apr_table_setn(r->headers_out, "Retry-After",
                    apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
                                 seconds_to_next_month(now)));
-    aiproxy_meter_set_headers(r, r->headers_out, 0, &st->month_state);
+    aiproxy_reply_set_money_headers(r, r->headers_out, 0, &st->month_state);
     if (used >= cap && !st->reserved)
         /* Refused before its body was read. */
         msg = apr_psprintf(r->pool, "On %s you used $%s of $%s: nothing is "

@@ -1,5 +1,6 @@
 /* Keeps the request body: read whole before forwarding (it must be checked
  * and priced), then replayed to mod_proxy by an input filter. */
+#include <stdlib.h>
 #include <string.h>
 #include <apr_strings.h>
 #include <apr_atomic.h>
@@ -9,7 +10,7 @@
 #include "http_request.h"
 #include "util_filter.h"
 
-#include "aiproxy_request.h"
+#include "aiproxy_body.h"
 
 #define BODY_FILTER "AIPROXY_BODY"
 #define BODY_FIRST (64 * 1024)
@@ -57,14 +58,44 @@ struct aiproxy_replay {
     apr_size_t len, off;
 };
 
+/* A body's buffer grows by realloc (in place where it can, mremap for
+ * large ones) rather than by fresh pool blocks, which would keep every
+ * smaller copy until the request ends: twice the body. Freed with the
+ * request. */
+typedef struct {
+    char *data;
+} grown_t;
+
+static apr_status_t free_grown(void *v)
+{
+    grown_t *g = v;
+
+    free(g->data);
+    g->data = NULL;
+    return APR_SUCCESS;
+}
+
+static int grow(request_rec *r, grown_t *g, apr_size_t *room, apr_size_t to)
+{
+    char *bigger;
+
+    if (!aiproxy_body_take(r, to - *room))
+        return HTTP_SERVICE_UNAVAILABLE;
+    if (!(bigger = realloc(g->data, to + 1)))
+        return HTTP_INTERNAL_SERVER_ERROR;
+    g->data = bigger;
+    *room = to;
+    return OK;
+}
+
 int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
                       apr_size_t *len)
 {
     apr_bucket_brigade *bb;
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    apr_size_t size = 0, room = BODY_FIRST, declared = 0;
-    char *data;
-    int eos = 0;
+    apr_size_t size = 0, room = 0, first = BODY_FIRST, declared = 0;
+    grown_t *g = apr_pcalloc(r->pool, sizeof(*g));
+    int eos = 0, rc;
 
     if (cl) {
         char *end;
@@ -77,12 +108,12 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
         /* Memory follows the bytes that arrive, not what a client claims
          * it will send. */
         declared = (apr_size_t)n;
-        if (declared < room)
-            room = declared;
+        if (declared < first)
+            first = declared;
     }
-    if (!aiproxy_body_take(r, room + 1))
-        return HTTP_SERVICE_UNAVAILABLE;
-    data = apr_palloc(r->pool, room + 1);
+    apr_pool_cleanup_register(r->pool, g, free_grown, apr_pool_cleanup_null);
+    if ((rc = grow(r, g, &room, first)) != OK)
+        return rc;
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     while (!eos) {
         apr_bucket *b;
@@ -95,7 +126,7 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
         for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
              b = APR_BUCKET_NEXT(b)) {
             const char *d;
-            apr_size_t n;
+            apr_size_t n, to;
 
             if (APR_BUCKET_IS_EOS(b)) {
                 eos = 1;
@@ -108,28 +139,23 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
             if ((apr_off_t)(size + n) > limit)
                 return HTTP_REQUEST_ENTITY_TOO_LARGE;
             if (size + n > room) {
-                char *bigger;
-
                 /* Doubling from at least BODY_FIRST (room may be 0 for a
                  * Content-Length of 0), never past what was declared
                  * unless more came. */
-                while (size + n > room)
-                    room = room < BODY_FIRST ? BODY_FIRST : room * 2;
-                if (declared >= size + n && room > declared)
-                    room = declared;
-                if (!aiproxy_body_take(r, room + 1))
-                    return HTTP_SERVICE_UNAVAILABLE;
-                bigger = apr_palloc(r->pool, room + 1);
-                memcpy(bigger, data, size);
-                data = bigger;
+                for (to = room; size + n > to;)
+                    to = to < BODY_FIRST ? BODY_FIRST : to * 2;
+                if (declared >= size + n && to > declared)
+                    to = declared;
+                if ((rc = grow(r, g, &room, to)) != OK)
+                    return rc;
             }
-            memcpy(data + size, d, n);
+            memcpy(g->data + size, d, n);
             size += n;
         }
         apr_brigade_cleanup(bb);
     }
-    data[size] = '\0';
-    *buf = data;
+    g->data[size] = '\0';
+    *buf = g->data;
     *len = size;
     return OK;
 }

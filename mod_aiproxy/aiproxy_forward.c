@@ -15,7 +15,10 @@
 #include "mod_proxy.h"
 
 #include "aiproxy_json.h"
-#include "aiproxy_request.h"
+#include "aiproxy_body.h"
+#include "aiproxy_forward.h"
+#include "aiproxy_req.h"
+#include "aiproxy_stats.h"
 #include "aiproxy_route.h"
 
 APLOG_USE_MODULE(aiproxy);

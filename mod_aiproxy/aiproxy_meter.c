@@ -12,7 +12,10 @@
 
 #include "aiproxy_cache.h"
 #include "aiproxy_jscan.h"
-#include "aiproxy_request.h"
+#include "aiproxy_meter.h"
+#include "aiproxy_reply.h"
+#include "aiproxy_req.h"
+#include "aiproxy_stats.h"
 #include "aiproxy_sse.h"
 #include "aiproxy_usage_read.h"
 
@@ -52,27 +55,6 @@ typedef struct {
     apr_file_t *spill;      /* where a held answer past HELD_IN_MEMORY goes */
     const char *unheld;     /* why the answer could not be held, if so */
 } meter_t;
-
-static const char *const reported_headers[] = {
-    "cost", "monthlyCost", "monthlyRequests", "costMax", NULL
-};
-
-void aiproxy_meter_set_headers(request_rec *r, apr_table_t *t,
-                               aiproxy_money_t cost,
-                               const aiproxy_month_t *m)
-{
-    const char *const *h;
-
-    for (h = reported_headers; *h; h++) {
-        apr_table_unset(r->err_headers_out, *h);
-        apr_table_unset(t, *h);
-    }
-    if (cost >= 0)
-        apr_table_setn(t, "cost", aiproxy_money_format(r->pool, cost));
-    apr_table_setn(t, "monthlyCost", aiproxy_money_format(r->pool, m->spent));
-    apr_table_setn(t, "monthlyRequests",
-                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT, m->requests));
-}
 
 /* What a request is charged when the provider's final usage never came:
  * a stream cut short pays the input the provider reported at its start
@@ -168,7 +150,7 @@ static void settle(request_rec *r, aiproxy_req_t *st, int status)
 
 static void set_final_headers(request_rec *r, aiproxy_req_t *st)
 {
-    aiproxy_meter_set_headers(r, r->headers_out, st->reserved,
+    aiproxy_reply_set_money_headers(r, r->headers_out, st->reserved,
                               &st->month_state);
 }
 
@@ -260,7 +242,7 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
         st->stream.hide_usage = st->asked_stream_usage;
         /* The final cost is known only at the end: the headers carry the
          * month at admission and the most this request may cost. */
-        aiproxy_meter_set_headers(r, r->headers_out, -1, &st->month_state);
+        aiproxy_reply_set_money_headers(r, r->headers_out, -1, &st->month_state);
         apr_table_setn(r->headers_out, "costMax",
                        aiproxy_money_format(r->pool, st->reserved));
         apr_table_unset(r->headers_out, "Content-Length");

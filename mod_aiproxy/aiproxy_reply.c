@@ -6,9 +6,32 @@
 #include "http_request.h"
 
 #include "aiproxy_json.h"
-#include "aiproxy_request.h"
+#include "aiproxy_body.h"
+#include "aiproxy_reply.h"
+#include "aiproxy_req.h"
 
 #define REPLY_HANDLER "aiproxy-reply"
+
+static const char *const reported_headers[] = {
+    "cost", "monthlyCost", "monthlyRequests", "costMax", NULL
+};
+
+void aiproxy_reply_set_money_headers(request_rec *r, apr_table_t *t,
+                                     aiproxy_money_t cost,
+                                     const aiproxy_month_t *m)
+{
+    const char *const *h;
+
+    for (h = reported_headers; *h; h++) {
+        apr_table_unset(r->err_headers_out, *h);
+        apr_table_unset(t, *h);
+    }
+    if (cost >= 0)
+        apr_table_setn(t, "cost", aiproxy_money_format(r->pool, cost));
+    apr_table_setn(t, "monthlyCost", aiproxy_money_format(r->pool, m->spent));
+    apr_table_setn(t, "monthlyRequests",
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT, m->requests));
+}
 
 const char *aiproxy_error_body(apr_pool_t *p, const char *type,
                                const char *code, const char *message)

@@ -11,7 +11,10 @@
 
 #include "aiproxy_json.h"
 #include "aiproxy_params.h"
-#include "aiproxy_request.h"
+#include "aiproxy_admit.h"
+#include "aiproxy_reply.h"
+#include "aiproxy_req.h"
+#include "aiproxy_usage.h"
 
 APLOG_USE_MODULE(aiproxy);
 

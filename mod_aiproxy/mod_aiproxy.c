@@ -3,6 +3,9 @@
  * aiproxy_*.c by responsibility. */
 #include <apr_atomic.h>
 #include <apr_strings.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "httpd.h"
 #include "http_config.h"
@@ -14,24 +17,17 @@
 
 #include "aiproxy_admin.h"
 #include "aiproxy_cache.h"
-#include "aiproxy_request.h"
+#include "aiproxy_admit.h"
+#include "aiproxy_body.h"
+#include "aiproxy_forward.h"
+#include "aiproxy_meter.h"
+#include "aiproxy_reply.h"
+#include "aiproxy_req.h"
+#include "aiproxy_stats.h"
+#include "aiproxy_usage.h"
 
 
-static aiproxy_ledger_t *child_ledger;
 static server_rec *log_server;
-static char id_prefix[17];
-static volatile apr_uint32_t id_counter;
-
-aiproxy_ledger_t *aiproxy_child_ledger(void)
-{
-    return child_ledger;
-}
-
-const char *aiproxy_next_request_id(apr_pool_t *p)
-{
-    return apr_psprintf(p, "%s%08x", id_prefix,
-                        apr_atomic_inc32(&id_counter));
-}
 
 static void driver_log(int level, const char *domain, const char *message)
 {
@@ -84,7 +80,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 static apr_status_t child_exit(void *data)
 {
     (void)data;
-    child_ledger = NULL;
+    aiproxy_child_set_ledger(NULL);
     aiproxy_ledger_driver_cleanup();
     return APR_SUCCESS;
 }
@@ -94,29 +90,33 @@ static apr_status_t child_exit(void *data)
 static void child_init(apr_pool_t *p, server_rec *s)
 {
     aiproxy_global_t *g = aiproxy_global(s);
-    unsigned char rnd[8];
+    aiproxy_ledger_t *ledger;
     const char *err = NULL;
-    int i;
 
     log_server = s;
+#ifdef __GLIBC__
+    /* Large request bodies and answers are taken from the system and given
+     * back when freed: with glibc's moving threshold they would stay in
+     * each thread's arena, and a child's size would follow its busiest
+     * past, not what it holds. */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+#endif
     aiproxy_cache_child_init(p, s);
-    if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS)
-        apr_cpystrn((char *)rnd, "aiproxy!", sizeof(rnd));
-    for (i = 0; i < 8; i++)
-        apr_snprintf(id_prefix + 2 * i, 3, "%02x", rnd[i]);
+    aiproxy_child_id_init();
     if (!g->token_keys)
         return;
     aiproxy_admit_child_init(p, s);
     aiproxy_ledger_driver_init(driver_log);
     /* Cleanups run in reverse: the ledger's pool goes before the driver. */
     apr_pool_cleanup_register(p, NULL, child_exit, apr_pool_cleanup_null);
-    child_ledger = aiproxy_ledger_open(p, g->store_uri, g->store_db,
-                                       g->store_timeout_ms, &err);
-    if (!child_ledger)
+    ledger = aiproxy_ledger_open(p, g->store_uri, g->store_db,
+                                 g->store_timeout_ms, &err);
+    aiproxy_child_set_ledger(ledger);
+    if (!ledger)
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, AIPLOGNO(01004)
                      "cannot open the usage store: %s", err);
     else if (aiproxy_stat_slot(AIPROXY_STAT_RECORDS_PENDING) &&
-             (err = aiproxy_ledger_start_writer(child_ledger, p,
+             (err = aiproxy_ledger_start_writer(ledger, p,
                         aiproxy_stat_slot(AIPROXY_STAT_RECORDS_PENDING),
                         g->record_retention)))
         /* Records are then written inline, as before: slower, not wrong. */
