@@ -19,6 +19,7 @@
 #include "aiproxy_json.h"
 #include "aiproxy_admit.h"
 #include "aiproxy_body.h"
+#include "aiproxy_policy.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
 #include "aiproxy_stats.h"
@@ -101,8 +102,8 @@ static int store_down(request_rec *r, aiproxy_req_t *st, const char *err)
 {
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(04003)
                   "usage store unavailable: %s", err);
-    return fail(r, st, HTTP_SERVICE_UNAVAILABLE, "store_unavailable",
-                "The usage store is unavailable; please retry shortly.");
+    aiproxy_reply_store_down(r, st);
+    return aiproxy_reply_handler(r);
 }
 
 /* The last segment of the path: "caps" for /admin/api/caps/. */
@@ -425,9 +426,8 @@ static int month_email_args(request_rec *r, aiproxy_req_t *st,
 
         if (!strcmp(e[i].key, "month") && aiproxy_params_month(v))
             *month = v;
-        else if (!strcmp(e[i].key, "email") && aiproxy_params_who(v, 0))
-            *email = aiproxy_params_lower(r->pool, v);
-        else if (!strcmp(e[i].key, "email") && !*v)
+        else if (!strcmp(e[i].key, "email") &&
+                 aiproxy_params_email(r->pool, v, email))
             continue;
         else {
             fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
@@ -477,7 +477,7 @@ static int me(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *user)
 {
     const char *month = aiproxy_month_of(r->pool, r->request_time);
     const char *err = "";
-    aiproxy_money_t cap = user->has_cap ? user->cap : st->g->default_cap;
+    aiproxy_money_t cap = aiproxy_policy_cap(user, st->g->default_cap);
     aiproxy_month_row_t m = { NULL, NULL, 0, 0, 0 };
     apr_array_header_t *rows;
 

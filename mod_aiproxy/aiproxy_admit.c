@@ -14,6 +14,7 @@
 #include "aiproxy_path.h"
 #include "aiproxy_admit.h"
 #include "aiproxy_body.h"
+#include "aiproxy_policy.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
 #include "aiproxy_stats.h"
@@ -78,9 +79,7 @@ static int store_unavailable(request_rec *r, aiproxy_req_t *st,
 {
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01101)
                   "usage store unavailable: %s", err);
-    return aiproxy_reply_error(r, st, HTTP_SERVICE_UNAVAILABLE, "server_error",
-                               "store_unavailable", "The usage store is "
-                               "unavailable; please retry shortly.");
+    return aiproxy_reply_store_down(r, st);
 }
 
 /* Verified tokens: the HMAC and the claims' parse cost more than a store
@@ -665,7 +664,7 @@ static const char *spent_key(apr_pool_t *p, const aiproxy_req_t *st)
 static int spent_already(request_rec *r, aiproxy_req_t *st,
                          const aiproxy_user_t *u)
 {
-    aiproxy_money_t cap = u->has_cap ? u->cap : st->g->default_cap;
+    aiproxy_money_t cap = aiproxy_policy_cap(u, st->g->default_cap);
     apr_int64_t now_ms = apr_time_as_msec(apr_time_now());
     spent_entry_t *e;
     apr_size_t len;
@@ -691,7 +690,7 @@ static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)
     const char *err = "";
     aiproxy_ledger_rc_t rc;
 
-    st->cap = u->has_cap ? u->cap : g->default_cap;
+    st->cap = aiproxy_policy_cap(u, g->default_cap);
     rc = aiproxy_ledger_reserve(aiproxy_child_ledger(), r->pool, st->email,
                                 st->month, st->id, st->reserved, st->cap,
                                 now_ms, now_ms + (apr_int64_t)g->hold_ttl * 1000,

@@ -90,6 +90,14 @@ char *aiproxy_params_lower(apr_pool_t *p, const char *s)
     return out;
 }
 
+int aiproxy_params_email(apr_pool_t *p, const char *v, const char **out)
+{
+    if (!v || !aiproxy_params_who(v, 0))
+        return 0;
+    *out = aiproxy_params_lower(p, v);
+    return 1;
+}
+
 int aiproxy_params_count(const char *v, apr_int64_t min, apr_int64_t max,
                          apr_int64_t *out)
 {

@@ -23,6 +23,11 @@ int aiproxy_params_who(const char *w, int domain_ok);
 /* s in lower case (ASCII). */
 char *aiproxy_params_lower(apr_pool_t *p, const char *s);
 
+/* The `email` of a query (/usage, /admin/api/usage and daily): an email
+ * address, lower-cased into *out as the store keeps it; 0 for anything
+ * else, empty included (a 400). */
+int aiproxy_params_email(apr_pool_t *p, const char *v, const char **out);
+
 /* A decimal count within [min, max]: 1 and *out, else 0. */
 int aiproxy_params_count(const char *v, apr_int64_t min, apr_int64_t max,
                          apr_int64_t *out);

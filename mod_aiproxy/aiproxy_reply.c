@@ -64,6 +64,13 @@ int aiproxy_reply_error(request_rec *r, aiproxy_req_t *st, int status,
     return route_to_reply(r, st, status);
 }
 
+int aiproxy_reply_store_down(request_rec *r, aiproxy_req_t *st)
+{
+    return aiproxy_reply_error(r, st, HTTP_SERVICE_UNAVAILABLE, "server_error",
+                               "store_unavailable", "The usage store is "
+                               "unavailable; please retry shortly.");
+}
+
 int aiproxy_reply_json(request_rec *r, aiproxy_req_t *st, int status,
                        const char *body)
 {

@@ -9,6 +9,9 @@
 int aiproxy_reply_error(request_rec *r, aiproxy_req_t *st, int status,
                         const char *type, const char *code,
                         const char *message);
+/* The one reply to a store that did not answer: 503 store_unavailable.
+ * The caller logs why, with its own tag. */
+int aiproxy_reply_store_down(request_rec *r, aiproxy_req_t *st);
 /* Answers locally with a ready JSON body. */
 int aiproxy_reply_json(request_rec *r, aiproxy_req_t *st, int status,
                        const char *body);

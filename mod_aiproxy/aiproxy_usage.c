@@ -12,6 +12,7 @@
 #include "aiproxy_json.h"
 #include "aiproxy_params.h"
 #include "aiproxy_admit.h"
+#include "aiproxy_policy.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
 #include "aiproxy_usage.h"
@@ -59,9 +60,7 @@ static int unavailable(request_rec *r, aiproxy_req_t *st, const char *err)
 {
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01301)
                   "usage query failed: %s", err);
-    aiproxy_reply_error(r, st, HTTP_SERVICE_UNAVAILABLE, "server_error",
-                        "store_unavailable", "The usage store is "
-                        "unavailable; please retry shortly.");
+    aiproxy_reply_store_down(r, st);
     return aiproxy_reply_handler(r);
 }
 
@@ -76,7 +75,7 @@ static int usage_me(request_rec *r, aiproxy_req_t *st,
                     const aiproxy_user_t *user)
 {
     const char *err = "", *month = aiproxy_month_of(r->pool, r->request_time);
-    aiproxy_money_t cap = user->has_cap ? user->cap : st->g->default_cap;
+    aiproxy_money_t cap = aiproxy_policy_cap(user, st->g->default_cap);
     aiproxy_money_t used = 0;
     apr_array_header_t *rows;
     int i;
@@ -138,9 +137,8 @@ int aiproxy_usage_list(request_rec *r, aiproxy_req_t *st)
             month = v;
         }
         else if (!strcmp(k, "email")) {
-            if (!*v || strlen(v) > 320)
-                return bad_param(r, st, "email must not be empty.");
-            email = v;
+            if (!aiproxy_params_email(r->pool, v, &email))
+                return bad_param(r, st, "email must be an email address.");
         }
         else if (!strcmp(k, "sort")) {
             const char *const *f;

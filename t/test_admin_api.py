@@ -205,7 +205,7 @@ def test_daily(gateway):
 
 
 @pytest.mark.parametrize("params", [{"month": "2025-13"}, {"month": "25-01"},
-                                    {"email": "nope"}, {"foo": "bar"}])
+                                    {"email": "nope"}, {"email": ""}, {"foo": "bar"}])
 def test_daily_bad_params(gateway, params):
     r = admin(gateway, "GET", "/admin/api/daily", params=params)
     assert r.status_code == 400 and error_code(r) == "invalid_parameter"

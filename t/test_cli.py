@@ -1,7 +1,8 @@
-"""aiproxy-admin against the real store and a running gateway: it reads the
-same httpd configuration (Include, IncludeOptional globs, ${ENV}), mints
-tokens the gateway accepts, sets and clears caps, revokes, lists usage;
-clear messages and exit codes (0 done, 1 usage, 2 configuration/store)."""
+"""aiproxy-admin against the real store and a running gateway: it takes the
+store, database and secrets from flags or the environment conf/aiproxy.conf
+reads (never from an httpd configuration), mints tokens the gateway accepts,
+sets and clears caps, revokes, lists usage; clear messages and exit codes
+(0 done, 1 usage, 2 configuration/store)."""
 import os
 import subprocess
 import time
@@ -17,7 +18,9 @@ from conftest import ROOT, TOKEN_SECRET, Gateway, make_token
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
 CLI = os.path.join(ROOT, "build", "aiproxy-admin")
-CONF = os.path.join(ROOT, "conf", "httpd.conf")
+# What the gateway below is configured with, given to the CLI as a site's
+# environment would.
+SITE = {"AIPROXY_TOKEN_LIFETIME": "3600", "AIPROXY_MONTHLY_CAP": "1.75"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,19 +30,17 @@ def built():
 
 @pytest.fixture(scope="module")
 def gw(store, upstream):
-    # An extra file under conf.d/, which httpd.conf pulls in with an
-    # IncludeOptional glob: the CLI must read it too.
     g = Gateway(store, upstream, extra_conf="AIProxyTokenLifetime 3600\n"
                 "AIProxyMonthlyCap 1.75\n").start()
     yield g
     g.stop()
 
 
-def cli(gw, *args, env=None, conf=CONF):
-    e = dict(gw.env)
+def cli(gw, *args, env=None):
+    e = dict(gw.env, **SITE)
     e.update(env or {})
-    cmd = [CLI] + (["-f", conf] if conf else []) + list(args)
-    p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=30)
+    p = subprocess.run([CLI] + list(args), env=e, capture_output=True, text=True,
+                       timeout=30)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -49,11 +50,11 @@ def me(gw, token):
 
 def test_help(gw):
     for flag in ("--help", "-h", "help"):
-        rc, out, err = cli(gw, flag, conf=None)
+        rc, out, err = cli(gw, flag)
         assert rc == 0 and err == ""
         for word in ("token EMAIL", "cap set WHO USD", "cap clear WHO", "revoke EMAIL",
                      "usage [--month YYYY-MM]", "secret new [FILE]", "secret list",
-                     "exit status"):
+                     "exit status", "--store URI", "--secret [KID=]SPEC"):
             assert word in out
     rc, out, _ = cli(gw, "cap", "--help")
     assert rc == 0 and "usage:" in out
@@ -76,6 +77,12 @@ def test_help(gw):
     (("revoke", "@example.com"), "not an email"),
     (("usage", "--month", "2025-13"), "YYYY-MM"),
     (("usage", "--bogus"), "unexpected argument"),
+    (("--bogus", "usage"), "unknown option '--bogus'"),
+    (("--store",), "--store: give a value"),
+    (("--lifetime", "-5", "token", "a@example.com"), "--lifetime"),
+    (("--store-timeout", "5", "usage"), "--store-timeout"),
+    (("--default-cap", "1e3", "usage"), "--default-cap"),
+    (("-f", "conf/httpd.conf", "usage"), "no httpd configuration is read"),
 ])
 def test_usage_errors_exit_1(gw, args, fragment):
     rc, out, err = cli(gw, *args)
@@ -92,8 +99,11 @@ def test_token_works_on_the_gateway(gw):
     claims = jwt.decode(token, TOKEN_SECRET, algorithms=["HS256"])
     assert claims["email"] == "student1@example.com"
     assert abs(claims["iat"] - time.time()) < 5
-    # AIProxyTokenLifetime from conf.d/extra.conf, read through the glob.
+    # The lifetime from AIPROXY_TOKEN_LIFETIME; --lifetime beats it.
     assert claims["exp"] == claims["iat"] + 3600
+    rc, out, _ = cli(gw, "--lifetime=60", "token", "student1@example.com")
+    claims = jwt.decode(out.strip(), TOKEN_SECRET, algorithms=["HS256"])
+    assert rc == 0 and claims["exp"] == claims["iat"] + 60
     assert me(gw, token).status_code == 200
 
 
@@ -173,34 +183,42 @@ def test_store_down_exits_2(gw):
     assert rc == 2
 
 
-def test_config_errors_exit_2(gw, tmp_path):
-    rc, _, err = cli(gw, "usage", conf=str(tmp_path / "missing.conf"))
-    assert rc == 2 and "cannot read" in err
+def test_config_errors_exit_2(gw):
     env = dict(gw.env)
     del env["AIPROXY_STORE"]
-    p = subprocess.run([CLI, "-f", CONF, "usage"], env=env, capture_output=True, text=True)
-    assert p.returncode == 2 and "AIProxyStore: variable ${AIPROXY_STORE} is not set" in p.stderr
+    p = subprocess.run([CLI, "usage"], env=env, capture_output=True, text=True)
+    assert p.returncode == 2 and "give --store URI or set AIPROXY_STORE" in p.stderr
     rc, _, err = cli(gw, "token", "a@example.com", env={"AIPROXY_TOKEN_SECRET": ""})
     assert rc == 2 and "AIPROXY_TOKEN_SECRET" in err
+    rc, _, err = cli(gw, "--secret", "k1=nowhere", "token", "a@example.com")
+    assert rc == 2 and "AIProxyTokenSecret" in err
 
 
-def test_secret_from_file_and_aiproxy_conf(gw, tmp_path):
-    """A stand-alone configuration: Define, a relative Include, file: secret."""
+def test_flags_alone_and_flags_beat_the_environment(gw, tmp_path):
+    """No environment at all: --store, --db and a file: secret with a key
+    id, as on a host where the secret is a file only root reads."""
     secret = tmp_path / "secret"
     secret.write_text(TOKEN_SECRET + "\n")
-    (tmp_path / "conf").mkdir()
-    (tmp_path / "conf" / "store.conf").write_text(
-        'AIProxyStore "${STORE}"\nAIProxyStoreDatabase ${DB}\n')
-    main = tmp_path / "conf" / "main.conf"
-    main.write_text("ServerRoot %s\nDefine DB %s\n# a comment\nInclude conf/store.conf\n"
-                    "AIProxyTokenSecret \\\n    file:%s\n" % (tmp_path, gw.db_name, secret))
-    p = subprocess.run([CLI, "-f", str(main), "token", "file@example.com"],
-                       env={"STORE": gw.store.uri, "PATH": os.environ["PATH"]},
+    flags = ["--store", gw.store.uri, "--db=" + gw.db_name, "--secret", "file:%s" % secret]
+    bare = {"PATH": os.environ["PATH"]}
+    p = subprocess.run([CLI] + flags + ["token", "file@example.com"], env=bare,
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert me(gw, p.stdout.strip()).status_code == 200
-    p = subprocess.run([CLI, "-f", str(main), "cap", "set", "viafile@example.com", "1"],
-                       env={"STORE": gw.store.uri, "PATH": os.environ["PATH"]},
+    p = subprocess.run([CLI] + flags + ["cap", "set", "viafile@example.com", "1"], env=bare,
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert gw.db().users.find_one({"_id": "viafile@example.com"})["cap"] == Int64(10 ** 12)
+    # A flag beats its variable: a dead store in the environment is unused.
+    rc, out, err = cli(gw, "--store", gw.store.uri, "cap", "list",
+                       env={"AIPROXY_STORE": "mongodb://127.0.0.1:1"})
+    assert rc == 0 and "viafile@example.com" in out, err
+    # --default-cap beats AIPROXY_MONTHLY_CAP in usage's CAP column.
+    month = time.strftime("%Y-%m", time.gmtime())
+    gw.db().months.insert_one({"_id": "capcol@example.com|" + month,
+                               "email": "capcol@example.com", "month": month,
+                               "spent": Int64(0), "reserved": Int64(0),
+                               "load": Int64(0), "requests": Int64(0), "holds": {}})
+    rc, out, _ = cli(gw, "--default-cap", "3.25", "usage", "--email", "capcol@example.com")
+    row = [l for l in out.splitlines() if l.startswith(month + "  capcol")][0].split()
+    assert rc == 0 and row[-1] == "3.25"

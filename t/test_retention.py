@@ -13,7 +13,6 @@ import pytest
 from conftest import ROOT, Gateway, make_token
 
 CLI = os.path.join(ROOT, "build", "aiproxy-admin")
-CONF = os.path.join(ROOT, "conf", "httpd.conf")
 UTC = datetime.timezone.utc
 
 
@@ -25,7 +24,7 @@ def gw(store, upstream):
 
 
 def cli(gw, *args):
-    p = subprocess.run([CLI, "-f", CONF] + list(args), env=gw.env, capture_output=True,
+    p = subprocess.run([CLI] + list(args), env=gw.env, capture_output=True,
                        text=True, timeout=30)
     return p.returncode, p.stdout, p.stderr
 

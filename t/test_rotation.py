@@ -21,7 +21,6 @@ from conftest import ROOT, TOKEN_SECRET, make_token
 from google_fake import GoogleFake
 
 CLI = os.path.join(ROOT, "build", "aiproxy-admin")
-CONF = os.path.join(ROOT, "conf", "httpd.conf")
 TERM = 120 * 86400
 
 
@@ -30,8 +29,21 @@ def built():
     subprocess.run(["make", "-s", "-f", "Makefile.apxs", "cli"], cwd=ROOT, check=True)
 
 
-def cli(gw, *args):
-    p = subprocess.run([CLI, "-f", CONF] + list(args), env=gw.env, capture_output=True,
+def secret_flags(conf):
+    """--secret for each AIProxyTokenSecret line the gateway reads: the one
+    in aiproxy.conf, then those in conf, in order, as an operator passes
+    them."""
+    flags = ["--secret", "env:AIPROXY_TOKEN_SECRET"]
+    for line in conf.splitlines():
+        words = line.split()
+        if words[:1] == ["AIProxyTokenSecret"]:
+            flags += ["--secret", "=".join(words[1:])]
+    return flags
+
+
+def cli(gw, *args, conf=None):
+    flags = secret_flags(gw.extra_conf if conf is None else conf)
+    p = subprocess.run([CLI] + flags + list(args), env=gw.env, capture_output=True,
                        text=True, timeout=30)
     return p.returncode, p.stdout, p.stderr
 
@@ -199,8 +211,8 @@ def test_secret_new_prints_or_writes(gateway, tmp_path):
     rc, _, err = cli(gateway, "secret", "new", str(path))
     assert rc == 2 and "exists" in err and path.read_text() == value
     # Needs no configuration at all.
-    p = subprocess.run([CLI, "-f", str(tmp_path / "none.conf"), "secret", "new"],
-                       capture_output=True, text=True)
+    p = subprocess.run([CLI, "secret", "new"], capture_output=True, text=True,
+                       env={"PATH": os.environ["PATH"]})
     assert p.returncode == 0 and len(p.stdout.strip()) == 64
     rc, _, err = cli(gateway, "secret", "bogus")
     assert rc == 1 and "secret new" in err
@@ -212,7 +224,6 @@ def test_secret_list_names_but_never_shows(make_gateway, tmp_path):
     b = new_secret(gw, tmp_path / "spring")
     gw.extra_conf = ("AIProxyTokenSecret fall file:%s\nAIProxyTokenSecret spring file:%s\n"
                      % (tmp_path / "fall", tmp_path / "spring"))
-    gw.write_conf(gw.extra_conf)
     rc, out, err = cli(gw, "secret", "list")
     assert rc == 0, err
     rows = {l.split()[0]: l for l in out.splitlines()[1:]}
@@ -226,13 +237,13 @@ def test_secret_list_names_but_never_shows(make_gateway, tmp_path):
     # A bad secret: listed, and the exit status and message say which.
     short = tmp_path / "short"
     short.write_text("too short\n")
-    gw.write_conf(gw.extra_conf + "AIProxyTokenSecret shorty file:%s\n" % short)
-    rc, out, err = cli(gw, "secret", "list")
+    bad = gw.extra_conf + "AIProxyTokenSecret shorty file:%s\n" % short
+    rc, out, err = cli(gw, "secret", "list", conf=bad)
     assert rc == 2 and "shorty" in out and "BAD" in out
     assert "AIProxyTokenSecret shorty" in err and "at least 32" in err
     assert "too short" not in out + err
     # And the token command refuses to sign with it.
-    rc, _, err = cli(gw, "token", "a@example.com")
+    rc, _, err = cli(gw, "token", "a@example.com", conf=bad)
     assert rc == 2 and "AIProxyTokenSecret shorty" in err
 
 

@@ -139,6 +139,9 @@ def test_month_and_email_filters(usage_gw):
                                                     "month": "2026-10"})) == \
         expected_rows(docs, email="u03@usage.test", month="2026-10")
     assert got_rows(get(usage_gw, "/usage", params={"email": "nobody@usage.test"})) == []
+    # Emails are kept lower-cased; the filter is read as /admin/api/daily reads it.
+    assert got_rows(get(usage_gw, "/usage", params={"email": "U03@Usage.TEST"})) == \
+        expected_rows(docs, email="u03@usage.test")
     assert got_rows(get(usage_gw, "/usage", params={"month": "2020-01"})) == []
 
 
@@ -155,7 +158,7 @@ def test_sort_descending(usage_gw, sort):
 @pytest.mark.parametrize("query", [
     "limit=0", "limit=1001", "limit=-1", "limit=abc", "limit=", "skip=-1", "skip=1.5",
     "month=2026-13", "month=2026-00", "month=2026-1", "month=26-11", "sort=password",
-    "sort=spent", "sort=", "email=", "foo=1", "limit=10&foo=1",
+    "sort=spent", "sort=", "email=", "email=nope", "email=@usage.test", "foo=1", "limit=10&foo=1",
 ])
 def test_bad_parameters_are_400(usage_gw, query):
     r = httpx.get(usage_gw.url("/usage?" + query), timeout=30,

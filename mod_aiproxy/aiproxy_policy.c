@@ -1,0 +1,47 @@
+/* Rules shared by the module and aiproxy-admin (aiproxy_policy.h). */
+#include <string.h>
+
+#include "aiproxy_policy.h"
+
+aiproxy_money_t aiproxy_policy_cap(const aiproxy_user_t *u,
+                                   aiproxy_money_t dflt)
+{
+    return u->has_cap ? u->cap : dflt;
+}
+
+apr_hash_t *aiproxy_policy_settings(apr_pool_t *p,
+                                    const apr_array_header_t *rows)
+{
+    apr_hash_t *h = apr_hash_make(p);
+    int i;
+
+    for (i = 0; i < rows->nelts; i++) {
+        const aiproxy_user_row_t *u = &APR_ARRAY_IDX(rows, i,
+                                                     aiproxy_user_row_t);
+
+        apr_hash_set(h, u->who, APR_HASH_KEY_STRING, u);
+    }
+    return h;
+}
+
+void aiproxy_policy_user_in(apr_hash_t *settings, const char *email,
+                            aiproxy_user_t *out)
+{
+    const aiproxy_user_row_t *own = apr_hash_get(settings, email,
+                                                 APR_HASH_KEY_STRING);
+    const aiproxy_user_row_t *dom = NULL;
+    const char *at = strchr(email, '@');
+
+    memset(out, 0, sizeof(*out));
+    if (at)
+        dom = apr_hash_get(settings, at, APR_HASH_KEY_STRING);
+    if (own) {
+        out->revoked_at = own->revoked_at;
+        out->has_cap = own->has_cap;
+        out->cap = own->cap;
+    }
+    if (!out->has_cap && dom && dom->has_cap) {
+        out->has_cap = 1;
+        out->cap = dom->cap;
+    }
+}
