@@ -17,7 +17,7 @@
 #include "aiproxy_google.h"
 #include "aiproxy_params.h"
 #include "aiproxy_json.h"
-#include "aiproxy_admit.h"
+#include "aiproxy_identify.h"
 #include "aiproxy_body.h"
 #include "aiproxy_policy.h"
 #include "aiproxy_reply.h"

@@ -1,5 +1,7 @@
 /* Rules shared by the module and aiproxy-admin (aiproxy_policy.h). */
 #include <string.h>
+#include <apr_strings.h>
+#include <apr_time.h>
 
 #include "aiproxy_policy.h"
 
@@ -44,4 +46,12 @@ void aiproxy_policy_user_in(apr_hash_t *settings, const char *email,
         out->has_cap = 1;
         out->cap = dom->cap;
     }
+}
+
+const char *aiproxy_month_of(apr_pool_t *p, apr_time_t t)
+{
+    apr_time_exp_t tm;
+
+    apr_time_exp_gmt(&tm, t);
+    return apr_psprintf(p, "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
 }

@@ -24,4 +24,7 @@ apr_hash_t *aiproxy_policy_settings(apr_pool_t *p,
 void aiproxy_policy_user_in(apr_hash_t *settings, const char *email,
                             aiproxy_user_t *out);
 
+/* The month a time falls in, UTC: "YYYY-MM", the ledger's month. */
+const char *aiproxy_month_of(apr_pool_t *p, apr_time_t t);
+
 #endif

@@ -14,7 +14,7 @@
 
 #include "aiproxy_cache.h"
 #include "aiproxy_json.h"
-#include "aiproxy_admit.h"
+#include "aiproxy_identify.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
 #include "aiproxy_stats.h"

@@ -11,7 +11,7 @@
 
 #include "aiproxy_json.h"
 #include "aiproxy_params.h"
-#include "aiproxy_admit.h"
+#include "aiproxy_identify.h"
 #include "aiproxy_policy.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
