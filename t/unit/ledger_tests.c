@@ -12,7 +12,7 @@
 #include <apr_thread_proc.h>
 #include <apr_time.h>
 
-#include "aiproxy_ledger.h"
+#include "aiproxy_ledger_int.h"
 
 static int passed, failed;
 
@@ -410,6 +410,43 @@ static void test_writer(apr_pool_t *p)
         CHECK_EQ(APR_ARRAY_IDX(days, 0, aiproxy_day_row_t).requests, 5);
 }
 
+/* The one retry rule: once more after a connection-level failure only. */
+typedef struct {
+    int calls;
+    int fail;               /* tries that fail */
+    uint32_t domain;        /* with this error domain */
+} fake_op_t;
+
+static int fake_op(void *baton, bson_error_t *error)
+{
+    fake_op_t *o = baton;
+
+    if (o->calls++ < o->fail) {
+        bson_set_error(error, o->domain, 1, "fake failure");
+        return 0;
+    }
+    return 1;
+}
+
+static void test_retry(apr_pool_t *p)
+{
+    fake_op_t ok = { 0, 0, 0 }, stale = { 0, 1, MONGOC_ERROR_STREAM },
+              dead = { 0, 5, MONGOC_ERROR_STREAM },
+              refused = { 0, 1, MONGOC_ERROR_SERVER };
+    bson_error_t error;
+
+    (void)p;
+    CHECK(aiproxy_ledger_retry(fake_op, &ok, &error));
+    CHECK_EQ(ok.calls, 1);
+    CHECK(aiproxy_ledger_retry(fake_op, &stale, &error));
+    CHECK_EQ(stale.calls, 2);
+    CHECK(!aiproxy_ledger_retry(fake_op, &dead, &error));
+    CHECK_EQ(dead.calls, 2);
+    CHECK(!aiproxy_ledger_retry(fake_op, &refused, &error));
+    CHECK_EQ(refused.calls, 1);
+    CHECK_EQ(error.domain, MONGOC_ERROR_SERVER);
+}
+
 /* A store that is not there: DOWN, quickly, with a reason. */
 static void test_down(apr_pool_t *p)
 {
@@ -441,6 +478,7 @@ int main(int argc, char **argv)
         const char *name;
         void (*fn)(apr_pool_t *);
     } tests[] = {
+        { "retry", test_retry },
         { "reserve_cap_exact", test_reserve_cap_exact },
         { "reserve_concurrent", test_reserve_concurrent },
         { "settle_once", test_settle_once },
