@@ -368,6 +368,9 @@ static int admit_body(request_rec *r, aiproxy_req_t *st)
             return aiproxy_reply_error(r, st, HTTP_INTERNAL_SERVER_ERROR,
                                        "server_error", "internal_error",
                                        "The request could not be prepared.");
+        if (st->body_out_len > SMALL_BODY &&
+            !aiproxy_body_take(r, st->body_out_len))
+            return server_busy(r, st);
         st->body = out;
     }
     return DECLINED;
@@ -459,6 +462,7 @@ static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
     }
     st->reply_ctype = ctype;
     st->reply_len = clen;
+    st->reply_has_len = 1;
     return aiproxy_reply_json(r, st, HTTP_OK, cached);
 }
 

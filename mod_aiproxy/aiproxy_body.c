@@ -31,7 +31,7 @@ static apr_status_t give_back(void *v)
     return APR_SUCCESS;
 }
 
-int aiproxy_body_take(request_rec *r, apr_size_t n)
+static int take(request_rec *r, apr_size_t n, int refuse)
 {
     static const char key[] = "aiproxy-body-tally";
     aiproxy_global_t *g = aiproxy_global(r->server);
@@ -45,12 +45,22 @@ int aiproxy_body_take(request_rec *r, apr_size_t n)
     /* Taken first, then checked: two requests cannot both squeeze into
      * the last room. */
     if (apr_atomic_add64(&child_taken, n) + n > (apr_uint64_t)g->child_memory &&
-        t->taken + n > AIPROXY_BODY_FREE) {
+        refuse && t->taken + n > AIPROXY_BODY_FREE) {
         apr_atomic_sub64(&child_taken, n);
         return 0;
     }
     t->taken += n;
     return 1;
+}
+
+int aiproxy_body_take(request_rec *r, apr_size_t n)
+{
+    return take(r, n, 1);
+}
+
+void aiproxy_body_count(request_rec *r, apr_size_t n)
+{
+    take(r, n, 0);
 }
 
 struct aiproxy_replay {
@@ -146,6 +156,8 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
                     to = to < BODY_FIRST ? BODY_FIRST : to * 2;
                 if (declared >= size + n && to > declared)
                     to = declared;
+                if ((apr_off_t)to > limit)
+                    to = (apr_size_t)limit;
                 if ((rc = grow(r, g, &room, to)) != OK)
                     return rc;
             }

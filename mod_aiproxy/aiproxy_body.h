@@ -13,6 +13,8 @@ int aiproxy_body_read(request_rec *r, apr_off_t limit, char **buf,
  * AIPROXY_BODY_FREE bytes always fit). Given back with the request. */
 int aiproxy_body_take(request_rec *r, apr_size_t n);
 #define AIPROXY_BODY_FREE (1024 * 1024)
+/* Counts n bytes already held, whatever the child holds. */
+void aiproxy_body_count(request_rec *r, apr_size_t n);
 /* Installs the replay filter (once) and sets what it replays from the
  * start: each upstream attempt gets the whole body again. */
 aiproxy_replay_t *aiproxy_body_replay(request_rec *r, aiproxy_replay_t *ctx,

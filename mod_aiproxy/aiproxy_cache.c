@@ -151,18 +151,19 @@ int aiproxy_cache_get(request_rec *r, const unsigned char *key,
 {
     aiproxy_cache_t *c = aiproxy_global(r->server)->cache;
     unsigned int room = FIRST_READ, n = room;
-    unsigned char *buf = apr_palloc(r->pool, room);
+    unsigned char *buf = apr_palloc(r->pool, room + 1);
     apr_status_t rv = locked_retrieve(c, r, key, buf, &n);
     char *nl;
 
     if (rv == APR_ENOSPC) {
         room = MAX_ENTRY;
         n = room;
-        buf = apr_palloc(r->pool, room);
+        buf = apr_palloc(r->pool, room + 1);
         rv = locked_retrieve(c, r, key, buf, &n);
     }
     if (rv != APR_SUCCESS || !(nl = memchr(buf, '\n', n)))
         return 0;
+    buf[n] = '\0';
     *ctype = apr_pstrmemdup(r->pool, (char *)buf, (char *)nl - (char *)buf);
     *body = nl + 1;
     *len = n - (apr_size_t)((unsigned char *)nl + 1 - buf);

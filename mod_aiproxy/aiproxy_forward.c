@@ -97,22 +97,32 @@ void aiproxy_forward_register_hooks(void)
                       APR_HOOK_REALLY_LAST);
 }
 
-/* The body for a provider that knows the model by another name. */
+/* The body for a provider that knows the model by another name: made
+ * once per name, however many attempts use it, and counted against the
+ * child's memory. */
 static void set_body(request_rec *r, aiproxy_req_t *st, const char *model)
 {
     const char *body = st->body;
     apr_size_t len = st->body_out_len;
+    aiproxy_aliased_t *a;
 
     if (!st->body)
         return;
-    if (strcmp(model, st->info.model) &&
-        aiproxy_json_set_string(st->info.root, "model", model) == 0) {
-        char *alias = aiproxy_json_dump(r->pool, st->info.root, &len);
-
-        if (alias)
-            body = alias;
-        else
-            len = st->body_out_len;
+    if (strcmp(model, st->info.model)) {
+        if (!st->aliased)
+            st->aliased = apr_hash_make(r->pool);
+        if (!(a = apr_hash_get(st->aliased, model, APR_HASH_KEY_STRING))) {
+            a = apr_pcalloc(r->pool, sizeof(*a));
+            if (aiproxy_json_set_string(st->info.root, "model", model) == 0 &&
+                (a->body = aiproxy_json_dump(r->pool, st->info.root,
+                                             &a->len)))
+                aiproxy_body_count(r, a->len);
+            apr_hash_set(st->aliased, model, APR_HASH_KEY_STRING, a);
+        }
+        if (a->body) {
+            body = a->body;
+            len = a->len;
+        }
     }
     aiproxy_body_replay(r, st->replay, body, len);
 }

@@ -2,6 +2,7 @@
  * and reports it. Non-streamed bodies are held until complete because the
  * cost goes in the headers; streams pass event by event. */
 #include <string.h>
+#include <apr_atomic.h>
 #include <apr_strings.h>
 
 #include "httpd.h"
@@ -27,8 +28,8 @@ APLOG_USE_MODULE(aiproxy);
 /* A non-streamed answer is held in memory up to this, then in a file. */
 #define HELD_IN_MEMORY (1024 * 1024)
 /* An answer larger than this is not passed on (the largest real ones,
- * embeddings of 2,048 inputs, are ~30 MB). */
-#define MAX_HELD_ANSWER ((apr_off_t)512 * 1024 * 1024)
+ * embeddings of 2,048 inputs at 3,072 dimensions, are ~60 MB). */
+#define MAX_HELD_ANSWER ((apr_off_t)128 * 1024 * 1024)
 
 typedef enum {
     MODE_DISCARD,  /* a failed attempt that another will replace */
@@ -53,6 +54,7 @@ typedef struct {
     aiproxy_jscan_t *scan;  /* finds `usage` in a held answer as it comes */
     apr_off_t held_len;
     apr_file_t *spill;      /* where a held answer past HELD_IN_MEMORY goes */
+    apr_uint64_t spilled;   /* its bytes, counted in child_spilled */
     const char *unheld;     /* why the answer could not be held, if so */
 } meter_t;
 
@@ -97,7 +99,11 @@ static void settle(request_rec *r, aiproxy_req_t *st, int status)
     if (!st->held || st->settled)
         return;
     st->settled = 1;
-    if (st->streaming && st->stream.usage_found) {
+    /* A stream cut while read on for a gone client had not ended: usage
+     * seen so far (some providers put running totals on every chunk) is
+     * not final, and the estimate charges its whole output bound. */
+    if (st->streaming && st->stream.usage_found &&
+        !(st->drain_cut && !st->stream.ended)) {
         st->usage = st->stream.usage;
         st->usage_found = 1;
     }
@@ -398,7 +404,8 @@ static void store_in_cache(meter_t *m, const char *body, apr_size_t len)
     const char *ctype = r->content_type ? r->content_type
                         : apr_table_get(r->headers_out, "Content-Type");
 
-    if (!m->st->cache_key || r->status != HTTP_OK)
+    /* A HEAD's answer has no body to give the next GET. */
+    if (!m->st->cache_key || r->status != HTTP_OK || r->header_only || !len)
         return;
     aiproxy_cache_put(r, m->st->cache_key, ctype ? ctype : "application/json",
                       body, len);
@@ -474,6 +481,32 @@ static void replace_error_page(meter_t *m)
                                 m->held->bucket_alloc));
 }
 
+/* What this child's answers hold in files at once: at most four times
+ * AIProxyChildMemory, so a flood of large answers cannot fill the disk
+ * (or, where $TMPDIR is tmpfs, memory). */
+static volatile apr_uint64_t child_spilled;
+
+static apr_status_t spill_give_back(void *v)
+{
+    meter_t *m = v;
+
+    apr_atomic_sub64(&child_spilled, m->spilled);
+    m->spilled = 0;
+    return APR_SUCCESS;
+}
+
+static int spill_take(meter_t *m, apr_size_t n)
+{
+    apr_uint64_t most = 4 * (apr_uint64_t)m->st->g->child_memory;
+
+    if (apr_atomic_add64(&child_spilled, n) + n > most) {
+        apr_atomic_sub64(&child_spilled, n);
+        return 0;
+    }
+    m->spilled += n;
+    return 1;
+}
+
 /* Moves what is held in memory to a file of its own, unlinked at once so
  * that nothing is left behind whatever happens to the child. */
 static apr_status_t spill_open(meter_t *m)
@@ -494,6 +527,10 @@ static apr_status_t spill_open(meter_t *m)
         != APR_SUCCESS)
         return rv;
     apr_file_remove(path, r->pool);
+    apr_pool_cleanup_register(r->pool, m, spill_give_back,
+                              apr_pool_cleanup_null);
+    if (!spill_take(m, (apr_size_t)m->held_len))
+        return APR_ENOSPC;
     for (b = APR_BRIGADE_FIRST(m->held); b != APR_BRIGADE_SENTINEL(m->held);
          b = APR_BUCKET_NEXT(b))
         if ((rv = apr_bucket_read(b, &d, &n, APR_BLOCK_READ)) != APR_SUCCESS ||
@@ -514,12 +551,14 @@ static void hold(meter_t *m, apr_bucket *b)
     apr_status_t rv;
 
     /* An error page that is replaced is not kept at all. */
-    if (m->mode == MODE_ERROR || m->unheld) {
-        apr_bucket_destroy(b);
+    if (APR_BUCKET_IS_METADATA(b) || m->mode == MODE_ERROR || m->unheld) {
+        apr_bucket_delete(b);
         return;
     }
+    /* Read while still in its brigade: a socket or pipe bucket puts what
+     * it has not read yet after itself. */
     if ((rv = apr_bucket_read(b, &d, &n, APR_BLOCK_READ)) != APR_SUCCESS) {
-        apr_bucket_destroy(b);
+        apr_bucket_delete(b);
         m->unheld = "could not be read";
         return;
     }
@@ -535,8 +574,11 @@ static void hold(meter_t *m, apr_bucket *b)
     else if (m->spill && m->held_len > MAX_HELD_ANSWER) {
         m->unheld = "is too large";
     }
-    if (m->spill && !m->unheld &&
-        (rv = apr_file_write_full(m->spill, d, n, NULL)) != APR_SUCCESS)
+    if (m->spill && !m->unheld && !spill_take(m, n))
+        m->unheld = "could not be kept while the gateway holds as many as "
+                    "it may";
+    else if (m->spill && !m->unheld &&
+             (rv = apr_file_write_full(m->spill, d, n, NULL)) != APR_SUCCESS)
         m->unheld = "could not be kept";
     if (m->unheld) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, AIPLOGNO(01205)
@@ -545,9 +587,10 @@ static void hold(meter_t *m, apr_bucket *b)
         apr_brigade_cleanup(m->held);
     }
     if (m->spill || m->unheld) {
-        apr_bucket_destroy(b);
+        apr_bucket_delete(b);
         return;
     }
+    APR_BUCKET_REMOVE(b);
     apr_bucket_setaside(b, r->pool);
     APR_BRIGADE_INSERT_TAIL(m->held, b);
 }
@@ -604,11 +647,7 @@ static apr_status_t buffer_filter(ap_filter_t *f, meter_t *m,
         b = APR_BRIGADE_FIRST(bb);
         if (APR_BUCKET_IS_EOS(b))
             break;
-        APR_BUCKET_REMOVE(b);
-        if (APR_BUCKET_IS_METADATA(b))
-            apr_bucket_destroy(b);
-        else
-            hold(m, b);
+        hold(m, b);
     }
     if (APR_BRIGADE_EMPTY(bb))
         return APR_SUCCESS;

@@ -107,7 +107,7 @@ int aiproxy_reply_handler(request_rec *r)
     body = st->reply_body ? st->reply_body
            : aiproxy_error_body(r->pool, st->reply_type, st->reply_code,
                                 st->reply_message);
-    len = st->reply_len ? st->reply_len : strlen(body);
+    len = st->reply_has_len ? st->reply_len : strlen(body);
     r->status = st->reply_status;
     ap_set_content_type(r, st->reply_ctype ? st->reply_ctype
                                            : "application/json");

@@ -9,6 +9,12 @@
 
 typedef struct aiproxy_replay aiproxy_replay_t;
 
+/* A body as sent to a provider that names the model otherwise. */
+typedef struct {
+    char *body;
+    apr_size_t len;
+} aiproxy_aliased_t;
+
 typedef struct {
     aiproxy_global_t *g;
     const aiproxy_dir_conf_t *dir;
@@ -24,6 +30,7 @@ typedef struct {
     char *body;                     /* as forwarded (before model aliases) */
     apr_size_t body_out_len;
     aiproxy_replay_t *replay;
+    apr_hash_t *aliased;            /* model name -> aiproxy_aliased_t */
     const unsigned char *cache_key; /* set when the response may be cached */
     const char *email;
     const char *month;              /* YYYY-MM at admission, UTC */
@@ -55,6 +62,7 @@ typedef struct {
     const char *reply_body;         /* a ready body (e.g. /usage), or NULL */
     const char *reply_ctype;        /* its type when not JSON (cache hits) */
     apr_size_t reply_len;           /* its length when it may hold NULs */
+    int reply_has_len;
 } aiproxy_req_t;
 
 /* The request's state; NULL when the gateway does not handle it. */

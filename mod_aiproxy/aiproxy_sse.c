@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <string.h>
 #include <apr_strings.h>
 
@@ -15,30 +16,48 @@ struct aiproxy_sse {
     apr_size_t data_size;
 };
 
+/* The buffers grow by realloc and are freed with the pool: grown as pool
+ * blocks, every smaller copy would stay until the stream ends. */
+static apr_status_t free_buffers(void *v)
+{
+    aiproxy_sse_t *s = v;
+
+    free(s->buf);
+    free(s->data);
+    s->buf = s->data = NULL;
+    return APR_SUCCESS;
+}
+
+static char *grow(char *old, apr_size_t size)
+{
+    char *p = realloc(old, size);
+
+    if (!p)
+        abort();   /* as apr_palloc would, out of memory */
+    return p;
+}
+
 aiproxy_sse_t *aiproxy_sse_create(apr_pool_t *p, apr_size_t max_event)
 {
     aiproxy_sse_t *s = apr_pcalloc(p, sizeof(*s));
 
     s->pool = p;
     s->size = 4096;
-    s->buf = apr_palloc(p, s->size);
+    s->buf = grow(NULL, s->size);
     s->data_size = 4096;
-    s->data = apr_palloc(p, s->data_size);
+    s->data = grow(NULL, s->data_size);
     s->max_event = max_event;
+    apr_pool_cleanup_register(p, s, free_buffers, apr_pool_cleanup_null);
     return s;
 }
 
 static void reserve_buf(aiproxy_sse_t *s, apr_size_t need)
 {
-    char *bigger;
-
     if (need <= s->size)
         return;
     while (s->size < need)
         s->size *= 2;
-    bigger = apr_palloc(s->pool, s->size);
-    memcpy(bigger, s->buf, s->len);
-    s->buf = bigger;
+    s->buf = grow(s->buf, s->size);
 }
 
 /* Finds the end of the line starting at `from`: *eol is where the line
@@ -91,7 +110,7 @@ static void dispatch(aiproxy_sse_t *s, apr_size_t end,
     if (s->data_size < end + 2) {
         while (s->data_size < end + 2)
             s->data_size *= 2;
-        s->data = apr_palloc(s->pool, s->data_size);
+        s->data = grow(s->data, s->data_size);
     }
     while (pos < end && find_line(s->buf, end, pos, &eol, &next, 1)) {
         const char *line = s->buf + pos;

@@ -246,14 +246,24 @@ int aiproxy_usage_scan(const char *s, apr_size_t len, apr_size_t *used,
 int aiproxy_usage_from_value(apr_pool_t *p, const char *text, apr_size_t len,
                              aiproxy_api_t api, aiproxy_usage_t *u)
 {
+    aiproxy_usage_t scanned = *u;
     apr_size_t used;
     const char *err;
     int rc;
 
     if (!len || text[0] != '{')
         return 0;
-    if ((rc = aiproxy_usage_scan(text, len, &used, api, u)) >= 0)
+    /* The value is the object and nothing else (blanks aside): text the
+     * member finder kept from broken JSON is no usage. */
+    if ((rc = aiproxy_usage_scan(text, len, &used, api, &scanned)) >= 0) {
+        while (used < len && (text[used] == ' ' || text[used] == '\n' ||
+                              text[used] == '\r' || text[used] == '\t'))
+            used++;
+        if (used != len)
+            return 0;
+        *u = scanned;
         return rc;
+    }
     if (aiproxy_json_cost(text, len) > MAX_USAGE_PARSE)
         return 0;
     return aiproxy_usage_merge(aiproxy_json_parse(p, text, len, &err), api, u);
