@@ -551,7 +551,7 @@ static void hold(meter_t *m, apr_bucket *b)
     apr_status_t rv;
 
     /* An error page that is replaced is not kept at all. */
-    if (APR_BUCKET_IS_METADATA(b) || m->mode == MODE_ERROR || m->unheld) {
+    if (APR_BUCKET_IS_METADATA(b) || m->mode == MODE_ERROR) {
         apr_bucket_delete(b);
         return;
     }
@@ -562,8 +562,13 @@ static void hold(meter_t *m, apr_bucket *b)
         m->unheld = "could not be read";
         return;
     }
+    /* Read for its usage even when it cannot be kept: it is charged. */
     if (m->scan)
         aiproxy_jscan_feed(m->scan, d, n);
+    if (m->unheld) {
+        apr_bucket_delete(b);
+        return;
+    }
     m->held_len += n;
     if (!m->spill && m->held_len > HELD_IN_MEMORY) {
         if (m->mode == MODE_MODELS)

@@ -678,6 +678,8 @@ class Handler(BaseHTTPRequestHandler):
             out.append("Connection: close")
         elif self.request_version == "HTTP/1.0":
             out.append("Connection: keep-alive")
+        if self.command == "HEAD":
+            body = b""
         data = ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body
         if split > 0:
             hlen = len(data) - len(body)
@@ -725,6 +727,8 @@ class Handler(BaseHTTPRequestHandler):
         self.dispatch()
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+    # HEAD is answered as GET is, without the body (RFC 9110 9.3.2).
+    do_HEAD = do_GET
 
     def dispatch(self):
         self.bill_rec, self.deltas_out = None, None
@@ -796,7 +800,7 @@ class Handler(BaseHTTPRequestHandler):
             ("x-ratelimit-remaining-requests", "9999"),
             ("set-cookie", "__cf_bm=fake; path=/; HttpOnly")]
 
-        cmd = self.command
+        cmd = "GET" if self.command == "HEAD" else self.command
         route = None  # (method, handler, plan kind or None)
         if path.endswith("/chat/completions"):
             route = ("POST", self.chat, "chat")

@@ -186,6 +186,30 @@ def test_answers_of_30_mb(make_gateway, up):
     assert not [f for f in os.listdir(tmp) if f.startswith("aiproxy-answer-")]
 
 
+def test_answers_kept_in_files_are_bounded_per_child(make_gateway, up):
+    """Answers past 1 MiB wait in files, at most 4 x AIProxyChildMemory of
+    them per child: with 8 MiB of room, a ~31 MB answer cannot be kept. It
+    is answered 502 and charged what the provider reported; a small answer
+    is served meanwhile, and the room is given back after."""
+    gw = _gateway(make_gateway, "AIProxyChildMemory 2097152\n")
+    email = "spill@example.com"
+    client = openai.OpenAI(base_url=gw.openai_base, api_key=make_token(email),
+                           timeout=120, max_retries=0)
+    inputs = ["text number %d" % i for i in range(2048)]
+    with pytest.raises(openai.APIStatusError) as e:
+        client.embeddings.create(model="text-embedding-3-small", input=inputs,
+                                 dimensions=1536)
+    assert e.value.status_code == 502
+    assert e.value.body["code"] == "upstream_answer_unheld", e.value.body
+    rec = gw.db().requests.find_one({"email": email})
+    assert rec["input_tokens"] == 2048 * 3 and not rec["estimated"], rec
+    # Under the room: kept in a file and passed whole.
+    small = client.embeddings.create(model="text-embedding-3-small",
+                                     input=inputs[:300], dimensions=1536)
+    assert len(small.data) == 300
+    _normal_client_served(gw)
+
+
 def _numbers_body(size):
     head = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"x":['
     n = (size - len(head) - 2) // 2

@@ -128,6 +128,22 @@ def test_models_error_is_not_cached(cgw, c_up):
     assert len(calls(c_up, "/models")) == 2
 
 
+def test_a_head_does_not_cache_an_empty_list(cgw, c_up):
+    """HEAD is a GET to httpd: its bodiless answer must not become the
+    entry the next GET is served from."""
+    email = new_email("mlhead")
+    path = MODELS + "?probe=" + secrets.token_hex(4)      # a key of its own
+    h = httpx.head(cgw.url(path), headers=auth(email), timeout=30)
+    assert h.status_code == 200 and h.content == b""
+    r1 = httpx.get(cgw.url(path), headers=auth(email), timeout=30)
+    r2 = httpx.get(cgw.url(path), headers=auth(email), timeout=30)
+    assert r1.status_code == r2.status_code == 200
+    assert r1.headers["x-cache"] == "MISS" and r2.headers["x-cache"] == "HIT"
+    assert {m["id"] for m in r2.json()["data"]} == {"gpt-4o-mini",
+                                                     "text-embedding-3-small"}
+    assert r2.content == r1.content
+
+
 # ------------------------------------------------------------ embeddings
 
 def test_identical_embeddings_hit_at_zero_cost_sdk(cgw, c_up):

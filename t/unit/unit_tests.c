@@ -1957,6 +1957,24 @@ static void test_json_cost(apr_pool_t *p)
                40.0);
 }
 
+/* The member finder keeps a value's text without checking it: the usage
+ * read from it must be the object alone. */
+static void test_usage_value_alone(apr_pool_t *p)
+{
+    aiproxy_usage_t u;
+
+    memset(&u, 0, sizeof(u));
+    CHECK(!aiproxy_usage_from_value(p, "{\"prompt_tokens\":2}\"x\":1", 24,
+                                    AIPROXY_API_OPENAI, &u));
+    CHECK_INT(u.input, 0);
+    CHECK(!aiproxy_usage_from_body(p, "{\"usage\":{\"prompt_tokens\":2}\"x\":1}",
+                                   34, AIPROXY_API_OPENAI, &u));
+    CHECK_INT(u.input, 0);
+    CHECK(aiproxy_usage_from_value(p, "{\"prompt_tokens\":2} \n", 21,
+                                   AIPROXY_API_OPENAI, &u));
+    CHECK_INT(u.input, 2);
+}
+
 static void jscan_one(apr_pool_t *p, const char *text, apr_size_t cut,
                       apr_size_t max, const char *want, int line)
 {
@@ -2393,6 +2411,7 @@ static const struct {
     { "token_check_time", test_token_check_time },
     { "json_cost", test_json_cost },
     { "jscan", test_jscan },
+    { "usage_value_alone", test_usage_value_alone },
     { "token_issue", test_token_issue },
     { "token_verify_keys", test_token_verify_keys },
     { "secret_specs", test_secret_specs },
