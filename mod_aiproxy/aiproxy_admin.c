@@ -22,7 +22,8 @@
 #include "aiproxy_policy.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
-#include "aiproxy_stats.h"
+#include "aiproxy_counters.h"
+#include "aiproxy_handler.h"
 #include "aiproxy_usage.h"
 #include "aiproxy_token.h"
 
@@ -68,33 +69,10 @@ void aiproxy_admin_child_init(apr_pool_t *p, server_rec *s)
 
 /* ---- Shared helpers ---------------------------------------------------- */
 
-static aiproxy_req_t *begin(request_rec *r)
-{
-    aiproxy_req_t *st = apr_pcalloc(r->pool, sizeof(*st));
-
-    st->g = aiproxy_global(r->server);
-    ap_set_module_config(r->request_config, &aiproxy_module, st);
-    return st;
-}
-
-static int fail(request_rec *r, aiproxy_req_t *st, int status,
-                const char *code, const char *message)
-{
-    aiproxy_reply_error(r, st, status, status >= 500 ? "server_error"
-                        : "invalid_request_error", code, message);
-    return aiproxy_reply_handler(r);
-}
-
-static int answer(request_rec *r, aiproxy_req_t *st, const char *body)
-{
-    aiproxy_reply_json(r, st, HTTP_OK, body);
-    return aiproxy_reply_handler(r);
-}
-
 static int wrong_method(request_rec *r, aiproxy_req_t *st, const char *allow)
 {
     apr_table_setn(r->headers_out, "Allow", allow);
-    return fail(r, st, HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+    return aiproxy_handler_fail(r, st, HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
                 apr_psprintf(r->pool, "Use %s here.", allow));
 }
 
@@ -152,7 +130,7 @@ static int token_config(request_rec *r, aiproxy_req_t *st)
     for (i = 0; i < d->nelts; i++)
         APR_ARRAY_PUSH(quoted, const char *) =
             aiproxy_json_quote(r->pool, APR_ARRAY_IDX(d, i, const char *));
-    return answer(r, st, apr_psprintf(r->pool,
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
                   "{\"client_id\":%s,\"allowed_domains\":[%s],"
                   "\"require_hosted_domain\":%s}",
                   st->g->google_client_id
@@ -181,13 +159,13 @@ static const char *read_credential(request_rec *r, aiproxy_req_t *st)
         int rc;
 
         if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33)) {
-            fail(r, st, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+            aiproxy_handler_fail(r, st, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
                  "POST the credential as application/x-www-form-urlencoded.");
             return NULL;
         }
         rc = aiproxy_body_read(r, BODY_MAX, &body, &len);
         if (rc != OK) {
-            fail(r, st, rc, "invalid_body", "The form could not be read, or "
+            aiproxy_handler_fail(r, st, rc, "invalid_body", "The form could not be read, or "
                  "is too large.");
             return NULL;
         }
@@ -195,14 +173,14 @@ static const char *read_credential(request_rec *r, aiproxy_req_t *st)
         csrf = apr_table_get(fields, "g_csrf_token");
         if (csrf && (ap_cookie_read(r, "g_csrf_token", &cookie, 0) !=
                      APR_SUCCESS || !cookie || strcmp(cookie, csrf))) {
-            fail(r, st, HTTP_BAD_REQUEST, "csrf_mismatch",
+            aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "csrf_mismatch",
                  "The g_csrf_token field does not match its cookie.");
             return NULL;
         }
     }
     credential = apr_table_get(fields, "credential");
     if (!credential || !*credential) {
-        fail(r, st, HTTP_BAD_REQUEST, "missing_credential", "Missing "
+        aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "missing_credential", "Missing "
              "credential: send the Google ID token as credential=<token>.");
         return NULL;
     }
@@ -246,14 +224,14 @@ static int issue_token(request_rec *r, aiproxy_req_t *st, const char *email)
     if (!token) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(04004)
                       "cannot sign a token for %s", email);
-        return fail(r, st, HTTP_INTERNAL_SERVER_ERROR, "signing_failed",
+        return aiproxy_handler_fail(r, st, HTTP_INTERNAL_SERVER_ERROR, "signing_failed",
                     "The token could not be signed.");
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, AIPLOGNO(04005)
                   "issued a token to %s (key id %s)", email, signer->kid
                   ? signer->kid : "none");
     apr_table_setn(r->notes, "aiproxy-email", email);
-    return answer(r, st, apr_pstrcat(r->pool, "{\"token\":",
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_pstrcat(r->pool, "{\"token\":",
                                       aiproxy_json_quote(r->pool, token),
                                       ",\"email\":",
                                       aiproxy_json_quote(r->pool, email),
@@ -270,7 +248,7 @@ int aiproxy_token_handler(request_rec *r)
 
     if (!r->handler || strcmp(r->handler, TOKEN_HANDLER))
         return DECLINED;
-    st = begin(r);
+    st = aiproxy_handler_begin(r);
     if (!strcmp(last_segment(r), "config"))
         return token_config(r, st);
     if (r->method_number != M_GET && r->method_number != M_POST)
@@ -278,7 +256,7 @@ int aiproxy_token_handler(request_rec *r)
     if (!(credential = read_credential(r, st)))
         return OK;
     if (!st->g->google_client_id || !google_keys || !st->g->token_keys)
-        return fail(r, st, HTTP_SERVICE_UNAVAILABLE, "signin_not_configured",
+        return aiproxy_handler_fail(r, st, HTTP_SERVICE_UNAVAILABLE, "signin_not_configured",
                     "Google sign-in is not configured on this server.");
     pol.client_id = st->g->google_client_id;
     pol.domains = st->g->allowed_domains;
@@ -298,7 +276,7 @@ int aiproxy_token_handler(request_rec *r)
                       aiproxy_google_code(rc), why);
         if (rc == AIPROXY_GOOGLE_KEYS_UNAVAILABLE)
             apr_table_setn(r->headers_out, "Retry-After", "30");
-        return fail(r, st, google_status(rc), aiproxy_google_code(rc),
+        return aiproxy_handler_fail(r, st, google_status(rc), aiproxy_google_code(rc),
                     apr_pstrcat(r->pool, "Google sign-in refused: ", why, ".",
                                 NULL));
     }
@@ -317,13 +295,13 @@ static aiproxy_json_t *read_json(request_rec *r, aiproxy_req_t *st)
     int rc = aiproxy_body_read(r, BODY_MAX, &body, &len);
 
     if (rc != OK) {
-        fail(r, st, rc, "invalid_body", "The body could not be read, or is "
+        aiproxy_handler_fail(r, st, rc, "invalid_body", "The body could not be read, or is "
              "larger than 64 KiB.");
         return NULL;
     }
     v = aiproxy_json_parse(r->pool, body, len, &err);
     if (!v || !aiproxy_json_is_object(v)) {
-        fail(r, st, HTTP_BAD_REQUEST, "invalid_json",
+        aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "invalid_json",
              v ? "The body must be a JSON object."
                : apr_pstrcat(r->pool, "The body is not JSON: ", err, NULL));
         return NULL;
@@ -351,7 +329,7 @@ static int list_caps(request_rec *r, aiproxy_req_t *st)
             u->revoked_at > 0 ? apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
                                              u->revoked_at) : "null");
     }
-    return answer(r, st, apr_psprintf(r->pool,
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
                   "{\"default_cap\":\"%s\",\"data\":[%s]}",
                   aiproxy_money_format(r->pool, st->g->default_cap),
                   apr_array_pstrcat(r->pool, parts, ',')));
@@ -367,7 +345,7 @@ static int set_cap(request_rec *r, aiproxy_req_t *st)
     if (!body)
         return OK;
     if ((why = aiproxy_params_cap(r->pool, body, &who, &has_cap, &cap)))
-        return fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter", why);
+        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter", why);
     if (aiproxy_ledger_set_cap(aiproxy_child_ledger(), r->pool, who, has_cap,
                                cap, &err) != AIPROXY_LEDGER_OK)
         return store_down(r, st, err);
@@ -376,7 +354,7 @@ static int set_cap(request_rec *r, aiproxy_req_t *st)
                   "%s %s the cap of %s%s%s", st->email,
                   has_cap ? "set" : "cleared", who, has_cap ? " to $" : "",
                   has_cap ? aiproxy_money_format(r->pool, cap) : "");
-    return answer(r, st, apr_psprintf(r->pool, "{\"who\":%s,\"cap\":%s}",
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool, "{\"who\":%s,\"cap\":%s}",
                                       aiproxy_json_quote(r->pool, who),
                                       json_money(r->pool, has_cap, cap)));
 }
@@ -391,7 +369,7 @@ static int revoke_user(request_rec *r, aiproxy_req_t *st)
         return OK;
     email = aiproxy_json_string(aiproxy_json_get(body, "email"));
     if (!email || !aiproxy_params_who(email, 0))
-        return fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
+        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
                     "email must be an email address.");
     email = aiproxy_params_lower(r->pool, email);
     if (aiproxy_ledger_revoke(aiproxy_child_ledger(), r->pool, email,
@@ -401,7 +379,7 @@ static int revoke_user(request_rec *r, aiproxy_req_t *st)
     aiproxy_users_changed();
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, AIPLOGNO(04009)
                   "%s revoked the tokens of %s", st->email, email);
-    return answer(r, st, apr_psprintf(r->pool, "{\"email\":%s,\"revoked_at\":%"
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool, "{\"email\":%s,\"revoked_at\":%"
                                       APR_INT64_T_FMT "}",
                                       aiproxy_json_quote(r->pool, email), at));
 }
@@ -430,7 +408,7 @@ static int month_email_args(request_rec *r, aiproxy_req_t *st,
                  aiproxy_params_email(r->pool, v, email))
             continue;
         else {
-            fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
+            aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
                  apr_psprintf(r->pool, "Bad parameter '%s': use "
                               "month=YYYY-MM and email=ADDRESS.", e[i].key));
             return 0;
@@ -463,7 +441,7 @@ static int daily(request_rec *r, aiproxy_req_t *st)
             aiproxy_json_quote(r->pool, d->day),
             aiproxy_money_format(r->pool, d->cost), d->requests);
     }
-    return answer(r, st, apr_psprintf(r->pool,
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
                   "{\"month\":\"%s\",\"email\":%s,\"days\":[%s],"
                   "\"total\":\"%s\",\"requests\":%" APR_INT64_T_FMT "}",
                   month, email ? aiproxy_json_quote(r->pool, email) : "null",
@@ -487,7 +465,7 @@ static int me(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *user)
         return store_down(r, st, err);
     if (rows->nelts)
         m = APR_ARRAY_IDX(rows, 0, aiproxy_month_row_t);
-    return answer(r, st, apr_psprintf(r->pool,
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
                   "{\"email\":%s,\"admin\":true,\"month\":\"%s\","
                   "\"spent\":\"%s\",\"reserved\":\"%s\",\"requests\":%"
                   APR_INT64_T_FMT ",\"cap\":\"%s\",\"remaining\":\"%s\"}",
@@ -509,14 +487,14 @@ int aiproxy_admin_api_handler(request_rec *r)
 
     if (!r->handler || strcmp(r->handler, ADMIN_HANDLER))
         return DECLINED;
-    st = begin(r);
+    st = aiproxy_handler_begin(r);
     /* Who first, so that nothing here answers anyone without a token. */
     if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||
         st->reply_status)
         return aiproxy_reply_handler(r);
     apr_table_setn(r->notes, "aiproxy-email", st->email);
     if (!apr_hash_get(st->g->admins, st->email, APR_HASH_KEY_STRING))
-        return fail(r, st, HTTP_FORBIDDEN, "not_admin", "Only administrators "
+        return aiproxy_handler_fail(r, st, HTTP_FORBIDDEN, "not_admin", "Only administrators "
                     "may use the admin API.");
     what = last_segment(r);
     get = r->method_number == M_GET;
@@ -533,6 +511,6 @@ int aiproxy_admin_api_handler(request_rec *r)
         return get ? daily(r, st) : wrong_method(r, st, "GET");
     if (!strcmp(what, "me"))
         return get ? me(r, st, &user) : wrong_method(r, st, "GET");
-    return fail(r, st, HTTP_NOT_FOUND, "unknown_url", "Admin endpoints: "
+    return aiproxy_handler_fail(r, st, HTTP_NOT_FOUND, "unknown_url", "Admin endpoints: "
                 "usage, caps, revoke, daily, me.");
 }

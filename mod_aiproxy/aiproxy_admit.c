@@ -18,7 +18,7 @@
 #include "aiproxy_policy.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
-#include "aiproxy_stats.h"
+#include "aiproxy_counters.h"
 
 APLOG_USE_MODULE(aiproxy);
 
@@ -466,9 +466,9 @@ static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
     return aiproxy_reply_json(r, st, HTTP_OK, cached);
 }
 
-static int cacheable(request_rec *r, const aiproxy_req_t *st, int is_models)
+static int cacheable(const aiproxy_req_t *st, int is_models)
 {
-    if (!aiproxy_cache_name(r->server))
+    if (!aiproxy_cache_name())
         return 0;
     if (is_models)
         return 1;
@@ -715,7 +715,7 @@ int aiproxy_admit(request_rec *r)
         if (!pv)
             return list_models(r, st, id);
         st->targets = targets_for(r->pool, st, pv, "");
-        if (cacheable(r, st, 1) && cache_lookup(r, st, "", 0) != DECLINED)
+        if (cacheable(st, 1) && cache_lookup(r, st, "", 0) != DECLINED)
             return OK;
         prepare_forward(r, st);
         return OK;
@@ -735,7 +735,7 @@ int aiproxy_admit(request_rec *r)
                                                 st->endpoint));
     st->id = aiproxy_next_request_id(r->pool);
     apr_table_setn(r->notes, "aiproxy-request-id", st->id);
-    if (cacheable(r, st, 0) && !st->info.stream &&
+    if (cacheable(st, 0) && !st->info.stream &&
         cache_lookup(r, st, st->body, st->body_out_len) != DECLINED)
         return OK;
     if (reserve(r, st, &user) != DECLINED)

@@ -9,7 +9,7 @@
 #include "util_mutex.h"
 
 #include "aiproxy_cache.h"
-#include "aiproxy_config.h"
+#include "aiproxy.h"
 
 APLOG_USE_MODULE(aiproxy);
 
@@ -19,16 +19,20 @@ APLOG_USE_MODULE(aiproxy);
 #define FIRST_READ (64 * 1024)
 #define MAX_ENTRY (16 * 1024 * 1024)
 
-struct aiproxy_cache {
+typedef struct aiproxy_cache {
     const char *name;
     const ap_socache_provider_t *provider;
     ap_socache_instance_t *instance;
     apr_global_mutex_t *mutex;
-};
+} aiproxy_cache_t;
+
+/* The one cache (AIProxyCache is global-only) and its lifetime
+ * (AIProxyCacheTTL), as the configuration being read sets them. */
+static aiproxy_cache_t *configured;
+static int ttl;
 
 const char *aiproxy_cache_set(cmd_parms *cmd, void *dc, const char *arg)
 {
-    aiproxy_global_t *g = aiproxy_global(cmd->server);
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     const char *colon = ap_strchr_c(arg, ':');
     aiproxy_cache_t *c;
@@ -48,12 +52,15 @@ const char *aiproxy_cache_set(cmd_parms *cmd, void *dc, const char *arg)
                               cmd->temp_pool, cmd->pool);
     if (err)
         return apr_pstrcat(cmd->pool, "AIProxyCache: ", err, NULL);
-    g->cache = c;
+    configured = c;
     return NULL;
 }
 
 void aiproxy_cache_pre_config(apr_pool_t *pconf)
 {
+    /* A configuration read again starts without a cache. */
+    configured = NULL;
+    ttl = 0;
     ap_mutex_register(pconf, MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
 }
 
@@ -66,15 +73,15 @@ static apr_status_t cache_destroy(void *data)
 }
 
 int aiproxy_cache_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
-                              server_rec *s)
+                              server_rec *s, int ttl_seconds)
 {
-    aiproxy_global_t *g = aiproxy_global(s);
-    aiproxy_cache_t *c = g->cache;
+    aiproxy_cache_t *c = configured;
     struct ap_socache_hints hints = { 64, 16384, 300 * APR_USEC_PER_SEC };
     apr_status_t rv;
 
     (void)ptemp;
-    if (!c || g->cache_ttl <= 0)
+    ttl = ttl_seconds;
+    if (!c || ttl <= 0)
         return OK;
     if (c->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
         rv = ap_global_mutex_create(&c->mutex, NULL, MUTEX_TYPE, NULL, s,
@@ -95,20 +102,18 @@ int aiproxy_cache_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
     return OK;
 }
 
-void aiproxy_cache_child_init(apr_pool_t *p, server_rec *s)
+void aiproxy_cache_child_init(apr_pool_t *p)
 {
-    aiproxy_cache_t *c = aiproxy_global(s)->cache;
+    aiproxy_cache_t *c = configured;
 
     if (c && c->mutex)
         apr_global_mutex_child_init(&c->mutex,
                                     apr_global_mutex_lockfile(c->mutex), p);
 }
 
-const char *aiproxy_cache_name(server_rec *s)
+const char *aiproxy_cache_name(void)
 {
-    aiproxy_global_t *g = aiproxy_global(s);
-
-    return g->cache && g->cache_ttl > 0 ? g->cache->name : NULL;
+    return configured && ttl > 0 ? configured->name : NULL;
 }
 
 const unsigned char *aiproxy_cache_key(apr_pool_t *p, const char *provider,
@@ -149,7 +154,7 @@ static apr_status_t locked_retrieve(aiproxy_cache_t *c, request_rec *r,
 int aiproxy_cache_get(request_rec *r, const unsigned char *key,
                       const char **ctype, const char **body, apr_size_t *len)
 {
-    aiproxy_cache_t *c = aiproxy_global(r->server)->cache;
+    aiproxy_cache_t *c = configured;
     unsigned int room = FIRST_READ, n = room;
     unsigned char *buf = apr_palloc(r->pool, room + 1);
     apr_status_t rv = locked_retrieve(c, r, key, buf, &n);
@@ -173,8 +178,7 @@ int aiproxy_cache_get(request_rec *r, const unsigned char *key,
 void aiproxy_cache_put(request_rec *r, const unsigned char *key,
                        const char *ctype, const char *body, apr_size_t len)
 {
-    aiproxy_global_t *g = aiproxy_global(r->server);
-    aiproxy_cache_t *c = g->cache;
+    aiproxy_cache_t *c = configured;
     apr_size_t clen = strlen(ctype);
     unsigned char *value;
     apr_status_t rv;
@@ -188,7 +192,7 @@ void aiproxy_cache_put(request_rec *r, const unsigned char *key,
     if (c->mutex && apr_global_mutex_lock(c->mutex) != APR_SUCCESS)
         return;
     rv = c->provider->store(c->instance, r->server, key, AIPROXY_CACHE_KEY_LEN,
-                            apr_time_now() + apr_time_from_sec(g->cache_ttl),
+                            apr_time_now() + apr_time_from_sec(ttl),
                             value, (unsigned int)(clen + 1 + len), r->pool);
     if (c->mutex)
         apr_global_mutex_unlock(c->mutex);

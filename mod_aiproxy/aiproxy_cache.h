@@ -11,11 +11,13 @@
 /* AIProxyCache PROVIDER[:ARGS] */
 const char *aiproxy_cache_set(cmd_parms *cmd, void *dc, const char *arg);
 void aiproxy_cache_pre_config(apr_pool_t *pconf);
+/* Opens the configured cache, whose entries live ttl_seconds (0: no
+ * cache). */
 int aiproxy_cache_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
-                              server_rec *s);
-void aiproxy_cache_child_init(apr_pool_t *p, server_rec *s);
+                              server_rec *s, int ttl_seconds);
+void aiproxy_cache_child_init(apr_pool_t *p);
 /* A short description for stats ("shmcb", "redis"), NULL without cache. */
-const char *aiproxy_cache_name(server_rec *s);
+const char *aiproxy_cache_name(void);
 
 /* SHA-1 of provider, endpoint, query and body. */
 const unsigned char *aiproxy_cache_key(apr_pool_t *p, const char *provider,

@@ -34,7 +34,6 @@ typedef enum {
     AIPROXY_ROUTE_MODEL            /* AIProxyRoute model: by the body's model */
 } aiproxy_route_kind_t;
 
-typedef struct aiproxy_cache aiproxy_cache_t;
 
 /* Server-wide settings: every directive here is global-only, so all virtual
  * hosts share one store, one secret, one price list. */
@@ -74,7 +73,6 @@ typedef struct {
     apr_array_header_t *model_order;/* public models in AIProxyModel order */
     int rest_seconds;
     int max_attempts;
-    aiproxy_cache_t *cache;         /* NULL: no response cache */
     int cache_ttl;                  /* seconds; 0 disables */
     int rate_limit;                 /* requests per window per user; 0 off */
     int rate_window;                /* seconds */

@@ -18,7 +18,7 @@
 #include "aiproxy_body.h"
 #include "aiproxy_forward.h"
 #include "aiproxy_req.h"
-#include "aiproxy_stats.h"
+#include "aiproxy_counters.h"
 #include "aiproxy_route.h"
 
 APLOG_USE_MODULE(aiproxy);
@@ -189,7 +189,7 @@ int aiproxy_forward_handler(request_rec *r)
                    !st->attempt_failed;
         /* The last attempt's refusal reaches the client, yet it is the
          * key's failure all the same: ops must see a dead key. */
-        aiproxy_stats_key_result(r, a->provider, a->key, st->upstream_status,
+        aiproxy_counters_key_result(r, a->provider, a->key, st->upstream_status,
                                  answered);
         if (answered)
             break;

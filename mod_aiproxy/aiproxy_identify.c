@@ -12,7 +12,7 @@
 #include "aiproxy_identify.h"
 #include "aiproxy_memo.h"
 #include "aiproxy_reply.h"
-#include "aiproxy_stats.h"
+#include "aiproxy_counters.h"
 #include "aiproxy_token.h"
 
 APLOG_USE_MODULE(aiproxy);

@@ -16,7 +16,7 @@
 #include "aiproxy_meter.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
-#include "aiproxy_stats.h"
+#include "aiproxy_counters.h"
 #include "aiproxy_sse.h"
 #include "aiproxy_usage_read.h"
 

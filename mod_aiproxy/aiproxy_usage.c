@@ -11,6 +11,7 @@
 
 #include "aiproxy_json.h"
 #include "aiproxy_params.h"
+#include "aiproxy_handler.h"
 #include "aiproxy_identify.h"
 #include "aiproxy_policy.h"
 #include "aiproxy_reply.h"
@@ -64,11 +65,6 @@ static int unavailable(request_rec *r, aiproxy_req_t *st, const char *err)
     return aiproxy_reply_handler(r);
 }
 
-static int answer(request_rec *r, aiproxy_req_t *st, const char *body)
-{
-    aiproxy_reply_json(r, st, HTTP_OK, body);
-    return aiproxy_reply_handler(r);
-}
 
 /* Every month of the caller, with this month's cap and what is left. */
 static int usage_me(request_rec *r, aiproxy_req_t *st,
@@ -90,7 +86,7 @@ static int usage_me(request_rec *r, aiproxy_req_t *st,
         if (!strcmp(row->month, month))
             used = row->spent + row->reserved;
     }
-    return answer(r, st, apr_psprintf(r->pool,
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
                   "{\"email\":%s,\"month\":\"%s\",\"cap\":\"%s\","
                   "\"remaining\":\"%s\",\"months\":%s}",
                   aiproxy_json_quote(r->pool, st->email), month,
@@ -160,7 +156,7 @@ int aiproxy_usage_list(request_rec *r, aiproxy_req_t *st)
                               sort, skip, limit, &rows, &err)
         != AIPROXY_LEDGER_OK)
         return unavailable(r, st, err);
-    return answer(r, st, apr_psprintf(r->pool, "{\"data\":%s,\"skip\":%"
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool, "{\"data\":%s,\"skip\":%"
                                       APR_INT64_T_FMT ",\"limit\":%"
                                       APR_INT64_T_FMT ",\"sort\":\"%s\"}",
                                       rows_json(r->pool, rows), skip, limit,
@@ -175,9 +171,7 @@ int aiproxy_usage_handler(request_rec *r)
 
     if (strcmp(r->handler, USAGE_HANDLER))
         return DECLINED;
-    st = apr_pcalloc(r->pool, sizeof(*st));
-    st->g = aiproxy_global(r->server);
-    ap_set_module_config(r->request_config, &aiproxy_module, st);
+    st = aiproxy_handler_begin(r);
     sub = r->path_info ? r->path_info : "";
     while (*sub == '/')
         sub++;

@@ -23,6 +23,7 @@
 #include "aiproxy_meter.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
+#include "aiproxy_counters.h"
 #include "aiproxy_stats.h"
 #include "aiproxy_usage.h"
 
@@ -63,8 +64,9 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                        server_rec *s)
 {
     (void)plog;
-    if (aiproxy_stats_post_config(pconf, s) != OK ||
-        aiproxy_cache_post_config(pconf, ptemp, s) != OK)
+    if (aiproxy_counters_post_config(pconf, s) != OK ||
+        aiproxy_cache_post_config(pconf, ptemp, s,
+                                  aiproxy_global(s)->cache_ttl) != OK)
         return !OK;
     if (aiproxy_global(s)->token_keys &&
         (!ap_find_linked_module("mod_proxy.c") ||
@@ -101,7 +103,7 @@ static void child_init(apr_pool_t *p, server_rec *s)
      * past, not what it holds. */
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 #endif
-    aiproxy_cache_child_init(p, s);
+    aiproxy_cache_child_init(p);
     aiproxy_child_id_init();
     if (!g->token_keys)
         return;
