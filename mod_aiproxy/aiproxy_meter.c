@@ -14,6 +14,7 @@
 #include "aiproxy_cache.h"
 #include "aiproxy_jscan.h"
 #include "aiproxy_meter.h"
+#include "aiproxy_meter_int.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
 #include "aiproxy_counters.h"
@@ -23,40 +24,6 @@
 APLOG_USE_MODULE(aiproxy);
 
 #define METER_FILTER "AIPROXY_METER"
-#define MAX_SSE_EVENT (1024 * 1024)
-#define MAX_USAGE_TEXT (64 * 1024)
-/* A non-streamed answer is held in memory up to this, then in a file. */
-#define HELD_IN_MEMORY (1024 * 1024)
-/* An answer larger than this is not passed on (the largest real ones,
- * embeddings of 2,048 inputs at 3,072 dimensions, are ~60 MB). */
-#define MAX_HELD_ANSWER ((apr_off_t)128 * 1024 * 1024)
-
-typedef enum {
-    MODE_DISCARD,  /* a failed attempt that another will replace */
-    MODE_BUFFER,   /* hold the body, price it at the end */
-    MODE_STREAM,   /* SSE: pass events, read usage on the way */
-    MODE_MODELS,   /* hold the model list and keep allowed models only */
-    MODE_ERROR     /* replace an error page of httpd's with JSON */
-} meter_mode_t;
-
-typedef struct {
-    request_rec *r;
-    aiproxy_req_t *st;
-    int attempt;
-    meter_mode_t mode;
-    apr_bucket_brigade *held;
-    aiproxy_sse_t *sse;
-    apr_bucket_brigade *out;
-    aiproxy_endpoint_t ep;
-    apr_pool_t *event_pool; /* what reading one event takes, then cleared */
-    int client_gone;        /* the stream is read to its end for its usage */
-    apr_time_t gone_at;     /* since when */
-    aiproxy_jscan_t *scan;  /* finds `usage` in a held answer as it comes */
-    apr_off_t held_len;
-    apr_file_t *spill;      /* where a held answer past HELD_IN_MEMORY goes */
-    apr_uint64_t spilled;   /* its bytes, counted in child_spilled */
-    const char *unheld;     /* why the answer could not be held, if so */
-} meter_t;
 
 /* What a request is charged when the provider's final usage never came:
  * a stream cut short pays the input the provider reported at its start
@@ -89,7 +56,7 @@ static int estimate_usage(aiproxy_req_t *st, int status)
 }
 
 /* Charges the request once; later calls do nothing. */
-static void settle(request_rec *r, aiproxy_req_t *st, int status)
+void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
 {
     aiproxy_ledger_t *ledger = aiproxy_child_ledger();
     aiproxy_record_t rec;
@@ -154,7 +121,7 @@ static void settle(request_rec *r, aiproxy_req_t *st, int status)
     st->reserved = rec.cost;   /* from here on: the final cost */
 }
 
-static void set_final_headers(request_rec *r, aiproxy_req_t *st)
+void aiproxy_meter_final_headers(request_rec *r, aiproxy_req_t *st)
 {
     aiproxy_reply_set_money_headers(r, r->headers_out, st->reserved,
                               &st->month_state);
@@ -197,10 +164,10 @@ static void drop_private_headers(request_rec *r, apr_table_t *t)
         apr_table_unset(t, APR_ARRAY_IDX(gone, i, const char *));
 }
 
-static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
+static aiproxy_meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
 {
     request_rec *r = f->r;
-    meter_t *m = apr_pcalloc(r->pool, sizeof(*m));
+    aiproxy_meter_t *m = apr_pcalloc(r->pool, sizeof(*m));
     const char *ct = r->content_type ? r->content_type
                      : apr_table_get(r->headers_out, "Content-Type");
 
@@ -257,443 +224,9 @@ static meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     return m;
 }
 
-/* The SSE comment that carries the final cost: every SSE client, the
- * OpenAI and Anthropic SDKs included, skips comment lines. */
-static void append_cost_comment(meter_t *m)
-{
-    aiproxy_req_t *st = m->st;
-    request_rec *r = m->r;
-    const char *line = apr_psprintf(r->pool, ": aiproxy {\"cost\":\"%s\","
-                                    "\"monthlyCost\":\"%s\",\"monthlyRequests\":"
-                                    "%" APR_INT64_T_FMT ",\"estimated\":%s}\n\n",
-                                    aiproxy_money_format(r->pool, st->reserved),
-                                    aiproxy_money_format(r->pool,
-                                                         st->month_state.spent),
-                                    st->month_state.requests,
-                                    st->usage_found ? "false" : "true");
-
-    APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_pool_create(
-                                line, strlen(line), r->pool,
-                                m->out->bucket_alloc));
-}
-
-static void finish_stream(meter_t *m)
-{
-    if (m->st->settled)
-        return;
-    settle(m->r, m->st, m->r->status);
-    append_cost_comment(m);
-}
-
-/* One event: the API's adapter reads it; what it gives back passes on. */
-static void on_event(void *baton, const aiproxy_sse_event_t *ev)
-{
-    meter_t *m = baton;
-    aiproxy_req_t *st = m->st;
-    const char *out;
-    apr_size_t len;
-
-    if (ev->oversize)
-        st->oversize = 1;
-    out = aiproxy_api(st->api)->stream_event(&st->stream, m->event_pool,
-                                             m->ep, ev, &len);
-    if (st->stream.ended)
-        finish_stream(m);
-    if (out)
-        APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
-                                    out, len, NULL, m->out->bucket_alloc));
-    apr_pool_clear(m->event_pool);
-}
-
-/* Passes what is ready to the client. When the client has gone, the rest
- * of the stream is still read (and dropped): the provider bills it all, and
- * its final usage, which a client could otherwise cut off just after the
- * answer (hiding a reasoning model's hidden tokens), comes at the end.
- * mod_proxy stops reading when a pass fails or the connection is marked
- * aborted, so neither is shown to it until the stream's end. */
-static apr_status_t pass_on(ap_filter_t *f, meter_t *m, int eos)
-{
-    apr_status_t rv = APR_SUCCESS;
-
-    if (!m->client_gone && !APR_BRIGADE_EMPTY(m->out))
-        rv = ap_pass_brigade(f->next, m->out);
-    /* HTTP/2 marks the connection aborted from another thread when the
-     * client goes, whether or not this pass wrote anything. */
-    if (!m->client_gone && !eos && (rv != APR_SUCCESS || f->c->aborted)) {
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, f->r, AIPLOGNO(01203)
-                      "client gone: reading the rest of the stream for "
-                      "its usage");
-        m->client_gone = 1;
-        m->gone_at = apr_time_now();
-    }
-    /* Reading on holds a worker: for AIProxyDrainTimeout at most, then the
-     * stream is cut and charged as one cut before its usage, with its
-     * whole output bound (it went on out of sight). */
-    if (m->client_gone && !eos &&
-        apr_time_now() - m->gone_at > apr_time_from_sec(m->st->g->drain_timeout)) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, f->r, AIPLOGNO(01204)
-                      "client gone %d s ago: the stream is cut and charged "
-                      "its output bound", m->st->g->drain_timeout);
-        m->st->drain_cut = 1;
-        f->c->aborted = 1;
-        apr_brigade_cleanup(m->out);
-        return APR_ECONNABORTED;
-    }
-    if (m->client_gone) {
-        rv = APR_SUCCESS;
-        f->c->aborted = eos ? 1 : 0;
-    }
-    apr_brigade_cleanup(m->out);
-    return rv;
-}
-
-static apr_status_t stream_filter(ap_filter_t *f, meter_t *m,
-                                  apr_bucket_brigade *bb)
-{
-    apr_bucket *b;
-    apr_status_t rv;
-
-    while (!APR_BRIGADE_EMPTY(bb)) {
-        b = APR_BRIGADE_FIRST(bb);
-        if (APR_BUCKET_IS_EOS(b)) {
-            apr_size_t n;
-            const char *rest;
-
-            aiproxy_sse_end(m->sse, on_event, m);
-            rest = aiproxy_sse_take_pending(m->sse, &n);
-
-            if (n)
-                APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
-                                            rest, n, NULL,
-                                            m->out->bucket_alloc));
-            /* The cost comment must start a line of its own. */
-            if (n && rest[n - 1] != '\n' && rest[n - 1] != '\r')
-                APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_immortal_create(
-                                            "\n\n", 2,
-                                            m->out->bucket_alloc));
-            finish_stream(m);
-            APR_BUCKET_REMOVE(b);
-            APR_BRIGADE_INSERT_TAIL(m->out, b);
-            apr_brigade_cleanup(bb);
-            return pass_on(f, m, 1);
-        }
-        if (APR_BUCKET_IS_METADATA(b)) {
-            /* FLUSH and friends go out at once, after what came before. */
-            APR_BUCKET_REMOVE(b);
-            APR_BRIGADE_INSERT_TAIL(m->out, b);
-            continue;
-        }
-        {
-            const char *data;
-            apr_size_t len;
-
-            if ((rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ))
-                != APR_SUCCESS)
-                return rv;
-            aiproxy_sse_feed(m->sse, data, len, on_event, m);
-            apr_bucket_delete(b);
-        }
-    }
-    return pass_on(f, m, 0);
-}
-
-/* A 200 answer to a cacheable request, for the next identical one. */
-static void store_in_cache(meter_t *m, const char *body, apr_size_t len)
-{
-    request_rec *r = m->r;
-    const char *ctype = r->content_type ? r->content_type
-                        : apr_table_get(r->headers_out, "Content-Type");
-
-    /* A HEAD's answer has no body to give the next GET. */
-    if (!m->st->cache_key || r->status != HTTP_OK || r->header_only || !len)
-        return;
-    aiproxy_cache_put(r, m->st->cache_key, ctype ? ctype : "application/json",
-                      body, len);
-    aiproxy_stat_inc(AIPROXY_STAT_CACHE_STORES);
-}
-
-/* Keeps only the allowed models in a model list. */
-static void filter_models(meter_t *m, char **bodyp, apr_size_t *lenp)
-{
-    const char *body = *bodyp;
-    apr_size_t len = *lenp;
-    request_rec *r = m->r;
-    const aiproxy_dir_conf_t *d = m->st->dir;
-    char *out;
-    const char *err;
-    aiproxy_json_t *root = aiproxy_json_parse(r->pool, body, len, &err);
-    aiproxy_json_t *data = aiproxy_json_get(root, "data");
-    apr_size_t i, n;
-
-    apr_brigade_cleanup(m->held);
-    if (aiproxy_json_is_array(data)) {
-        for (i = 0, n = aiproxy_json_array_size(data); i < n;) {
-            const char *id = aiproxy_json_string(aiproxy_json_get(
-                                 aiproxy_json_array_at(data, i), "id"));
-            int keep = id && (d->any_model
-                ? apr_hash_get(m->st->g->prices, id, APR_HASH_KEY_STRING) != NULL
-                : d->models &&
-                  apr_hash_get(d->models, id, APR_HASH_KEY_STRING) != NULL);
-
-            if (keep) {
-                i++;
-            }
-            else {
-                aiproxy_json_array_remove(data, i);
-                n--;
-            }
-        }
-        if ((out = aiproxy_json_dump(r->pool, root, &len))) {
-            body = out;
-            apr_table_unset(r->headers_out, "Content-Length");
-        }
-    }
-    APR_BRIGADE_INSERT_TAIL(m->held, apr_bucket_pool_create(
-                                body, len, r->pool, m->held->bucket_alloc));
-    *bodyp = (char *)body;
-    *lenp = len;
-}
-
-static void replace_error_page(meter_t *m)
-{
-    request_rec *r = m->r;
-    const char *body = m->st->timed_out
-        ? aiproxy_error_body(r->pool, "upstream_error", "upstream_timeout",
-                             "The provider did not answer in time (504). It "
-                             "may have done the work, so this request was "
-                             "charged its reserved maximum.")
-        : m->st->error_generated
-        ? aiproxy_error_body(r->pool, "upstream_error",
-                             r->status == HTTP_GATEWAY_TIME_OUT
-                             ? "upstream_timeout" : "upstream_unavailable",
-                             apr_psprintf(r->pool, "The provider did not "
-                                          "answer (%d); you were not "
-                                          "charged.", r->status))
-        : aiproxy_error_body(r->pool, "upstream_error", "upstream_auth",
-                             "The provider refused the gateway's "
-                             "credentials; you were not charged.");
-
-    apr_brigade_cleanup(m->held);
-    ap_set_content_type(r, "application/json");
-    apr_table_unset(r->headers_out, "Content-Length");
-    APR_BRIGADE_INSERT_TAIL(m->held, apr_bucket_pool_create(
-                                body, strlen(body), r->pool,
-                                m->held->bucket_alloc));
-}
-
-/* What this child's answers hold in files at once: at most four times
- * AIProxyChildMemory, so a flood of large answers cannot fill the disk
- * (or, where $TMPDIR is tmpfs, memory). */
-static volatile apr_uint64_t child_spilled;
-
-static apr_status_t spill_give_back(void *v)
-{
-    meter_t *m = v;
-
-    apr_atomic_sub64(&child_spilled, m->spilled);
-    m->spilled = 0;
-    return APR_SUCCESS;
-}
-
-static int spill_take(meter_t *m, apr_size_t n)
-{
-    apr_uint64_t most = 4 * (apr_uint64_t)m->st->g->child_memory;
-
-    if (apr_atomic_add64(&child_spilled, n) + n > most) {
-        apr_atomic_sub64(&child_spilled, n);
-        return 0;
-    }
-    m->spilled += n;
-    return 1;
-}
-
-/* Moves what is held in memory to a file of its own, unlinked at once so
- * that nothing is left behind whatever happens to the child. */
-static apr_status_t spill_open(meter_t *m)
-{
-    request_rec *r = m->r;
-    const char *dir, *d;
-    char *path;
-    apr_size_t n;
-    apr_bucket *b;
-    apr_status_t rv;
-
-    if ((rv = apr_temp_dir_get(&dir, r->pool)) != APR_SUCCESS)
-        return rv;
-    path = apr_pstrcat(r->pool, dir, "/aiproxy-answer-XXXXXX", NULL);
-    if ((rv = apr_file_mktemp(&m->spill, path, APR_FOPEN_CREATE |
-                              APR_FOPEN_READ | APR_FOPEN_WRITE |
-                              APR_FOPEN_EXCL | APR_FOPEN_BINARY, r->pool))
-        != APR_SUCCESS)
-        return rv;
-    apr_file_remove(path, r->pool);
-    apr_pool_cleanup_register(r->pool, m, spill_give_back,
-                              apr_pool_cleanup_null);
-    if (!spill_take(m, (apr_size_t)m->held_len))
-        return APR_ENOSPC;
-    for (b = APR_BRIGADE_FIRST(m->held); b != APR_BRIGADE_SENTINEL(m->held);
-         b = APR_BUCKET_NEXT(b))
-        if ((rv = apr_bucket_read(b, &d, &n, APR_BLOCK_READ)) != APR_SUCCESS ||
-            (rv = apr_file_write_full(m->spill, d, n, NULL)) != APR_SUCCESS)
-            return rv;
-    apr_brigade_cleanup(m->held);
-    return APR_SUCCESS;
-}
-
-/* Keeps one piece of a non-streamed answer: read for its usage on the way,
- * held in memory up to HELD_IN_MEMORY, then in a file, so an answer of any
- * size costs the child the same memory. */
-static void hold(meter_t *m, apr_bucket *b)
-{
-    request_rec *r = m->r;
-    const char *d;
-    apr_size_t n;
-    apr_status_t rv;
-
-    /* An error page that is replaced is not kept at all. */
-    if (APR_BUCKET_IS_METADATA(b) || m->mode == MODE_ERROR) {
-        apr_bucket_delete(b);
-        return;
-    }
-    /* Read while still in its brigade: a socket or pipe bucket puts what
-     * it has not read yet after itself. */
-    if ((rv = apr_bucket_read(b, &d, &n, APR_BLOCK_READ)) != APR_SUCCESS) {
-        apr_bucket_delete(b);
-        m->unheld = "could not be read";
-        return;
-    }
-    /* Read for its usage even when it cannot be kept: it is charged. */
-    if (m->scan)
-        aiproxy_jscan_feed(m->scan, d, n);
-    if (m->unheld) {
-        apr_bucket_delete(b);
-        return;
-    }
-    m->held_len += n;
-    if (!m->spill && m->held_len > HELD_IN_MEMORY) {
-        if (m->mode == MODE_MODELS)
-            m->unheld = "is too large";
-        else if ((rv = spill_open(m)) != APR_SUCCESS)
-            m->unheld = "could not be kept";
-    }
-    else if (m->spill && m->held_len > MAX_HELD_ANSWER) {
-        m->unheld = "is too large";
-    }
-    if (m->spill && !m->unheld && !spill_take(m, n))
-        m->unheld = "could not be kept while the gateway holds as many as "
-                    "it may";
-    else if (m->spill && !m->unheld &&
-             (rv = apr_file_write_full(m->spill, d, n, NULL)) != APR_SUCCESS)
-        m->unheld = "could not be kept";
-    if (m->unheld) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, AIPLOGNO(01205)
-                      "the provider's answer %s (%" APR_OFF_T_FMT " bytes "
-                      "so far): answered 502", m->unheld, m->held_len);
-        apr_brigade_cleanup(m->held);
-    }
-    if (m->spill || m->unheld) {
-        apr_bucket_delete(b);
-        return;
-    }
-    APR_BUCKET_REMOVE(b);
-    apr_bucket_setaside(b, r->pool);
-    APR_BRIGADE_INSERT_TAIL(m->held, b);
-}
-
-/* The usage found in a held answer. */
-static void held_usage(meter_t *m)
-{
-    apr_pool_t *sub;
-    apr_size_t len;
-    const char *text = aiproxy_jscan_value(m->scan, &len);
-
-    if (text) {
-        apr_pool_create(&sub, m->r->pool);
-        if (aiproxy_usage_from_value(sub, text, len, m->st->api,
-                                     &m->st->usage))
-            m->st->usage_found = 1;
-        apr_pool_destroy(sub);
-    }
-}
-
-static void replace_unheld(meter_t *m)
-{
-    request_rec *r = m->r;
-    const char *body = aiproxy_error_body(r->pool, "upstream_error",
-                                          "upstream_answer_unheld",
-                                          apr_psprintf(r->pool, "The "
-                                          "provider's answer %s for the "
-                                          "gateway to pass on; you were "
-                                          "charged what it reported.",
-                                          m->unheld));
-
-    apr_brigade_cleanup(m->held);
-    r->status = HTTP_BAD_GATEWAY;
-    r->status_line = NULL;
-    ap_set_content_type(r, "application/json");
-    apr_table_unset(r->headers_out, "Content-Length");
-    APR_BRIGADE_INSERT_TAIL(m->held, apr_bucket_pool_create(
-                                body, strlen(body), r->pool,
-                                m->held->bucket_alloc));
-}
-
-/* Non-streamed responses: hold everything, then price, report, pass. */
-static apr_status_t buffer_filter(ap_filter_t *f, meter_t *m,
-                                  apr_bucket_brigade *bb)
-{
-    request_rec *r = f->r;
-    aiproxy_req_t *st = m->st;
-    apr_bucket *b;
-    char *body;
-    apr_size_t len;
-    int status;
-
-    while (!APR_BRIGADE_EMPTY(bb)) {
-        b = APR_BRIGADE_FIRST(bb);
-        if (APR_BUCKET_IS_EOS(b))
-            break;
-        hold(m, b);
-    }
-    if (APR_BRIGADE_EMPTY(bb))
-        return APR_SUCCESS;
-    /* EOS: the body is complete. */
-    status = r->status;
-    if (m->mode == MODE_ERROR) {
-        replace_error_page(m);
-        settle(r, st, status);
-        set_final_headers(r, st);
-    }
-    else if (m->mode == MODE_MODELS) {
-        if (m->unheld)
-            replace_unheld(m);
-        else if (apr_brigade_pflatten(m->held, &body, &len, r->pool)
-                 == APR_SUCCESS) {
-            filter_models(m, &body, &len);
-            store_in_cache(m, body, len);
-        }
-    }
-    else {
-        held_usage(m);
-        if (m->unheld)
-            replace_unheld(m);
-        else if (m->spill)
-            apr_brigade_insert_file(m->held, m->spill, 0, m->held_len,
-                                    r->pool);
-        else if (m->st->cache_key &&
-                 apr_brigade_pflatten(m->held, &body, &len, r->pool)
-                 == APR_SUCCESS)
-            /* At most HELD_IN_MEMORY: a copy for the cache. */
-            store_in_cache(m, body, len);
-        settle(r, st, status);
-        set_final_headers(r, st);
-    }
-    APR_BRIGADE_CONCAT(m->held, bb);
-    return ap_pass_brigade(f->next, m->held);
-}
-
 apr_status_t aiproxy_meter_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 {
-    meter_t *m = f->ctx;
+    aiproxy_meter_t *m = f->ctx;
 
     if (!m || (m->mode != MODE_ERROR && m->attempt != m->st->attempt)) {
         aiproxy_req_t *st = aiproxy_req_get(f->r);
@@ -711,8 +244,8 @@ apr_status_t aiproxy_meter_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     /* From here on bytes reach the client: no other attempt may follow. */
     m->st->committed = 1;
     if (m->mode == MODE_STREAM)
-        return stream_filter(f, m, bb);
-    return buffer_filter(f, m, bb);
+        return aiproxy_meter_stream(f, m, bb);
+    return aiproxy_meter_held(f, m, bb);
 }
 
 /* httpd's own error responses (mod_proxy's 502 and 504) replace the
@@ -734,6 +267,6 @@ int aiproxy_meter_log_transaction(request_rec *r)
     aiproxy_req_t *st = aiproxy_req_get(r);
 
     if (st && st->held && !st->settled)
-        settle(r, st, r->status);
+        aiproxy_meter_settle(r, st, r->status);
     return DECLINED;
 }
