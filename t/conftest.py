@@ -286,10 +286,17 @@ class Gateway:
             "ANTHROPIC_BASE_URL": (anthropic or upstream).base + "/v1",
             "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
         })
+        env = dict(env or {})
         if SANITIZE:
             self.env.update(sanitizer_env(self.var))
             SANITIZER_DIRS.append(self.var)
-        self.env.update(env or {})
+            if "LD_PRELOAD" in env:
+                # A test's own preload (libfaketime) goes first: httpd does
+                # not start with it after libasan. It defines no allocator,
+                # so ASan's still wins and its order check can be waived.
+                env["LD_PRELOAD"] += ":" + self.env["LD_PRELOAD"]
+                env["ASAN_OPTIONS"] = self.env["ASAN_OPTIONS"] + ":verify_asan_link_order=0"
+        self.env.update(env)
         self.extra_conf = extra_conf
         self.proc = None
 
