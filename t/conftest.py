@@ -137,9 +137,9 @@ def sanitizer_env(var):
         "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:abort_on_error=0:"
                         "allow_user_segv_handler=0:handle_abort=1:"
                         "log_path=" + os.path.join(var, "asan"),
-        # UBSan sets the flags it shares with ASan again, at its first report.
-        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:"
-                         "log_path=" + os.path.join(var, "asan"),
+        # UBSan starts at its first report, in a child, and writes to
+        # stderr, which is error.log (error_log_reports), log_path or not.
+        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
     }
 
 
@@ -166,9 +166,9 @@ def is_httpd_crash(report):
 
 def error_log_reports(d):
     """Sanitizer reports in a gateway's error.log (httpd's stderr) since the
-    last look, as (where, text). UBSan writes there, not to log_path, from
-    children that dropped root; anything else that misses its file would
-    too. A report runs from its first line to a blank line."""
+    last look, as (where, text). UBSan writes there; so would anything
+    else that misses its file. A report runs from its first line to a blank
+    line."""
     path = os.path.join(d, "error.log")
     if not os.path.exists(path):
         return []
