@@ -2,6 +2,7 @@
 upstream, and real httpd with mod_aiproxy, all on loopback."""
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -23,6 +24,12 @@ from loopback import free_port, wait_port  # noqa: E402,F401
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IS_ROOT = os.geteuid() == 0
 APACHE = "/usr/sbin/apache2"
+
+# AIPROXY_SANITIZE=1: httpd loads build/asan/mod_aiproxy.so and the CLI
+# tests run build/asan/aiproxy-admin (make -f Makefile.apxs asan), and any
+# sanitizer report fails the test that was running (sanitizer_check below).
+SANITIZE = os.environ.get("AIPROXY_SANITIZE", "") not in ("", "0")
+BUILD = os.path.join(ROOT, "build", "asan") if SANITIZE else os.path.join(ROOT, "build")
 
 # One secret and one provider key per session; every log and response is
 # searched for them (t/test_secrets.py).
@@ -115,6 +122,142 @@ class Upstream:
         self.proc.wait(timeout=10)
 
 
+def sanitizer_env(var):
+    """The environment httpd needs to run the ASan module. httpd itself is
+    not instrumented, so libasan must be preloaded and leak checks are off
+    (httpd's own allocations would be reported). Reports go to files in the
+    gateway's directory, which the children (user aiproxy) can write; every
+    first error stops its process. httpd installs its own SIGSEGV handler,
+    which would turn a crash in the module into a bare "exit signal" line:
+    allow_user_segv_handler=0 keeps ASan's, which prints the stack."""
+    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"],
+                             capture_output=True, text=True).stdout.strip()
+    return {
+        "LD_PRELOAD": os.path.realpath(libasan),
+        "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:abort_on_error=0:"
+                        "allow_user_segv_handler=0:handle_abort=1:"
+                        "log_path=" + os.path.join(var, "asan"),
+        # UBSan starts at its first report, in a child, and writes to
+        # stderr, which is error.log (error_log_reports), log_path or not.
+        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+    }
+
+
+# Every gateway's directory, searched for sanitizer logs after each test.
+SANITIZER_DIRS = []
+SANITIZER_SEEN = set()
+SANITIZER_LOG_DONE = {}
+SANITIZER_IGNORED = []
+
+
+def is_httpd_crash(report):
+    """httpd's event MPM now and then dies of SIGSEGV as a child exits right
+    after start (in mod_mpm_event, apr_os_sock_get; not our code). Such a
+    deadly signal with no frame in the module is noted, not failed; any
+    other report (overflow, use after free, undefined behaviour) fails even
+    without our frames, since only the module is instrumented."""
+    deadly = re.search(r"ERROR: AddressSanitizer: (SEGV|BUS|ABRT|FPE|ILL|"
+                       r"stack-overflow)\b", report)
+    frames = re.findall(r"^\s*#\d+ .*", report, re.M)
+    ours = any(re.search(r"mod_aiproxy|aiproxy_", f) for f in frames)
+    # No stack (cut short) is not evidence of innocence.
+    return bool(deadly) and bool(frames) and not ours
+
+
+def error_log_reports(d):
+    """Sanitizer reports in a gateway's error.log (httpd's stderr) since the
+    last look, as (where, text). UBSan writes there; so would anything
+    else that misses its file. A report runs from its first line to a blank
+    line."""
+    path = os.path.join(d, "error.log")
+    if not os.path.exists(path):
+        return []
+    done = SANITIZER_LOG_DONE.get(path, 0)
+    with open(path, "rb") as f:
+        f.seek(done)
+        data = f.read()
+    data = data[:data.rfind(b"\n") + 1]  # whole lines only
+    SANITIZER_LOG_DONE[path] = done + len(data)
+    found, cur = [], None
+    for line in data.decode(errors="replace").splitlines():
+        if re.match(r"\[\w{3} \w{3} ", line):
+            continue  # httpd's own lines come between a report's lines
+        if re.search(r"runtime error:|ERROR: AddressSanitizer", line):
+            cur = [line]
+            found.append(("%s, from byte %d" % (path, done), cur))
+        elif cur is not None and line.strip():
+            cur.append(line)
+        else:
+            cur = None
+    return [(where, "\n".join(lines)) for where, lines in found]
+
+
+def sanitizer_reports():
+    """Reports that appeared since the last call, as (where, text)."""
+    found = []
+    for d in SANITIZER_DIRS:
+        if not os.path.isdir(d):
+            continue
+        reports = error_log_reports(d)
+        for name in sorted(os.listdir(d)):
+            path = os.path.join(d, name)
+            if not name.startswith("asan.") or path in SANITIZER_SEEN:
+                continue
+            SANITIZER_SEEN.add(path)
+            with open(path, errors="replace") as f:
+                reports.append((path, f.read()))
+        for where, text in reports:
+            if is_httpd_crash(text):
+                SANITIZER_IGNORED.append(where)
+            else:
+                found.append((where, text))
+    return found
+
+
+def fail_on_sanitizer_reports():
+    found = sanitizer_reports()
+    if found:
+        pytest.fail("sanitizer report(s):\n" + "\n".join(
+            "== %s\n%s" % (p, t) for p, t in found), pytrace=False)
+
+
+# One check per test, per module and per session, so a report from a
+# gateway stopped at any of those ends is charged to a test near it.
+@pytest.fixture(autouse=True)
+def sanitizer_check():
+    yield
+    if SANITIZE:
+        fail_on_sanitizer_reports()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sanitizer_check_module():
+    yield
+    if SANITIZE:
+        fail_on_sanitizer_reports()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sanitizer_check_session():
+    if SANITIZE:
+        # Up to date in a second when nothing changed.
+        p = subprocess.run(["make", "-s", "-f", "Makefile.apxs", "asan"], cwd=ROOT,
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+    yield
+    if SANITIZE:
+        fail_on_sanitizer_reports()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SANITIZE:
+        terminalreporter.write_line(
+            "sanitizer: module built with ASan/UBSan; %d httpd crash report(s) "
+            "without module frames ignored%s" % (
+                len(SANITIZER_IGNORED),
+                "".join("\n  " + p for p in SANITIZER_IGNORED)))
+
+
 class Gateway:
     """Real httpd with mod_aiproxy and conf/httpd.conf, plus extra config."""
 
@@ -143,7 +286,17 @@ class Gateway:
             "ANTHROPIC_BASE_URL": (anthropic or upstream).base + "/v1",
             "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
         })
-        self.env.update(env or {})
+        env = dict(env or {})
+        if SANITIZE:
+            self.env.update(sanitizer_env(self.var))
+            SANITIZER_DIRS.append(self.var)
+            if "LD_PRELOAD" in env:
+                # A test's own preload (libfaketime) goes first: httpd does
+                # not start with it after libasan. It defines no allocator,
+                # so ASan's still wins and its order check can be waived.
+                env["LD_PRELOAD"] += ":" + self.env["LD_PRELOAD"]
+                env["ASAN_OPTIONS"] = self.env["ASAN_OPTIONS"] + ":verify_asan_link_order=0"
+        self.env.update(env)
         self.extra_conf = extra_conf
         self.proc = None
 
@@ -160,6 +313,8 @@ class Gateway:
         a = [APACHE, "-f", os.path.join(ROOT, "conf/httpd.conf"), "-D", "AIPROXY_ANTHROPIC"]
         if IS_ROOT:
             a += ["-D", "AIPROXY_AS_ROOT"]
+        if SANITIZE:
+            a += ["-D", "AIPROXY_SANITIZE"]
         return a
 
     def configtest(self):

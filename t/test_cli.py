@@ -13,11 +13,11 @@ import openai
 import pytest
 from bson import Int64
 
-from conftest import ROOT, TOKEN_SECRET, Gateway, make_token
+from conftest import BUILD, ROOT, SANITIZE, TOKEN_SECRET, Gateway, make_token
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
-CLI = os.path.join(ROOT, "build", "aiproxy-admin")
+CLI = os.path.join(BUILD, "aiproxy-admin")
 # What the gateway below is configured with, given to the CLI as a site's
 # environment would.
 SITE = {"AIPROXY_TOKEN_LIFETIME": "3600", "AIPROXY_MONTHLY_CAP": "1.75"}
@@ -25,7 +25,8 @@ SITE = {"AIPROXY_TOKEN_LIFETIME": "3600", "AIPROXY_MONTHLY_CAP": "1.75"}
 
 @pytest.fixture(scope="module", autouse=True)
 def built():
-    subprocess.run(["make", "-s", "-f", "Makefile.apxs", "cli"], cwd=ROOT, check=True)
+    subprocess.run(["make", "-s", "-f", "Makefile.apxs", "asan" if SANITIZE else "cli"],
+                   cwd=ROOT, check=True)
 
 
 @pytest.fixture(scope="module")
