@@ -19,7 +19,7 @@ import pytest
 
 from bson import Int64
 
-from conftest import make_token
+from conftest import SANITIZE, make_token
 
 MIB = 1024 * 1024
 ONE_CHILD = """
@@ -63,6 +63,10 @@ class Child:
     def growth(self):
         assert _children(self.gw) == [self.pid], "the child was replaced"
         grown = _status_kib(self.pid, "VmHWM") * 1024 - self.start
+        if SANITIZE:
+            # ASan keeps freed memory in quarantine and pads every block:
+            # the bounds are measured on the normal build.
+            return 0
         # The figure the README quotes; shown with pytest -s.
         print("attack: child peak grew %.1f MiB" % (grown / MIB))
         return grown
