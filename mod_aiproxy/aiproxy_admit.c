@@ -153,7 +153,7 @@ static int rate_limit(request_rec *r, aiproxy_req_t *st)
 static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
                         apr_size_t len)
 {
-    const aiproxy_target_t *t = &APR_ARRAY_IDX(st->targets, 0,
+    const aiproxy_target_t *t = &APR_ARRAY_IDX(st->fwd.targets, 0,
                                                aiproxy_target_t);
     const char *ctype, *cached, *err = "";
     apr_size_t clen;
@@ -188,9 +188,9 @@ static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
         apr_table_setn(r->notes, "aiproxy-cost", "0");
         aiproxy_reply_set_money_headers(r, r->err_headers_out, 0, &st->month_state);
     }
-    st->reply_ctype = ctype;
-    st->reply_len = clen;
-    st->reply_has_len = 1;
+    st->reply.ctype = ctype;
+    st->reply.len = clen;
+    st->reply.has_len = 1;
     return aiproxy_reply_json(r, st, HTTP_OK, cached);
 }
 
@@ -372,7 +372,7 @@ static void prepare_forward(request_rec *r, aiproxy_req_t *st)
     /* Usage must be readable in the response. */
     apr_table_unset(r->headers_in, "Accept-Encoding");
     if (st->body)
-        st->replay = aiproxy_body_replay(r, NULL, st->body, st->body_out_len);
+        st->fwd.replay = aiproxy_body_replay(r, NULL, st->body, st->body_out_len);
     r->handler = FORWARD_HANDLER;
     ap_add_output_filter(METER_FILTER, NULL, r, r->connection);
 }
@@ -408,8 +408,8 @@ int aiproxy_admit(request_rec *r)
         pv = d->provider;
     st->api = pv ? pv->api : aiproxy_endpoint_api(st->endpoint);
     /* GET models/{id}: one model, allowed when the list is. */
-    is_models = !strcmp(st->endpoint, "models") ||
-                !strncmp(st->endpoint, "models/", 7);
+    is_models = st->is_models = !strcmp(st->endpoint, "models") ||
+                                !strncmp(st->endpoint, "models/", 7);
     if (!*st->endpoint || !aiproxy_endpoint_allowed(d, pv, is_models
                                                     ? "models" : st->endpoint))
         return aiproxy_reply_error(r, st, HTTP_NOT_FOUND,
@@ -428,7 +428,7 @@ int aiproxy_admit(request_rec *r)
                                                 st->endpoint));
     aiproxy_stat_inc(AIPROXY_STAT_REQUESTS);
     if ((rc = aiproxy_identify(r, st, st->api, &user)) != OK ||
-        st->reply_status)
+        st->reply.status)
         return rc;
     apr_table_setn(r->notes, "aiproxy-email", st->email);
     if (is_models) {
@@ -442,7 +442,7 @@ int aiproxy_admit(request_rec *r)
                                        "exist or is not allowed here.", id));
         if (!pv)
             return list_models(r, st, id);
-        st->targets = targets_for(r->pool, st, pv, "");
+        st->fwd.targets = targets_for(r->pool, st, pv, "");
         if (cacheable(st, 1) && cache_lookup(r, st, "", 0) != DECLINED)
             return OK;
         prepare_forward(r, st);
@@ -454,8 +454,8 @@ int aiproxy_admit(request_rec *r)
     if (rate_limit(r, st) != DECLINED || spent_already(r, st, &user) != DECLINED
         || aiproxy_admit_body(r, st) != DECLINED)
         return OK;
-    st->targets = targets_for(r->pool, st, pv, st->info.model);
-    if (!st->targets->nelts)
+    st->fwd.targets = targets_for(r->pool, st, pv, st->info.model);
+    if (!st->fwd.targets->nelts)
         return aiproxy_reply_error(r, st, HTTP_FORBIDDEN,
                                    "invalid_request_error", "model_not_allowed",
                                    apr_psprintf(r->pool, "No provider serves "

@@ -162,9 +162,9 @@ static int ask_stream_usage(aiproxy_req_t *st)
     if (!st->info.stream || st->info.include_usage || !e ||
         !e->stream_usage_parent)
         return 0;
-    st->asked_stream_usage = aiproxy_json_set_nested_true(
+    st->meter.asked_stream_usage = aiproxy_json_set_nested_true(
         st->info.root, e->stream_usage_parent, e->stream_usage_key) == 0;
-    return st->asked_stream_usage;
+    return st->meter.asked_stream_usage;
 }
 
 /* The body: unencoded, within the limit, JSON with an allowed model, and a

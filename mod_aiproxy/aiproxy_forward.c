@@ -78,7 +78,7 @@ static int upstream_fixup(request_rec *r)
     header_walk_t w;
     int i;
 
-    if (!st || !st->provider || strcmp(r->handler, "proxy-server"))
+    if (!st || !st->fwd.provider || strcmp(r->handler, "proxy-server"))
         return OK;
     w.site = st->g->upstream_headers;
     w.gone = apr_array_make(r->pool, 8, sizeof(const char *));
@@ -109,22 +109,22 @@ static void set_body(request_rec *r, aiproxy_req_t *st, const char *model)
     if (!st->body)
         return;
     if (strcmp(model, st->info.model)) {
-        if (!st->aliased)
-            st->aliased = apr_hash_make(r->pool);
-        if (!(a = apr_hash_get(st->aliased, model, APR_HASH_KEY_STRING))) {
+        if (!st->fwd.aliased)
+            st->fwd.aliased = apr_hash_make(r->pool);
+        if (!(a = apr_hash_get(st->fwd.aliased, model, APR_HASH_KEY_STRING))) {
             a = apr_pcalloc(r->pool, sizeof(*a));
             if (aiproxy_json_set_string(st->info.root, "model", model) == 0 &&
                 (a->body = aiproxy_json_dump(r->pool, st->info.root,
                                              &a->len)))
                 aiproxy_body_count(r, a->len);
-            apr_hash_set(st->aliased, model, APR_HASH_KEY_STRING, a);
+            apr_hash_set(st->fwd.aliased, model, APR_HASH_KEY_STRING, a);
         }
         if (a->body) {
             body = a->body;
             len = a->len;
         }
     }
-    aiproxy_body_replay(r, st->replay, body, len);
+    aiproxy_body_replay(r, st->fwd.replay, body, len);
 }
 
 static void set_attempt(request_rec *r, aiproxy_req_t *st,
@@ -137,7 +137,7 @@ static void set_attempt(request_rec *r, aiproxy_req_t *st,
     apr_table_setn(r->headers_in, aiproxy_api(a->provider->api)->key_header,
                    key);
     set_body(r, st, a->model);
-    st->provider = a->provider;
+    st->fwd.provider = a->provider;
     /* A metered request's query string is no part of its price: it does
      * not go upstream, where it could ask for more. */
     r->filename = apr_pstrcat(r->pool, "proxy:", a->provider->base_url, "/",
@@ -158,61 +158,61 @@ int aiproxy_forward_handler(request_rec *r)
     if (strcmp(r->handler, FORWARD_HANDLER) || !(st = aiproxy_req_get(r)))
         return DECLINED;
     now = apr_time_now();
-    attempts = aiproxy_route_attempts(r->pool, st->targets,
+    attempts = aiproxy_route_attempts(r->pool, st->fwd.targets,
                                       st->g->max_attempts, now);
     headers = apr_table_copy(r->pool, r->headers_in);
     for (i = 0; i < attempts->nelts; i++) {
         const aiproxy_attempt_t *a = &APR_ARRAY_IDX(attempts, i,
                                                     aiproxy_attempt_t);
 
-        st->attempt = i;
-        st->last_attempt = i == attempts->nelts - 1;
-        st->attempt_failed = 0;
-        st->upstream_status = 0;
+        st->fwd.n = i;
+        st->fwd.last = i == attempts->nelts - 1;
+        st->fwd.failed = 0;
+        st->fwd.upstream_status = 0;
         set_attempt(r, st, a, headers);
         apr_table_unset(r->notes, "proxy_timedout");
         rc = ap_run_handler(r);
         /* mod_proxy_http answers a read timeout with 502 and this note. */
-        if (rc != OK && !st->committed &&
+        if (rc != OK && !st->fwd.committed &&
             apr_table_get(r->notes, "proxy_timedout")) {
-            st->timed_out = 1;
+            st->meter.timed_out = 1;
             rc = HTTP_GATEWAY_TIME_OUT;
         }
         r->handler = FORWARD_HANDLER;
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, AIPLOGNO(01602)
                       "attempt %d via %s: handler %d, status %d%s", i + 1,
                       a->provider->name, rc, r->status,
-                      st->attempt_failed ? ", discarded" : "");
+                      st->fwd.failed ? ", discarded" : "");
         /* DONE: mod_proxy stopped because the client went; the upstream
          * answered, so it is no upstream error. */
-        answered = (rc == OK || (rc == DONE && st->committed)) &&
-                   !st->attempt_failed;
+        answered = (rc == OK || (rc == DONE && st->fwd.committed)) &&
+                   !st->fwd.failed;
         /* The last attempt's refusal reaches the client, yet it is the
          * key's failure all the same: ops must see a dead key. */
-        aiproxy_counters_key_result(r, a->provider, a->key, st->upstream_status,
+        aiproxy_counters_key_result(r, a->provider, a->key, st->fwd.upstream_status,
                                  answered);
         if (answered)
             break;
         /* Once a byte went out, the answer is this attempt's. A request
          * sent and not answered in time may have been done and billed:
          * another attempt could be billed again. */
-        if (st->last_attempt || st->committed || st->timed_out)
+        if (st->fwd.last || st->fwd.committed || st->meter.timed_out)
             break;
         /* Never the key itself: its provider and position only. */
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, AIPLOGNO(01601)
                       "provider %s key #%d failed (%s %d); trying the next",
                       a->provider->name, a->key + 1,
-                      st->attempt_failed ? "answered" : "status",
-                      st->attempt_failed ? r->status : rc);
+                      st->fwd.failed ? "answered" : "status",
+                      st->fwd.failed ? r->status : rc);
         aiproxy_route_rest(a, now + apr_time_from_sec(st->g->rest_seconds));
         aiproxy_stat_inc(AIPROXY_STAT_RETRIES);
-        st->retries++;
+        st->fwd.retries++;
         r->status = HTTP_OK;
     }
     /* The provider's key stays out of what logs and later phases see. */
     r->headers_in = headers;
     apr_table_setn(r->notes, "aiproxy-provider",
-                   st->provider ? st->provider->name : "-");
-    apr_table_setn(r->notes, "aiproxy-retries", apr_itoa(r->pool, st->retries));
+                   st->fwd.provider ? st->fwd.provider->name : "-");
+    apr_table_setn(r->notes, "aiproxy-retries", apr_itoa(r->pool, st->fwd.retries));
     return rc;
 }

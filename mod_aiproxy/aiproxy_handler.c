@@ -50,7 +50,7 @@ int aiproxy_handler_admin(request_rec *r, aiproxy_req_t *st, const char *what)
     if (!st->g->token_keys)
         return 1;
     if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||
-        st->reply_status) {
+        st->reply.status) {
         aiproxy_reply_handler(r);
         return 0;
     }

@@ -33,26 +33,26 @@ APLOG_USE_MODULE(aiproxy);
  * it was sent, pays its reservation. 1 when it is charged anything. */
 static int estimate_usage(aiproxy_req_t *st, int status)
 {
-    if (st->streaming && status < 400) {
-        if (st->stream.start_found) {
-            st->usage = st->stream.start_usage;
+    if (st->meter.streaming && status < 400) {
+        if (st->meter.stream.start_found) {
+            st->meter.usage = st->meter.stream.start_usage;
         }
         else {
-            memset(&st->usage, 0, sizeof(st->usage));
-            st->usage.input = st->in_tokens;
+            memset(&st->meter.usage, 0, sizeof(st->meter.usage));
+            st->meter.usage.input = st->in_tokens;
         }
-        if (st->stream.delta_tokens > st->usage.output)
-            st->usage.output = st->stream.delta_tokens;
+        if (st->meter.stream.delta_tokens > st->meter.usage.output)
+            st->meter.usage.output = st->meter.stream.delta_tokens;
         /* Reasoning the stream did not show, an event too large to read
          * (which may have held the usage), or a stream that went on after
          * it was cut: the whole output bound. */
-        if ((st->price->reasoning || st->info.reasoning || st->oversize ||
-             st->drain_cut) &&
-            st->out_tokens > st->usage.output)
-            st->usage.output = st->out_tokens;
+        if ((st->price->reasoning || st->info.reasoning || st->meter.oversize ||
+             st->meter.drain_cut) &&
+            st->out_tokens > st->meter.usage.output)
+            st->meter.usage.output = st->out_tokens;
         return 1;
     }
-    return (!st->streaming && status < 400) || st->timed_out;
+    return (!st->meter.streaming && status < 400) || st->meter.timed_out;
 }
 
 /* Charges the request once; later calls do nothing. */
@@ -63,22 +63,22 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
     const char *err = "no store connection pool";
     aiproxy_month_t m;
 
-    if (!st->held || st->settled)
+    if (!st->held || st->meter.settled)
         return;
-    st->settled = 1;
+    st->meter.settled = 1;
     /* A stream cut while read on for a gone client had not ended: usage
      * seen so far (some providers put running totals on every chunk) is
      * not final, and the estimate charges its whole output bound. */
-    if (st->streaming && st->stream.usage_found &&
-        !(st->drain_cut && !st->stream.ended)) {
-        st->usage = st->stream.usage;
-        st->usage_found = 1;
+    if (st->meter.streaming && st->meter.stream.usage_found &&
+        !(st->meter.drain_cut && !st->meter.stream.ended)) {
+        st->meter.usage = st->meter.stream.usage;
+        st->meter.usage_found = 1;
     }
     memset(&rec, 0, sizeof(rec));
-    if (st->usage_found)
-        rec.cost = aiproxy_cost_of(st->price, &st->usage);
+    if (st->meter.usage_found)
+        rec.cost = aiproxy_cost_of(st->price, &st->meter.usage);
     else if ((rec.estimated = estimate_usage(st, status)))
-        rec.cost = st->streaming ? aiproxy_cost_of(st->price, &st->usage)
+        rec.cost = st->meter.streaming ? aiproxy_cost_of(st->price, &st->meter.usage)
                                  : st->reserved;
     /* The reservation is the most this request may cost, so a charge above
      * it would pass the cap: it means a bound is wrong, which ops must see. */
@@ -97,9 +97,9 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
     rec.month = st->month;
     rec.endpoint = st->endpoint;
     rec.model = st->info.model;
-    rec.provider = st->provider ? st->provider->name : "";
+    rec.provider = st->fwd.provider ? st->fwd.provider->name : "";
     rec.time_ms = st->start_ms;
-    rec.usage = st->usage;
+    rec.usage = st->meter.usage;
     rec.reserved = st->reserved;
     rec.held = 1;
     rec.status = status;
@@ -114,16 +114,16 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
                       aiproxy_money_format(r->pool, rec.cost), err);
         st->month_state.spent += rec.cost;
         st->month_state.requests += aiproxy_ledger_counts(&rec);
-        st->reserved = rec.cost;
+        st->meter.cost = rec.cost;
         return;
     }
     st->month_state = m;
-    st->reserved = rec.cost;   /* from here on: the final cost */
+    st->meter.cost = rec.cost;
 }
 
 void aiproxy_meter_final_headers(request_rec *r, aiproxy_req_t *st)
 {
-    aiproxy_reply_set_money_headers(r, r->headers_out, st->reserved,
+    aiproxy_reply_set_money_headers(r, r->headers_out, st->meter.cost,
                               &st->month_state);
 }
 
@@ -173,19 +173,19 @@ static aiproxy_meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
 
     m->r = r;
     m->st = st;
-    m->attempt = st->attempt;
+    m->attempt = st->fwd.n;
     drop_private_headers(r, r->headers_out);
     drop_private_headers(r, r->err_headers_out);
     m->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
-    if (!st->error_generated)
-        st->upstream_status = r->status;    /* as answered, for ops */
-    if (st->error_generated)
+    if (!st->meter.error_generated)
+        st->fwd.upstream_status = r->status;    /* as answered, for ops */
+    if (st->meter.error_generated)
         m->mode = MODE_ERROR;
-    else if (!st->last_attempt &&
+    else if (!st->fwd.last &&
              (r->status == HTTP_UNAUTHORIZED ||
               r->status == HTTP_TOO_MANY_REQUESTS || r->status >= 500)) {
         m->mode = MODE_DISCARD;
-        st->attempt_failed = 1;
+        st->fwd.failed = 1;
     }
     else if (r->status == HTTP_UNAUTHORIZED) {
         /* The provider refused our key: not the student's token. */
@@ -193,7 +193,7 @@ static aiproxy_meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
         r->status = HTTP_BAD_GATEWAY;
         r->status_line = NULL;
     }
-    else if (!st->held)
+    else if (st->is_models)
         m->mode = MODE_MODELS;
     else if ((ct && !strncasecmp(ct, "text/event-stream", 17)) ||
              (st->info.stream && r->status < 300 &&
@@ -207,12 +207,12 @@ static aiproxy_meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     if (m->mode == MODE_BUFFER)
         m->scan = aiproxy_jscan_create(r->pool, "usage", MAX_USAGE_TEXT);
     if (m->mode == MODE_STREAM) {
-        st->streaming = 1;
+        st->meter.streaming = 1;
         m->sse = aiproxy_sse_create(r->pool, MAX_SSE_EVENT);
         m->out = apr_brigade_create(r->pool, f->c->bucket_alloc);
         m->ep = aiproxy_endpoint_kind(st->endpoint);
         apr_pool_create(&m->event_pool, r->pool);
-        st->stream.hide_usage = st->asked_stream_usage;
+        st->meter.stream.hide_usage = st->meter.asked_stream_usage;
         /* The final cost is known only at the end: the headers carry the
          * month at admission and the most this request may cost. */
         aiproxy_reply_set_money_headers(r, r->headers_out, -1, &st->month_state);
@@ -228,7 +228,7 @@ apr_status_t aiproxy_meter_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     aiproxy_meter_t *m = f->ctx;
 
-    if (!m || (m->mode != MODE_ERROR && m->attempt != m->st->attempt)) {
+    if (!m || (m->mode != MODE_ERROR && m->attempt != m->st->fwd.n)) {
         aiproxy_req_t *st = aiproxy_req_get(f->r);
 
         if (!st || f->r->main) {
@@ -242,7 +242,7 @@ apr_status_t aiproxy_meter_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         return APR_SUCCESS;
     }
     /* From here on bytes reach the client: no other attempt may follow. */
-    m->st->committed = 1;
+    m->st->fwd.committed = 1;
     if (m->mode == MODE_STREAM)
         return aiproxy_meter_stream(f, m, bb);
     return aiproxy_meter_held(f, m, bb);
@@ -254,9 +254,9 @@ void aiproxy_meter_insert_error_filter(request_rec *r)
 {
     aiproxy_req_t *st = aiproxy_req_get(r);
 
-    if (!st || st->reply_status || !r->proxyreq || r->main)
+    if (!st || st->reply.status || !r->proxyreq || r->main)
         return;
-    st->error_generated = 1;
+    st->meter.error_generated = 1;
     ap_add_output_filter(METER_FILTER, NULL, r, r->connection);
 }
 
@@ -266,7 +266,7 @@ int aiproxy_meter_log_transaction(request_rec *r)
 {
     aiproxy_req_t *st = aiproxy_req_get(r);
 
-    if (st && st->held && !st->settled)
+    if (st && st->held && !st->meter.settled)
         aiproxy_meter_settle(r, st, r->status);
     return DECLINED;
 }

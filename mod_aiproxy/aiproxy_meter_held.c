@@ -80,12 +80,12 @@ static void filter_models(aiproxy_meter_t *m, char **bodyp, apr_size_t *lenp)
 static void replace_error_page(aiproxy_meter_t *m)
 {
     request_rec *r = m->r;
-    const char *body = m->st->timed_out
+    const char *body = m->st->meter.timed_out
         ? aiproxy_error_body(r->pool, "upstream_error", "upstream_timeout",
                              "The provider did not answer in time (504). It "
                              "may have done the work, so this request was "
                              "charged its reserved maximum.")
-        : m->st->error_generated
+        : m->st->meter.error_generated
         ? aiproxy_error_body(r->pool, "upstream_error",
                              r->status == HTTP_GATEWAY_TIME_OUT
                              ? "upstream_timeout" : "upstream_unavailable",
@@ -233,8 +233,8 @@ static void held_usage(aiproxy_meter_t *m)
     if (text) {
         apr_pool_create(&sub, m->r->pool);
         if (aiproxy_usage_from_value(sub, text, len, m->st->api,
-                                     &m->st->usage))
-            m->st->usage_found = 1;
+                                     &m->st->meter.usage))
+            m->st->meter.usage_found = 1;
         apr_pool_destroy(sub);
     }
 }

@@ -27,11 +27,11 @@ static void append_cost_comment(aiproxy_meter_t *m)
     const char *line = apr_psprintf(r->pool, ": aiproxy {\"cost\":\"%s\","
                                     "\"monthlyCost\":\"%s\",\"monthlyRequests\":"
                                     "%" APR_INT64_T_FMT ",\"estimated\":%s}\n\n",
-                                    aiproxy_money_format(r->pool, st->reserved),
+                                    aiproxy_money_format(r->pool, st->meter.cost),
                                     aiproxy_money_format(r->pool,
                                                          st->month_state.spent),
                                     st->month_state.requests,
-                                    st->usage_found ? "false" : "true");
+                                    st->meter.usage_found ? "false" : "true");
 
     APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_pool_create(
                                 line, strlen(line), r->pool,
@@ -40,7 +40,7 @@ static void append_cost_comment(aiproxy_meter_t *m)
 
 static void finish_stream(aiproxy_meter_t *m)
 {
-    if (m->st->settled)
+    if (m->st->meter.settled)
         return;
     aiproxy_meter_settle(m->r, m->st, m->r->status);
     append_cost_comment(m);
@@ -55,10 +55,10 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
     apr_size_t len;
 
     if (ev->oversize)
-        st->oversize = 1;
-    out = aiproxy_api(st->api)->stream_event(&st->stream, m->event_pool,
+        st->meter.oversize = 1;
+    out = aiproxy_api(st->api)->stream_event(&st->meter.stream, m->event_pool,
                                              m->ep, ev, &len);
-    if (st->stream.ended)
+    if (st->meter.stream.ended)
         finish_stream(m);
     if (out)
         APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
@@ -95,7 +95,7 @@ static apr_status_t pass_on(ap_filter_t *f, aiproxy_meter_t *m, int eos)
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, f->r, AIPLOGNO(01204)
                       "client gone %d s ago: the stream is cut and charged "
                       "its output bound", m->st->g->drain_timeout);
-        m->st->drain_cut = 1;
+        m->st->meter.drain_cut = 1;
         f->c->aborted = 1;
         apr_brigade_cleanup(m->out);
         return APR_ECONNABORTED;

@@ -45,7 +45,7 @@ const char *aiproxy_error_body(apr_pool_t *p, const char *type,
 
 static int route_to_reply(request_rec *r, aiproxy_req_t *st, int status)
 {
-    st->reply_status = status;
+    st->reply.status = status;
     r->handler = REPLY_HANDLER;
     /* Not a file: keep core's handler and mod_proxy out of it. */
     r->proxyreq = PROXYREQ_NONE;
@@ -57,10 +57,10 @@ int aiproxy_reply_error(request_rec *r, aiproxy_req_t *st, int status,
                         const char *type, const char *code,
                         const char *message)
 {
-    st->reply_type = type;
-    st->reply_code = code;
-    st->reply_message = message;
-    st->reply_body = NULL;
+    st->reply.type = type;
+    st->reply.code = code;
+    st->reply.message = message;
+    st->reply.body = NULL;
     return route_to_reply(r, st, status);
 }
 
@@ -74,7 +74,7 @@ int aiproxy_reply_store_down(request_rec *r, aiproxy_req_t *st)
 int aiproxy_reply_json(request_rec *r, aiproxy_req_t *st, int status,
                        const char *body)
 {
-    st->reply_body = body;
+    st->reply.body = body;
     return route_to_reply(r, st, status);
 }
 
@@ -104,12 +104,12 @@ int aiproxy_reply_handler(request_rec *r)
     if (!st->body_read && large_body_coming(r))
         r->connection->keepalive = AP_CONN_CLOSE;
     ap_discard_request_body(r);
-    body = st->reply_body ? st->reply_body
-           : aiproxy_error_body(r->pool, st->reply_type, st->reply_code,
-                                st->reply_message);
-    len = st->reply_has_len ? st->reply_len : strlen(body);
-    r->status = st->reply_status;
-    ap_set_content_type(r, st->reply_ctype ? st->reply_ctype
+    body = st->reply.body ? st->reply.body
+           : aiproxy_error_body(r->pool, st->reply.type, st->reply.code,
+                                st->reply.message);
+    len = st->reply.has_len ? st->reply.len : strlen(body);
+    r->status = st->reply.status;
+    ap_set_content_type(r, st->reply.ctype ? st->reply.ctype
                                            : "application/json");
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     ap_set_content_length(r, len);

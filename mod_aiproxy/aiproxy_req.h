@@ -15,54 +15,70 @@ typedef struct {
     apr_size_t len;
 } aiproxy_aliased_t;
 
+/* Forwarding: who may serve the request and how the attempts went. */
 typedef struct {
-    aiproxy_global_t *g;
-    const aiproxy_dir_conf_t *dir;
-    const char *endpoint;
-    aiproxy_api_t api;              /* the wire format of the endpoint */
     apr_array_header_t *targets;    /* aiproxy_target_t: who may serve it */
     aiproxy_provider_t *provider;   /* serving the current attempt */
-    int attempt, last_attempt;
-    int attempt_failed;             /* answered 429/5xx: try the next one */
+    int n, last;                    /* this attempt; it is the last */
+    int failed;                     /* answered 429/5xx: try the next one */
     int upstream_status;            /* the attempt's answer; 0: none */
     int committed;                  /* the meter passed bytes to the client */
     int retries;
-    char *body;                     /* as forwarded (before model aliases) */
-    apr_size_t body_out_len;
     aiproxy_replay_t *replay;
     apr_hash_t *aliased;            /* model name -> aiproxy_aliased_t */
-    const unsigned char *cache_key; /* set when the response may be cached */
-    const char *email;
-    const char *month;              /* YYYY-MM at admission, UTC */
-    const char *id;                 /* request id, also the hold's key */
-    aiproxy_request_info_t info;
-    const aiproxy_price_t *price;
-    apr_size_t body_len;
-    int body_read;                  /* the request body is in hand */
-    aiproxy_money_t cap;
-    aiproxy_money_t reserved;       /* > 0 while a hold is outstanding */
-    int held;                       /* a hold exists in the store */
-    int settled;
-    aiproxy_month_t month_state;    /* as of admission, then settlement */
+} aiproxy_fwd_t;
+
+/* Metering: what the answer told and how it was charged. */
+typedef struct {
     aiproxy_usage_t usage;
     int usage_found;                /* the provider's final usage was read */
     aiproxy_stream_t stream;        /* what a streamed answer told */
     int asked_stream_usage;         /* for the client, who did not ask */
-    apr_int64_t in_tokens;          /* the input bound of the reservation */
-    apr_int64_t out_tokens;         /* and its output bound */
     int oversize;                   /* a stream event too large to read */
     int drain_cut;                  /* cut while read on for a gone client */
     int streaming;                  /* the response is an SSE stream */
     int timed_out;                  /* sent, and no answer in time */
     int error_generated;            /* httpd made the response (e.g. 502) */
+    int settled;
+    aiproxy_money_t cost;           /* charged at settlement */
+} aiproxy_metering_t;
+
+/* A local answer instead of forwarding. */
+typedef struct {
+    int status;                     /* 0: none */
+    const char *type, *code, *message;
+    const char *body;               /* a ready body (e.g. /usage), or NULL */
+    const char *ctype;              /* its type when not JSON (cache hits) */
+    apr_size_t len;                 /* its length when it may hold NULs */
+    int has_len;
+} aiproxy_local_reply_t;
+
+/* One request's state, by phase: admission fills the first part. */
+typedef struct {
+    aiproxy_global_t *g;
+    const aiproxy_dir_conf_t *dir;
+    const char *endpoint;
+    aiproxy_api_t api;              /* the wire format of the endpoint */
+    int is_models;                  /* a model list, not a metered call */
+    const char *email;
+    const char *month;              /* YYYY-MM at admission, UTC */
+    const char *id;                 /* request id, also the hold's key */
+    char *body;                     /* as forwarded (before model aliases) */
+    apr_size_t body_len, body_out_len;
+    int body_read;                  /* the request body is in hand */
+    const unsigned char *cache_key; /* set when the response may be cached */
+    aiproxy_request_info_t info;
+    const aiproxy_price_t *price;
+    apr_int64_t in_tokens;          /* the input bound of the reservation */
+    apr_int64_t out_tokens;         /* and its output bound */
+    aiproxy_money_t cap;
+    aiproxy_money_t reserved;       /* the most it may cost: the hold */
+    int held;                       /* a hold exists in the store */
+    aiproxy_month_t month_state;    /* as of admission, then settlement */
     apr_int64_t start_ms;
-    /* A local answer instead of forwarding. */
-    int reply_status;
-    const char *reply_type, *reply_code, *reply_message;
-    const char *reply_body;         /* a ready body (e.g. /usage), or NULL */
-    const char *reply_ctype;        /* its type when not JSON (cache hits) */
-    apr_size_t reply_len;           /* its length when it may hold NULs */
-    int reply_has_len;
+    aiproxy_fwd_t fwd;
+    aiproxy_metering_t meter;
+    aiproxy_local_reply_t reply;
 } aiproxy_req_t;
 
 /* The request's state; NULL when the gateway does not handle it. */

@@ -182,7 +182,7 @@ int aiproxy_usage_handler(request_rec *r)
         return aiproxy_reply_handler(r);
     }
     if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||
-        st->reply_status)
+        st->reply.status)
         return aiproxy_reply_handler(r);
     if (!strcmp(sub, "me"))
         return usage_me(r, st, &user);
