@@ -16,9 +16,11 @@ typedef struct {
     apr_array_header_t *key_specs; /* "env:VAR" or "file:PATH" */
     apr_array_header_t *auth;      /* ready header values, one per key */
     const char *defined_in;        /* "file:line" for start-up errors */
-    apr_uint32_t *turn;            /* key rotation (shared memory) */
+    /* Shared by every child, so placed in the shared memory that
+     * aiproxy_counters_post_config makes (and only there): */
+    apr_uint32_t *turn;            /* key rotation */
     apr_time_t *rest_until;        /* per key: failed, left alone till then */
-    struct aiproxy_key_health *health; /* per key: failures (shared memory) */
+    struct aiproxy_key_health *health; /* per key: failures */
 } aiproxy_provider_t;
 
 /* One way to serve a public model: a provider and the model's name there. */

@@ -176,9 +176,6 @@ const char *aiproxy_config_finish_providers(apr_pool_t *p, aiproxy_global_t *g)
         int i;
 
         pv->auth = apr_array_make(p, pv->key_specs->nelts, sizeof(char *));
-        pv->turn = apr_pcalloc(p, sizeof(*pv->turn));
-        pv->rest_until = apr_pcalloc(p, pv->key_specs->nelts *
-                                        sizeof(*pv->rest_until));
         for (i = 0; i < pv->key_specs->nelts; i++) {
             const char *spec = APR_ARRAY_IDX(pv->key_specs, i, const char *);
             const char *err;
