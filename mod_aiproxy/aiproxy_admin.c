@@ -489,8 +489,7 @@ int aiproxy_admin_api_handler(request_rec *r)
         return DECLINED;
     st = aiproxy_handler_begin(r);
     /* Who first, so that nothing here answers anyone without a token. */
-    if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||
-        st->reply.status)
+    if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != DECLINED)
         return aiproxy_reply_handler(r);
     apr_table_setn(r->notes, "aiproxy-email", st->email);
     if (!apr_hash_get(st->g->admins, st->email, APR_HASH_KEY_STRING))

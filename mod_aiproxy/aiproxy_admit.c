@@ -385,7 +385,7 @@ int aiproxy_admit(request_rec *r)
     const char *pv_name;
     aiproxy_req_t *st;
     aiproxy_user_t user;
-    int rc, is_models;
+    int is_models;
 
     if (!d || !d->provider_name || r->main || r->prev)
         return DECLINED;
@@ -427,9 +427,8 @@ int aiproxy_admit(request_rec *r)
                                                 is_models ? "GET" : "POST",
                                                 st->endpoint));
     aiproxy_stat_inc(AIPROXY_STAT_REQUESTS);
-    if ((rc = aiproxy_identify(r, st, st->api, &user)) != OK ||
-        st->reply.status)
-        return rc;
+    if (aiproxy_identify(r, st, st->api, &user) != DECLINED)
+        return OK;
     apr_table_setn(r->notes, "aiproxy-email", st->email);
     if (is_models) {
         const char *id = st->endpoint[6] ? st->endpoint + 7 : NULL;

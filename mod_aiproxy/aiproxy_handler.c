@@ -29,40 +29,6 @@ int aiproxy_handler_answer(request_rec *r, aiproxy_req_t *st, int status,
     return aiproxy_reply_handler(r);
 }
 
-/* 1 for GET; otherwise answers 405 and returns 0. */
-int aiproxy_handler_only_get(request_rec *r, aiproxy_req_t *st)
-{
-    if (r->method_number == M_GET)
-        return 1;
-    aiproxy_reply_error(r, st, HTTP_METHOD_NOT_ALLOWED,
-                        "invalid_request_error", "method_not_allowed",
-                        "Use GET.");
-    aiproxy_reply_handler(r);
-    return 0;
-}
-
-/* 1 for an administrator's token (or a server without tokens); otherwise
- * answers 401 or 403 and returns 0. */
-int aiproxy_handler_admin(request_rec *r, aiproxy_req_t *st, const char *what)
-{
-    aiproxy_user_t user;
-
-    if (!st->g->token_keys)
-        return 1;
-    if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||
-        st->reply.status) {
-        aiproxy_reply_handler(r);
-        return 0;
-    }
-    if (apr_hash_get(st->g->admins, st->email, APR_HASH_KEY_STRING))
-        return 1;
-    aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "invalid_request_error",
-                        "not_admin", apr_psprintf(r->pool, "Only "
-                        "administrators may read %s.", what));
-    aiproxy_reply_handler(r);
-    return 0;
-}
-
 int aiproxy_handler_fail(request_rec *r, aiproxy_req_t *st, int status,
                          const char *code, const char *message)
 {
@@ -70,3 +36,27 @@ int aiproxy_handler_fail(request_rec *r, aiproxy_req_t *st, int status,
                         : "invalid_request_error", code, message);
     return aiproxy_reply_handler(r);
 }
+
+int aiproxy_handler_only_get(request_rec *r, aiproxy_req_t *st)
+{
+    if (r->method_number == M_GET)
+        return DECLINED;
+    return aiproxy_handler_fail(r, st, HTTP_METHOD_NOT_ALLOWED,
+                                "method_not_allowed", "Use GET.");
+}
+
+int aiproxy_handler_admin(request_rec *r, aiproxy_req_t *st, const char *what)
+{
+    aiproxy_user_t user;
+
+    if (!st->g->token_keys)
+        return DECLINED;
+    if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != DECLINED)
+        return aiproxy_reply_handler(r);
+    if (apr_hash_get(st->g->admins, st->email, APR_HASH_KEY_STRING))
+        return DECLINED;
+    return aiproxy_handler_fail(r, st, HTTP_FORBIDDEN, "not_admin",
+                                apr_psprintf(r->pool, "Only administrators "
+                                             "may read %s.", what));
+}
+

@@ -12,10 +12,12 @@ int aiproxy_handler_answer(request_rec *r, aiproxy_req_t *st, int status,
 /* Answers an error in OpenAI's shape (type from the status). */
 int aiproxy_handler_fail(request_rec *r, aiproxy_req_t *st, int status,
                          const char *code, const char *message);
-/* 1 for GET; otherwise answers 405 and returns 0. */
+/* The checks follow aiproxy_reply.h's convention: DECLINED to go on, OK
+ * when they answered (the reply already sent). */
+/* GET only: else 405. */
 int aiproxy_handler_only_get(request_rec *r, aiproxy_req_t *st);
-/* 1 for an administrator's token (or a server without tokens); otherwise
- * answers 401 or 403 and returns 0. */
+/* An administrator's token (or a server without tokens): else 401 or
+ * 403. */
 int aiproxy_handler_admin(request_rec *r, aiproxy_req_t *st,
                           const char *what);
 

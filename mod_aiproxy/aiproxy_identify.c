@@ -165,5 +165,5 @@ int aiproxy_identify(request_rec *r, aiproxy_req_t *st, aiproxy_api_t api,
                                    "Invalid token: this token was revoked; "
                                    "sign in again.");
     }
-    return OK;
+    return DECLINED;
 }

@@ -5,8 +5,9 @@
 #include "aiproxy_req.h"
 
 /* Who is calling: the token from the request headers, then the user's
- * settings from the store (revocation, cap). On failure answers the request
- * (401 or 503) and returns its status; OK on success with st->email set. */
+ * settings from the store (revocation, cap). DECLINED with st->email set
+ * to go on; on failure the request is answered (401 or 503, see
+ * aiproxy_reply.h's convention) and OK returned. */
 int aiproxy_identify(request_rec *r, aiproxy_req_t *st, aiproxy_api_t api,
                      aiproxy_user_t *user);
 /* The per-child memos of verified tokens and user settings. */

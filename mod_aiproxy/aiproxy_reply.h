@@ -1,4 +1,9 @@
-/* The gateway's own answers, always JSON, and the money headers. */
+/* The gateway's own answers, always JSON, and the money headers.
+ *
+ * The one convention of the gateway's steps (admission, identification,
+ * the handlers' checks): a step returns DECLINED to let the request go on,
+ * or, when it answered it, what aiproxy_reply_error or aiproxy_reply_json
+ * returned (OK): the request is then routed to the reply handler. */
 #ifndef AIPROXY_REPLY_H
 #define AIPROXY_REPLY_H
 

@@ -26,7 +26,7 @@ int aiproxy_health_handler(request_rec *r)
     if (strcmp(r->handler, "aiproxy-health"))
         return DECLINED;
     st = aiproxy_handler_begin(r);
-    if (!aiproxy_handler_only_get(r, st))
+    if (aiproxy_handler_only_get(r, st) != DECLINED)
         return OK;
     up = aiproxy_counters_store_up(r);
     /* A failing provider key is the same for every server behind a load
@@ -71,7 +71,8 @@ int aiproxy_targets_handler(request_rec *r)
         return DECLINED;
     st = aiproxy_handler_begin(r);
     /* Upstream URLs tell where the site's traffic goes: for admins. */
-    if (!aiproxy_handler_only_get(r, st) || !aiproxy_handler_admin(r, st, "targets"))
+    if (aiproxy_handler_only_get(r, st) != DECLINED ||
+        aiproxy_handler_admin(r, st, "targets") != DECLINED)
         return OK;
     return aiproxy_handler_answer(r, st, HTTP_OK, apr_pstrcat(r->pool, "{\"targets\":",
                                               targets_json(r, st->g), "}",
@@ -91,9 +92,9 @@ int aiproxy_stats_handler(request_rec *r)
         return DECLINED;
     st = aiproxy_handler_begin(r);
     g = st->g;
-    if (!aiproxy_handler_only_get(r, st))
+    if (aiproxy_handler_only_get(r, st) != DECLINED)
         return OK;
-    if (!aiproxy_handler_admin(r, st, "statistics"))
+    if (aiproxy_handler_admin(r, st, "statistics") != DECLINED)
         return OK;
     for (i = 0; i < AIPROXY_STAT_COUNT; i++)
         counters = apr_psprintf(r->pool, "%s\"%s\":%u,", counters,

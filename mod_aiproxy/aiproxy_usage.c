@@ -181,8 +181,7 @@ int aiproxy_usage_handler(request_rec *r)
                             "Use GET for usage.");
         return aiproxy_reply_handler(r);
     }
-    if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != OK ||
-        st->reply.status)
+    if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != DECLINED)
         return aiproxy_reply_handler(r);
     if (!strcmp(sub, "me"))
         return usage_me(r, st, &user);
