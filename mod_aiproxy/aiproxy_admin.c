@@ -72,8 +72,9 @@ void aiproxy_admin_child_init(apr_pool_t *p, server_rec *s)
 static int wrong_method(request_rec *r, aiproxy_req_t *st, const char *allow)
 {
     apr_table_setn(r->headers_out, "Allow", allow);
-    return aiproxy_handler_fail(r, st, HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                apr_psprintf(r->pool, "Use %s here.", allow));
+    return aiproxy_handler_fail(r, st, HTTP_METHOD_NOT_ALLOWED,
+                                "method_not_allowed",
+                                apr_psprintf(r->pool, "Use %s here.", allow));
 }
 
 static int store_down(request_rec *r, aiproxy_req_t *st, const char *err)
@@ -141,9 +142,10 @@ static int token_config(request_rec *r, aiproxy_req_t *st)
 }
 
 /* The credential from ?credential= or a POSTed form (what Google Identity
- * Services sends, with its double-submit CSRF cookie). NULL when the
- * request has been answered with an error instead. */
-static const char *read_credential(request_rec *r, aiproxy_req_t *st)
+ * Services sends, with its double-submit CSRF cookie), in *out; the
+ * convention of aiproxy_reply.h (DECLINED, or OK once answered). */
+static int read_credential(request_rec *r, aiproxy_req_t *st,
+                           const char **out)
 {
     apr_table_t *fields = NULL;
     const char *credential;
@@ -159,32 +161,35 @@ static const char *read_credential(request_rec *r, aiproxy_req_t *st)
         int rc;
 
         if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33)) {
-            aiproxy_handler_fail(r, st, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                 "POST the credential as application/x-www-form-urlencoded.");
-            return NULL;
+            return aiproxy_handler_fail(r, st, HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                        "unsupported_media_type",
+                                        "POST the credential as application/"
+                                        "x-www-form-urlencoded.");
         }
         rc = aiproxy_body_read(r, BODY_MAX, &body, &len);
         if (rc != OK) {
-            aiproxy_handler_fail(r, st, rc, "invalid_body", "The form could not be read, or "
-                 "is too large.");
-            return NULL;
+            return aiproxy_handler_fail(r, st, rc, "invalid_body",
+                                        "The form could not be read, or is "
+                                        "too large.");
         }
         fields = aiproxy_params_parse(r->pool, body);
         csrf = apr_table_get(fields, "g_csrf_token");
         if (csrf && (ap_cookie_read(r, "g_csrf_token", &cookie, 0) !=
                      APR_SUCCESS || !cookie || strcmp(cookie, csrf))) {
-            aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "csrf_mismatch",
+            return aiproxy_handler_fail(r, st,
+                                        HTTP_BAD_REQUEST, "csrf_mismatch",
                  "The g_csrf_token field does not match its cookie.");
-            return NULL;
         }
     }
     credential = apr_table_get(fields, "credential");
     if (!credential || !*credential) {
-        aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "missing_credential", "Missing "
-             "credential: send the Google ID token as credential=<token>.");
-        return NULL;
+        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST,
+                                    "missing_credential", "Missing "
+                                    "credential: send the Google ID token as "
+                                    "credential=<token>.");
     }
-    return credential;
+    *out = credential;
+    return DECLINED;
 }
 
 static int google_status(aiproxy_google_rc_t rc)
@@ -224,14 +229,16 @@ static int issue_token(request_rec *r, aiproxy_req_t *st, const char *email)
     if (!token) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(04004)
                       "cannot sign a token for %s", email);
-        return aiproxy_handler_fail(r, st, HTTP_INTERNAL_SERVER_ERROR, "signing_failed",
-                    "The token could not be signed.");
+        return aiproxy_handler_fail(r, st, HTTP_INTERNAL_SERVER_ERROR,
+                                    "signing_failed",
+                                    "The token could not be signed.");
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, AIPLOGNO(04005)
                   "issued a token to %s (key id %s)", email, signer->kid
                   ? signer->kid : "none");
     apr_table_setn(r->notes, "aiproxy-email", email);
-    return aiproxy_handler_answer(r, st, HTTP_OK, apr_pstrcat(r->pool, "{\"token\":",
+    return aiproxy_handler_answer(r, st,
+                                  HTTP_OK, apr_pstrcat(r->pool, "{\"token\":",
                                       aiproxy_json_quote(r->pool, token),
                                       ",\"email\":",
                                       aiproxy_json_quote(r->pool, email),
@@ -244,7 +251,7 @@ int aiproxy_token_handler(request_rec *r)
     aiproxy_google_policy_t pol;
     aiproxy_google_identity_t id;
     aiproxy_google_rc_t rc;
-    const char *credential, *why = "", *fetch_error = NULL;
+    const char *credential = NULL, *why = "", *fetch_error = NULL;
 
     if (!r->handler || strcmp(r->handler, TOKEN_HANDLER))
         return DECLINED;
@@ -253,11 +260,12 @@ int aiproxy_token_handler(request_rec *r)
         return token_config(r, st);
     if (r->method_number != M_GET && r->method_number != M_POST)
         return wrong_method(r, st, "GET, POST");
-    if (!(credential = read_credential(r, st)))
+    if (read_credential(r, st, &credential) != DECLINED)
         return OK;
     if (!st->g->google_client_id || !google_keys || !st->g->token_keys)
-        return aiproxy_handler_fail(r, st, HTTP_SERVICE_UNAVAILABLE, "signin_not_configured",
-                    "Google sign-in is not configured on this server.");
+        return aiproxy_handler_fail(r, st, HTTP_SERVICE_UNAVAILABLE,
+                                    "signin_not_configured", "Google sign-in "
+                                    "is not configured on this server.");
     pol.client_id = st->g->google_client_id;
     pol.domains = st->g->allowed_domains;
     pol.require_hd = st->g->require_hd;
@@ -276,7 +284,8 @@ int aiproxy_token_handler(request_rec *r)
                       aiproxy_google_code(rc), why);
         if (rc == AIPROXY_GOOGLE_KEYS_UNAVAILABLE)
             apr_table_setn(r->headers_out, "Retry-After", "30");
-        return aiproxy_handler_fail(r, st, google_status(rc), aiproxy_google_code(rc),
+        return aiproxy_handler_fail(r, st,
+                                    google_status(rc), aiproxy_google_code(rc),
                     apr_pstrcat(r->pool, "Google sign-in refused: ", why, ".",
                                 NULL));
     }
@@ -285,8 +294,9 @@ int aiproxy_token_handler(request_rec *r)
 
 /* ---- /admin/api -------------------------------------------------------- */
 
-/* The request body as a JSON object, or an answered error (NULL). */
-static aiproxy_json_t *read_json(request_rec *r, aiproxy_req_t *st)
+/* The request body as a JSON object, in *out (DECLINED), or OK once
+ * answered with an error. */
+static int read_json(request_rec *r, aiproxy_req_t *st, aiproxy_json_t **out)
 {
     const char *err;
     aiproxy_json_t *v;
@@ -295,18 +305,18 @@ static aiproxy_json_t *read_json(request_rec *r, aiproxy_req_t *st)
     int rc = aiproxy_body_read(r, BODY_MAX, &body, &len);
 
     if (rc != OK) {
-        aiproxy_handler_fail(r, st, rc, "invalid_body", "The body could not be read, or is "
-             "larger than 64 KiB.");
-        return NULL;
+        return aiproxy_handler_fail(r, st, rc, "invalid_body",
+                                    "The body could not be read, or is "
+                                    "larger than 64 KiB.");
     }
     v = aiproxy_json_parse(r->pool, body, len, &err);
     if (!v || !aiproxy_json_is_object(v)) {
-        aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "invalid_json",
+        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "invalid_json",
              v ? "The body must be a JSON object."
                : apr_pstrcat(r->pool, "The body is not JSON: ", err, NULL));
-        return NULL;
     }
-    return v;
+    *out = v;
+    return DECLINED;
 }
 
 static int list_caps(request_rec *r, aiproxy_req_t *st)
@@ -337,15 +347,16 @@ static int list_caps(request_rec *r, aiproxy_req_t *st)
 
 static int set_cap(request_rec *r, aiproxy_req_t *st)
 {
-    aiproxy_json_t *body = read_json(r, st);
+    aiproxy_json_t *body;
     const char *who = NULL, *why, *err = "";
     aiproxy_money_t cap = 0;
     int has_cap = 0;
 
-    if (!body)
+    if (read_json(r, st, &body) != DECLINED)
         return OK;
     if ((why = aiproxy_params_cap(r->pool, body, &who, &has_cap, &cap)))
-        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter", why);
+        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST,
+                                    "invalid_parameter", why);
     if (aiproxy_ledger_set_cap(aiproxy_child_ledger(), r->pool, who, has_cap,
                                cap, &err) != AIPROXY_LEDGER_OK)
         return store_down(r, st, err);
@@ -354,23 +365,25 @@ static int set_cap(request_rec *r, aiproxy_req_t *st)
                   "%s %s the cap of %s%s%s", st->email,
                   has_cap ? "set" : "cleared", who, has_cap ? " to $" : "",
                   has_cap ? aiproxy_money_format(r->pool, cap) : "");
-    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool, "{\"who\":%s,\"cap\":%s}",
-                                      aiproxy_json_quote(r->pool, who),
-                                      json_money(r->pool, has_cap, cap)));
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
+                                  "{\"who\":%s,\"cap\":%s}",
+                                  aiproxy_json_quote(r->pool, who),
+                                  json_money(r->pool, has_cap, cap)));
 }
 
 static int revoke_user(request_rec *r, aiproxy_req_t *st)
 {
-    aiproxy_json_t *body = read_json(r, st);
+    aiproxy_json_t *body;
     const char *email, *err = "";
     apr_int64_t at;
 
-    if (!body)
+    if (read_json(r, st, &body) != DECLINED)
         return OK;
     email = aiproxy_json_string(aiproxy_json_get(body, "email"));
     if (!email || !aiproxy_params_who(email, 0))
-        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
-                    "email must be an email address.");
+        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST,
+                                    "invalid_parameter",
+                                    "email must be an email address.");
     email = aiproxy_params_lower(r->pool, email);
     if (aiproxy_ledger_revoke(aiproxy_child_ledger(), r->pool, email,
                               apr_time_sec(apr_time_now()), &at, &err)
@@ -379,13 +392,14 @@ static int revoke_user(request_rec *r, aiproxy_req_t *st)
     aiproxy_users_changed();
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, AIPLOGNO(04009)
                   "%s revoked the tokens of %s", st->email, email);
-    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool, "{\"email\":%s,\"revoked_at\":%"
-                                      APR_INT64_T_FMT "}",
-                                      aiproxy_json_quote(r->pool, email), at));
+    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
+                                  "{\"email\":%s,\"revoked_at\":%"
+                                  APR_INT64_T_FMT "}",
+                                  aiproxy_json_quote(r->pool, email), at));
 }
 
-/* Reads month (default: this one) and email from the query; 0 when the
- * request has been answered with an error instead. */
+/* Reads month (default: this one) and email from the query: DECLINED, or
+ * OK once answered with an error. */
 static int month_email_args(request_rec *r, aiproxy_req_t *st,
                             const char **month, const char **email)
 {
@@ -407,14 +421,14 @@ static int month_email_args(request_rec *r, aiproxy_req_t *st,
         else if (!strcmp(e[i].key, "email") &&
                  aiproxy_params_email(r->pool, v, email))
             continue;
-        else {
-            aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "invalid_parameter",
-                 apr_psprintf(r->pool, "Bad parameter '%s': use "
-                              "month=YYYY-MM and email=ADDRESS.", e[i].key));
-            return 0;
-        }
+        else
+            return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST,
+                                        "invalid_parameter", apr_psprintf(
+                                        r->pool, "Bad parameter '%s': use "
+                                        "month=YYYY-MM and email=ADDRESS.",
+                                        e[i].key));
     }
-    return 1;
+    return DECLINED;
 }
 
 static int daily(request_rec *r, aiproxy_req_t *st)
@@ -425,7 +439,7 @@ static int daily(request_rec *r, aiproxy_req_t *st)
     apr_int64_t requests = 0;
     int i;
 
-    if (!month_email_args(r, st, &month, &email))
+    if (month_email_args(r, st, &month, &email) != DECLINED)
         return OK;
     if (aiproxy_ledger_daily(aiproxy_child_ledger(), r->pool, month, email,
                              &rows, &err) != AIPROXY_LEDGER_OK)
@@ -493,8 +507,9 @@ int aiproxy_admin_api_handler(request_rec *r)
         return aiproxy_reply_handler(r);
     apr_table_setn(r->notes, "aiproxy-email", st->email);
     if (!apr_hash_get(st->g->admins, st->email, APR_HASH_KEY_STRING))
-        return aiproxy_handler_fail(r, st, HTTP_FORBIDDEN, "not_admin", "Only administrators "
-                    "may use the admin API.");
+        return aiproxy_handler_fail(r, st, HTTP_FORBIDDEN, "not_admin",
+                                    "Only administrators may use the admin "
+                                    "API.");
     what = last_segment(r);
     get = r->method_number == M_GET;
     post = r->method_number == M_POST || r->method_number == M_PUT;
@@ -510,6 +525,7 @@ int aiproxy_admin_api_handler(request_rec *r)
         return get ? daily(r, st) : wrong_method(r, st, "GET");
     if (!strcmp(what, "me"))
         return get ? me(r, st, &user) : wrong_method(r, st, "GET");
-    return aiproxy_handler_fail(r, st, HTTP_NOT_FOUND, "unknown_url", "Admin endpoints: "
-                "usage, caps, revoke, daily, me.");
+    return aiproxy_handler_fail(r, st, HTTP_NOT_FOUND, "unknown_url",
+                                "Admin endpoints: usage, caps, revoke, daily, "
+                                "me.");
 }
