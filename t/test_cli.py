@@ -17,7 +17,6 @@ from conftest import ROOT, TOKEN_SECRET, Gateway, make_token
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
 CLI = os.path.join(ROOT, "build", "aiproxy-admin")
-CONF = os.path.join(ROOT, "conf", "httpd.conf")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,15 +28,15 @@ def built():
 def gw(store, upstream):
     # An extra file under conf.d/, which httpd.conf pulls in with an
     # IncludeOptional glob: the CLI must read it too.
-    g = Gateway(store, upstream, extra_conf="AIProxyTokenLifetime 3600\n"
-                "AIProxyMonthlyCap 1.75\n").start()
-    yield g
-    g.stop()
+    with Gateway(store, upstream, extra_conf="AIProxyTokenLifetime 3600\n"
+                 "AIProxyMonthlyCap 1.75\n") as g:
+        yield g
 
 
-def cli(gw, *args, env=None, conf=CONF):
+def cli(gw, *args, env=None, conf=""):
     e = dict(gw.env)
     e.update(env or {})
+    conf = gw.conf if conf == "" else conf   # the gateway's own, unless given
     cmd = [CLI] + (["-f", conf] if conf else []) + list(args)
     p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=30)
     return p.returncode, p.stdout, p.stderr
@@ -178,7 +177,7 @@ def test_config_errors_exit_2(gw, tmp_path):
     assert rc == 2 and "cannot read" in err
     env = dict(gw.env)
     del env["AIPROXY_STORE"]
-    p = subprocess.run([CLI, "-f", CONF, "usage"], env=env, capture_output=True, text=True)
+    p = subprocess.run([CLI, "-f", gw.conf, "usage"], env=env, capture_output=True, text=True)
     assert p.returncode == 2 and "AIProxyStore: variable ${AIPROXY_STORE} is not set" in p.stderr
     rc, _, err = cli(gw, "token", "a@example.com", env={"AIPROXY_TOKEN_SECRET": ""})
     assert rc == 2 and "AIPROXY_TOKEN_SECRET" in err

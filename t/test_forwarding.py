@@ -265,6 +265,7 @@ SDK_ERRORS = {400: openai.BadRequestError, 404: openai.NotFoundError,
 
 
 @pytest.mark.parametrize("status", sorted(SDK_ERRORS))
+@pytest.mark.expect_log(r"AIP01310")
 def test_upstream_error_passes_through_sdk(gateway, up, tok, status):
     with pytest.raises(SDK_ERRORS[status]) as e:
         sdk(gateway, tok).chat.completions.create(

@@ -13,19 +13,17 @@ import pytest
 from conftest import ROOT, Gateway, make_token
 
 CLI = os.path.join(ROOT, "build", "aiproxy-admin")
-CONF = os.path.join(ROOT, "conf", "httpd.conf")
 UTC = datetime.timezone.utc
 
 
 @pytest.fixture(scope="module")
 def gw(store, upstream):
-    g = Gateway(store, upstream).start()
-    yield g
-    g.stop()
+    with Gateway(store, upstream) as g:
+        yield g
 
 
 def cli(gw, *args):
-    p = subprocess.run([CLI, "-f", CONF] + list(args), env=gw.env, capture_output=True,
+    p = subprocess.run([CLI, "-f", gw.conf] + list(args), env=gw.env, capture_output=True,
                        text=True, timeout=30)
     return p.returncode, p.stdout, p.stderr
 

@@ -21,7 +21,6 @@ from conftest import ROOT, TOKEN_SECRET, make_token
 from google_fake import GoogleFake
 
 CLI = os.path.join(ROOT, "build", "aiproxy-admin")
-CONF = os.path.join(ROOT, "conf", "httpd.conf")
 TERM = 120 * 86400
 
 
@@ -31,7 +30,7 @@ def built():
 
 
 def cli(gw, *args):
-    p = subprocess.run([CLI, "-f", CONF] + list(args), env=gw.env, capture_output=True,
+    p = subprocess.run([CLI, "-f", gw.conf] + list(args), env=gw.env, capture_output=True,
                        text=True, timeout=30)
     return p.returncode, p.stdout, p.stderr
 
