@@ -241,6 +241,7 @@ def test_a_long_text_body_is_not_too_complex(make_gateway, up):
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.expect_log(r"AIP01202")
 def test_a_full_child_refuses_large_bodies_and_serves_small_ones(make_gateway, up):
     """AIProxyChildMemory: past it, large requests wait their turn (503 with
     Retry-After, which the SDKs retry); small ones always fit."""

@@ -167,6 +167,7 @@ def test_hit_for_another_user_charges_that_user_a_request(cgw, c_up):
     assert len(calls(c_up, "/embeddings")) == 1
 
 
+@pytest.mark.expect_log(r"AIP01310")
 def test_embeddings_error_is_never_cached(cgw, c_up):
     email = new_email("emberr")
     body = embed_body()

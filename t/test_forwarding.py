@@ -277,6 +277,7 @@ def test_upstream_error_passes_through_sdk(gateway, up, tok, status):
 
 
 @pytest.mark.parametrize("status", [400, 404, 500])
+@pytest.mark.expect_log(r"AIP01310")
 def test_upstream_error_passes_through_curl(gateway, up, tok, status):
     up.next(status=status)
     got, headers, body = curl(gateway, CHAT, tok,
@@ -289,6 +290,7 @@ def test_upstream_error_passes_through_curl(gateway, up, tok, status):
     assert len(up.requests()) == 1
 
 
+@pytest.mark.expect_log(r"AIP01310")
 def test_upstream_error_on_embeddings_sdk(gateway, up, tok):
     up.next(status=500, path="/embeddings")
     with pytest.raises(openai.InternalServerError):
