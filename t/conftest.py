@@ -126,9 +126,8 @@ class Upstream:
 #
 # After every test, each gateway started so far has its error log read from
 # where the previous check stopped; a line at a checked level fails the test
-# unless the test declared it: @pytest.mark.expect_log(r"AIP01201", ...),
-# gateway.expect_log(regex) for this test only, or Gateway(expect_log=[...])
-# for every test of that gateway.
+# unless the test declared it: @pytest.mark.expect_log(r"AIP01201", ...)
+# on the test or its module, or gateway.expect_log(regex) within the test.
 LOG_LEVELS_CHECKED = ("emerg", "alert", "crit", "error", "warn")
 LOG_LINE = re.compile(r"^\[[^\]]*\] \[(?:[\w.-]*:)?(\w+)\]")
 # Not ours, tolerated wherever they show: the event MPM's child dying on
@@ -194,8 +193,7 @@ class Gateway:
     started = []    # every gateway started, for the error-log check
 
     def __init__(self, store, upstream, extra_conf="", env=None, db=None,
-                 loglevel="debug", anthropic=None, expect_log=()):
-        self.log_expected = [re.compile(x) for x in expect_log]
+                 loglevel="debug", anthropic=None):
         self.log_expected_now = []   # this test only (expect_log())
         self.log_checked = 0         # error-log offset checked so far
         self.store = store
@@ -262,7 +260,7 @@ class Gateway:
             data = f.read()
         self.log_checked += len(data)
         bad = log_problems(data.decode(errors="replace"),
-                           self.log_expected + self.log_expected_now + list(expected))
+                           self.log_expected_now + list(expected))
         self.log_expected_now = []
         return bad
 
