@@ -121,6 +121,76 @@ class Upstream:
         self.proc.terminate()
         self.proc.wait(timeout=10)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ------------------------------------------------------------ error-log check
+#
+# After every test, each gateway started so far has its error log read from
+# where the previous check stopped; a line at a checked level fails the test
+# unless the test declared it: @pytest.mark.expect_log(r"AIP01201", ...)
+# on the test or its module, or gateway.expect_log(regex) within the test.
+LOG_LEVELS_CHECKED = ("emerg", "alert", "crit", "error", "warn")
+LOG_LINE = re.compile(r"^\[[^\]]*\] \[(?:[\w.-]*:)?(\w+)\]")
+# Not ours, tolerated wherever they show: the event MPM's child dying on
+# shutdown right after start; Debian's mod_ssl built against a newer
+# OpenSSL than the one loaded; no SSLSessionCache for upstream TLS (the
+# shipped conf/httpd.conf has none).
+LOG_TOLERATED = [re.compile(x) for x in (
+    r"AH00052: child pid \d+ exit signal Segmentation fault",
+    r"AH01882: Init: this version of mod_ssl was compiled against a newer library",
+    r"AH01873: Init: Session Cache is not configured",
+)]
+
+
+def log_problems(text, expected):
+    """The lines of an error-log excerpt that fail a test: at a checked
+    level, neither tolerated nor expected. Further per-line checks (e.g.
+    sanitizer reports) belong here."""
+    bad = []
+    for line in text.splitlines():
+        m = LOG_LINE.match(line)
+        if not m or m.group(1) not in LOG_LEVELS_CHECKED:
+            continue
+        if any(rx.search(line) for rx in LOG_TOLERATED + expected):
+            continue
+        bad.append(line)
+    return bad
+
+
+# The tests' own gateway configuration, in place of the development one.
+TEST_CONF = os.path.join(ROOT, "t/conf/aiproxy.conf")
+DEV_INCLUDE = 'Include "${AIPROXY_ROOT}/conf/aiproxy.conf"'
+
+
+def httpd_conf(site_conf=TEST_CONF):
+    """conf/httpd.conf (the server: modules, limits, logs) including
+    site_conf where it includes the development conf/aiproxy.conf."""
+    with open(os.path.join(ROOT, "conf/httpd.conf")) as f:
+        text = f.read()
+    assert text.count(DEV_INCLUDE) == 1, "conf/httpd.conf: no line " + DEV_INCLUDE
+    return text.replace(DEV_INCLUDE, 'Include "%s"' % site_conf)
+
+
+def www_dir(var):
+    """The dashboard's files as httpd serves them: admin/www itself, or, as
+    root, a copy under the gateway's directory that its user can read."""
+    src = os.path.join(ROOT, "admin/www")
+    if not IS_ROOT:
+        return src
+    dst = os.path.join(var, "www")
+    if not os.path.isdir(dst):
+        shutil.copytree(src, dst)
+        for d, _, files in os.walk(dst):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
+    return dst
+
 
 def sanitizer_env(var):
     """The environment httpd needs to run the ASan module. httpd itself is
@@ -259,10 +329,15 @@ def pytest_terminal_summary(terminalreporter):
 
 
 class Gateway:
-    """Real httpd with mod_aiproxy and conf/httpd.conf, plus extra config."""
+    """Real httpd with mod_aiproxy: conf/httpd.conf on t/conf/aiproxy.conf,
+    plus a test's extra configuration."""
+
+    started = []    # every gateway started, for the error-log check
 
     def __init__(self, store, upstream, extra_conf="", env=None, db=None,
                  loglevel="debug", anthropic=None):
+        self.log_expected_now = []   # this test only (expect_log())
+        self.log_checked = 0         # error-log offset checked so far
         self.store = store
         self.upstream = upstream
         self.var = make_tmpdir("aiproxy-httpd-")
@@ -274,6 +349,7 @@ class Gateway:
         self.env.update({
             "AIPROXY_ROOT": ROOT,
             "AIPROXY_VAR": self.var,
+            "AIPROXY_WWW": www_dir(self.var),
             "AIPROXY_LISTEN": "127.0.0.1:%d" % self.port,
             "AIPROXY_STORE": store.uri,
             "AIPROXY_DB": self.db_name,
@@ -298,19 +374,19 @@ class Gateway:
                 env["ASAN_OPTIONS"] = self.env["ASAN_OPTIONS"] + ":verify_asan_link_order=0"
         self.env.update(env)
         self.extra_conf = extra_conf
+        self.conf = os.path.join(self.var, "httpd.conf")
         self.proc = None
 
-    def write_conf(self, text):
-        # Tests edit users in the store behind the gateway's back and expect
-        # the next request to see it: remembered user settings would hide
-        # that for AIProxyUserCacheTTL. test_memos.py turns it back on.
+    def write_conf(self, text, site_conf=TEST_CONF):
+        """The gateway's httpd.conf (conf/httpd.conf on the tests' own
+        site configuration) and the test's extra lines, read after both."""
+        with open(self.conf, "w") as f:
+            f.write(httpd_conf(site_conf))
         with open(os.path.join(self.var, "conf.d", "extra.conf"), "w") as f:
-            # The fake upstream is steered by X-Fake-* request headers,
-            # which only pass because the tests list them.
-            f.write("AIProxyUserCacheTTL 0\nAIProxyUpstreamHeaders X-Fake-*\n" + text)
+            f.write(text)
 
     def args(self):
-        a = [APACHE, "-f", os.path.join(ROOT, "conf/httpd.conf"), "-D", "AIPROXY_ANTHROPIC"]
+        a = [APACHE, "-f", self.conf]
         if IS_ROOT:
             a += ["-D", "AIPROXY_AS_ROOT"]
         if SANITIZE:
@@ -324,7 +400,27 @@ class Gateway:
                            text=True)
         return p.returncode, p.stdout + p.stderr
 
+    def expect_log(self, *patterns):
+        """Declares error-log lines the current test means to cause."""
+        self.log_expected_now += [re.compile(x) for x in patterns]
+
+    def check_log(self, expected=()):
+        """The unexpected lines logged since the last check; moves on."""
+        p = os.path.join(self.var, "error.log")
+        if not os.path.exists(p):
+            return []
+        with open(p, "rb") as f:
+            f.seek(self.log_checked)
+            data = f.read()
+        self.log_checked += len(data)
+        bad = log_problems(data.decode(errors="replace"),
+                           self.log_expected_now + list(expected))
+        self.log_expected_now = []
+        return bad
+
     def start(self):
+        if self not in Gateway.started:
+            Gateway.started.append(self)
         schema_apply.apply(self.store.uri, self.db_name)
         self.write_conf(self.extra_conf)
         if IS_ROOT:
@@ -345,6 +441,13 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def __enter__(self):
+        """with Gateway(...) as g: started, and stopped at the end."""
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
     def url(self, path):
         return self.base + path
@@ -391,6 +494,29 @@ class Gateway:
                                    upsert=True)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "expect_log(*regex): error-log lines at "
+                            "warn or above that this test causes on purpose")
+
+
+@pytest.fixture(autouse=True)
+def error_log_check(request):
+    """Fails a test that left an undeclared warning or error in the error
+    log of any gateway (pyhttpd's check). Autouse, so set up first and torn
+    down last: gateways the test started are stopped by then."""
+    # A gateway stopped between tests (a module's fixture) is done with.
+    Gateway.started[:] = [g for g in Gateway.started if g.proc and g.proc.poll() is None]
+    yield
+    expected = [re.compile(x) for m in request.node.iter_markers("expect_log")
+                for x in m.args]
+    problems = []
+    for g in list(Gateway.started):
+        problems += ["%s: %s" % (g.var, line) for line in g.check_log(expected)]
+    if problems:
+        pytest.fail("unexpected error-log lines (declare with expect_log):\n"
+                    + "\n".join(problems[:20]), pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def store():
     s = Store().start()
@@ -400,16 +526,14 @@ def store():
 
 @pytest.fixture(scope="session")
 def upstream():
-    u = Upstream()
-    yield u
-    u.stop()
+    with Upstream() as u:
+        yield u
 
 
 @pytest.fixture(scope="session")
 def gateway(store, upstream):
-    g = Gateway(store, upstream).start()
-    yield g
-    g.stop()
+    with Gateway(store, upstream) as g:
+        yield g
 
 
 @pytest.fixture

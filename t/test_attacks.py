@@ -260,6 +260,7 @@ def test_bodies_of_small_numbers_in_parallel(make_gateway, up):
     assert gw.db().requests.count_documents({"email": {"$regex": "^nums"}}) == 0
 
 
+@pytest.mark.expect_log(r"AIP01202")
 def test_a_long_text_body_is_not_too_complex(make_gateway, up):
     """The bound refuses trees, not text: a 6 MiB prompt is parsed."""
     gw = _gateway(make_gateway)
@@ -271,6 +272,7 @@ def test_a_long_text_body_is_not_too_complex(make_gateway, up):
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.expect_log(r"AIP01202")
 def test_a_full_child_refuses_large_bodies_and_serves_small_ones(make_gateway, up):
     """AIProxyChildMemory: past it, large requests wait their turn (503 with
     Retry-After, which the SDKs retry); small ones always fit."""
@@ -338,6 +340,7 @@ def test_spent_month_is_refused_before_the_body_is_read(make_gateway, up):
     assert time.monotonic() - t0 < 3
 
 
+@pytest.mark.expect_log(r"AH00484", r"AH10159")
 def test_slowloris_mix_does_not_stop_normal_clients(make_gateway, up):
     """Slow headers and slow bodies (shipped RequestReadTimeout): the
     trickling connections are dropped within the stated times, and a normal

@@ -1,5 +1,5 @@
 """The response cache: model lists and, where AIProxyCacheEmbeddings is On
-(/openai/v1 in conf/aiproxy.conf), byte-identical embeddings requests. A
+(/openai/v1 in t/conf/aiproxy.conf), byte-identical embeddings requests. A
 hit costs $0 but counts as a request; chat, streams and errors are never
 cached; entries expire after AIProxyCacheTTL; redis:HOST:PORT shares the
 cache between gateways.
@@ -18,20 +18,13 @@ import openai
 import pytest
 
 from conftest import ADMIN, PRICES, Gateway, Upstream, free_port, make_token, usd, wait_port
+from helpers import auth, new_email, wait_docs
 
 EMBED = "/openai/v1/embeddings"
 MODELS = "/openai/v1/models"
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 SOCACHE_REDIS = "/usr/lib/apache2/modules/mod_socache_redis.so"
-
-
-def new_email(prefix):
-    return "%s-%s@example.com" % (prefix, secrets.token_hex(4))
-
-
-def auth(email):
-    return {"Authorization": "Bearer " + make_token(email)}
 
 
 def embed_body(text=None, **extra):
@@ -51,30 +44,18 @@ def calls(up, suffix):
     return [r for r in up.requests() if r["path"].endswith(suffix)]
 
 
-def wait_docs(gw, email, n, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        docs = list(gw.db().requests.find({"email": email}))
-        if len(docs) >= n:
-            return docs
-        time.sleep(0.05)
-    raise AssertionError("%s: fewer than %d request documents" % (email, n))
-
-
 @pytest.fixture(scope="module")
 def cup():
-    u = Upstream("cache")
-    yield u
-    u.stop()
+    with Upstream("cache") as u:
+        yield u
 
 
 @pytest.fixture(scope="module")
 def cgw(store, cup):
     # A route that allows more than /openai/v1, for the per-route entries.
-    g = Gateway(store, cup, extra_conf="<Location /wide>\n    AIProxyRoute path openai\n"
-                "    AIProxyModels *\n</Location>\n").start()
-    yield g
-    g.stop()
+    with Gateway(store, cup, extra_conf="<Location /wide>\n    AIProxyRoute path openai\n"
+                 "    AIProxyModels *\n</Location>\n") as g:
+        yield g
 
 
 @pytest.fixture
@@ -115,6 +96,7 @@ def test_models_cached_per_route(cgw, c_up):
     assert len(calls(c_up, "/models")) == 1
 
 
+@pytest.mark.expect_log(r"AIP01310")
 def test_models_error_is_not_cached(cgw, c_up):
     email = new_email("mlerr")
     path = MODELS + "?probe=" + secrets.token_hex(4)      # a key of its own
@@ -201,6 +183,7 @@ def test_hit_for_another_user_charges_that_user_a_request(cgw, c_up):
     assert len(calls(c_up, "/embeddings")) == 1
 
 
+@pytest.mark.expect_log(r"AIP01310")
 def test_embeddings_error_is_never_cached(cgw, c_up):
     email = new_email("emberr")
     body = embed_body()
@@ -345,7 +328,7 @@ def test_redis_cache_shared_by_two_gateways(store, c_up, redis_port):
         assert m2.json() == m1.json()
         assert len(calls(c_up, "/models")) == 1
         assert int(redis_cli(redis_port, "dbsize")) >= 2
-        # Entries carry the TTL (300 s in conf/aiproxy.conf).
+        # Entries carry the TTL (300 s in t/conf/aiproxy.conf).
         keys = redis_cli(redis_port, "--scan").split()
         ttls = [int(redis_cli(redis_port, "ttl", k)) for k in keys]
         assert ttls and all(0 < t <= 300 for t in ttls), ttls
@@ -357,6 +340,7 @@ def test_redis_cache_shared_by_two_gateways(store, c_up, redis_port):
         g1.stop()
 
 
+@pytest.mark.expect_log(r"AH03478", r"AH03479")
 def test_redis_down_is_a_miss_not_an_error(store, c_up):
     """A cache that cannot be reached must not break requests."""
     if not os.path.exists(SOCACHE_REDIS):

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from conftest import ROOT, make_token
+from helpers import auth
 
 CHAT = "/openai/v1/chat/completions"
 PICO_PER_USD = Decimal(10) ** 12
@@ -26,8 +27,8 @@ def conf_words(name, path):
 
 
 def default_cap():
-    """AIProxyMonthlyCap from conf/aiproxy.conf, in pico-dollars."""
-    [[usd]] = list(conf_words("AIProxyMonthlyCap", "conf/aiproxy.conf"))
+    """AIProxyMonthlyCap from t/conf/aiproxy.conf, in pico-dollars."""
+    [[usd]] = list(conf_words("AIProxyMonthlyCap", "t/conf/aiproxy.conf"))
     return int(Decimal(usd) * PICO_PER_USD)
 
 
@@ -55,10 +56,6 @@ def usd(pico_amount):
 
 def new_domain():
     return "caps-%s.test" % secrets.token_hex(4)
-
-
-def auth(email):
-    return {"Authorization": "Bearer " + make_token(email)}
 
 
 def my_cap(gw, email):
@@ -143,6 +140,7 @@ def test_cap_boundary_is_inclusive(gateway, up):
     assert len(up.requests()) == 1
 
 
+@pytest.mark.expect_log(r"AIP01202")
 def test_over_cap_is_429_with_explanation(gateway, up):
     email = "over-%s@example.com" % secrets.token_hex(4)
     usage = {"X-Fake-Usage": json.dumps({"prompt_tokens": 10000, "completion_tokens": 2000})}

@@ -265,6 +265,7 @@ SDK_ERRORS = {400: openai.BadRequestError, 404: openai.NotFoundError,
 
 
 @pytest.mark.parametrize("status", sorted(SDK_ERRORS))
+@pytest.mark.expect_log(r"AIP01310")
 def test_upstream_error_passes_through_sdk(gateway, up, tok, status):
     with pytest.raises(SDK_ERRORS[status]) as e:
         sdk(gateway, tok).chat.completions.create(
@@ -276,6 +277,7 @@ def test_upstream_error_passes_through_sdk(gateway, up, tok, status):
 
 
 @pytest.mark.parametrize("status", [400, 404, 500])
+@pytest.mark.expect_log(r"AIP01310")
 def test_upstream_error_passes_through_curl(gateway, up, tok, status):
     up.next(status=status)
     got, headers, body = curl(gateway, CHAT, tok,
@@ -288,6 +290,7 @@ def test_upstream_error_passes_through_curl(gateway, up, tok, status):
     assert len(up.requests()) == 1
 
 
+@pytest.mark.expect_log(r"AIP01310")
 def test_upstream_error_on_embeddings_sdk(gateway, up, tok):
     up.next(status=500, path="/embeddings")
     with pytest.raises(openai.InternalServerError):

@@ -305,6 +305,7 @@ def test_rotation_old_key_dropped_after_expiry(store, upstream):
         google.stop()
 
 
+@pytest.mark.expect_log(r"AIP04006")
 def test_jwks_unreachable_is_503_then_recovers(store, upstream):
     google = GoogleFake().start()
     google.fail_status = 500
@@ -321,6 +322,7 @@ def test_jwks_unreachable_is_503_then_recovers(store, upstream):
         google.stop()
 
 
+@pytest.mark.expect_log(r"AIP04006")
 def test_jwks_server_gone_is_503(store, upstream):
     google = GoogleFake().start()
     conf = google.gateway_conf()
@@ -332,6 +334,7 @@ def test_jwks_server_gone_is_503(store, upstream):
         g.stop()
 
 
+@pytest.mark.expect_log(r"AIP04006")
 def test_stale_keys_serve_while_google_is_down(store, upstream):
     google = GoogleFake(max_age=1).start()
     g = start(store, upstream, google.gateway_conf())

@@ -11,20 +11,13 @@ import pytest
 
 from conftest import (ADMIN, ANTHROPIC_KEY, PROVIDER_KEY, TOKEN_SECRET, Gateway, Store,
                       Upstream, free_port, make_token)
+from helpers import auth, new_email, stats
 
 MULTI_KEYS = {"MULTI_K1": "sk-multi1-" + secrets.token_hex(12),
               "MULTI_K2": "sk-multi2-" + secrets.token_hex(12),
               "DEAD_KEY": "sk-dead-" + secrets.token_hex(12)}
 CHAT = "/openai/v1/chat/completions"
 MSG = [{"role": "user", "content": "count me"}]
-
-
-def new_email(prefix):
-    return "%s-%s@example.com" % (prefix, secrets.token_hex(4))
-
-
-def auth(email):
-    return {"Authorization": "Bearer " + make_token(email)}
 
 
 # ------------------------------------------------------------ /health
@@ -51,6 +44,7 @@ def test_only_get(gateway, path):
         assert r.json()["error"]["code"] == "method_not_allowed", (method, r.text)
 
 
+@pytest.mark.expect_log(r"AIP01001", r"AIP01101")
 def test_health_names_the_store_when_it_is_down(upstream):
     s = Store()
     if not s.local:
@@ -94,9 +88,8 @@ def test_health_names_the_store_when_it_is_down(upstream):
 
 @pytest.fixture(scope="module")
 def sup():
-    u = Upstream("stats")
-    yield u
-    u.stop()
+    with Upstream("stats") as u:
+        yield u
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +111,8 @@ AIProxyModel stats-model dead openai
 AIProxyRest 0
 AIProxyRateLimit 3 60
 """ % {"multi": multi, "dead": dead}
-    g = Gateway(store, sup, extra_conf=conf, env=MULTI_KEYS).start()
-    yield g
-    g.stop()
-
-
-def stats(gw):
-    r = httpx.get(gw.url("/api/stats"), headers=auth(ADMIN), timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()
+    with Gateway(store, sup, extra_conf=conf, env=MULTI_KEYS) as g:
+        yield g
 
 
 def test_targets_need_an_admin(sgw):
@@ -175,6 +161,7 @@ def served_by(gw, since):
                           r"AH01143", log))
 
 
+@pytest.mark.expect_log(r"AIP01310", r"AIP01601", r"AH00957", r"AH01114")
 def test_stats_count_what_this_test_did(sgw, sup):
     """Run last in this module: it counts every request the module made
     through sgw (the checks above reach no counted endpoint)."""

@@ -19,12 +19,11 @@ TTL = 4
 @pytest.fixture(scope="module")
 def gw(store, upstream):
     # One child, so every request meets the same memos.
-    g = Gateway(store, upstream, extra_conf="AIProxyUserCacheTTL %d\n"
-                "AIProxyTokenLeeway 0\n"
-                "StartServers 1\nMinSpareThreads 1\nMaxSpareThreads 64\n"
-                "ServerLimit 1\nThreadsPerChild 32\nMaxRequestWorkers 32\n" % TTL).start()
-    yield g
-    g.stop()
+    with Gateway(store, upstream, extra_conf="AIProxyUserCacheTTL %d\n"
+                 "AIProxyTokenLeeway 0\n"
+                 "StartServers 1\nMinSpareThreads 1\nMaxSpareThreads 64\n"
+                 "ServerLimit 1\nThreadsPerChild 32\nMaxRequestWorkers 32\n" % TTL) as g:
+        yield g
 
 
 def client(gw, token):

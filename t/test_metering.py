@@ -22,6 +22,7 @@ import openai
 import pytest
 
 from conftest import ROOT, make_token
+from helpers import auth, chat_cost, new_email
 
 CHAT = "/openai/v1/chat/completions"
 EMBED = "/openai/v1/embeddings"
@@ -67,13 +68,6 @@ def read_prices(path=os.path.join(ROOT, "conf/prices.conf")):
 PRICES = read_prices()
 
 
-def chat_cost(model, prompt, completion, cached=0):
-    """OpenAI counts cached tokens inside prompt_tokens."""
-    p = PRICES[model]
-    return ((prompt - cached) * p["input"] + cached * p["cached"]
-            + completion * p["output"])
-
-
 def embed_cost(model, prompt):
     return prompt * PRICES[model]["input"]
 
@@ -97,14 +91,6 @@ def pico(usd_text):
 
 
 # ------------------------------------------------------------------ helpers
-
-def new_email(prefix):
-    return "%s-%s@example.com" % (prefix, secrets.token_hex(4))
-
-
-def auth(email):
-    return {"Authorization": "Bearer " + make_token(email)}
-
 
 def sdk(gw, email, **kw):
     kw.setdefault("max_retries", 0)
@@ -311,6 +297,7 @@ def test_gateway_headers_replace_the_upstreams(make_gateway):
         spoof.stop()
 
 
+@pytest.mark.expect_log(r"AIP01310")
 def test_upstream_500_is_not_counted_and_releases_hold(gateway, up):
     """Recorded at $0, yet no request in monthlyRequests: it was not
     charged."""

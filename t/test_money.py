@@ -6,7 +6,6 @@ honours max_* and n, queues background work, bills a hung request, and
 stops billing a stream where its connection broke). Each test asserts the
 gateway charged at least that, and that spend stays within the cap."""
 import json
-import secrets
 import subprocess
 import threading
 import time
@@ -18,13 +17,10 @@ import openai
 import pytest
 
 from conftest import PRICES, make_token, usd
+from helpers import new_email
 
 CHAT = "/openai/v1/chat/completions"
 MSG = [{"role": "user", "content": "tell me a long story"}]
-
-
-def new_email(prefix):
-    return "%s-%s@example.com" % (prefix, secrets.token_hex(4))
 
 
 def oai(gw, email, base="/openai/v1"):
@@ -91,6 +87,7 @@ def test_proxy_and_v1_never_widen_what_openai_v1_allows(gateway, up):
     assert r.choices[0].message.content
 
 
+@pytest.mark.expect_log(r"AH01110")
 def test_failover_provider_is_not_reachable_by_name(make_gateway, up):
     backup = up.base + "/backup/v1"
     gw = make_gateway('AIProxyProvider backup "%s" api=openai key=env:OPENAI_API_KEY\n'
@@ -139,6 +136,7 @@ def test_client_gone_before_message_delta_is_charged_the_final_usage(gateway, up
     assert month(gateway, email)["spent"] == doc["cost"]
 
 
+@pytest.mark.expect_log(r"AH01110")
 def test_provider_cut_before_message_delta_is_estimated_from_the_deltas(gateway, up):
     email = new_email("cut-claude")
     with pytest.raises(Exception):
@@ -156,6 +154,7 @@ def test_provider_cut_before_message_delta_is_estimated_from_the_deltas(gateway,
     assert billed_cost(bill) <= doc["cost"] <= doc["reserved"]
 
 
+@pytest.mark.expect_log(r"AH01110")
 def test_cut_stream_counts_reasoning_and_tool_argument_deltas(gateway, up):
     email = new_email("cut-kinds")
     client = oai(gateway, email)
@@ -348,6 +347,7 @@ def test_anthropic_beta_passes_only_when_allowed(make_gateway, up):
 
 # ------------------------------------------------------------------ 6. work done upstream
 
+@pytest.mark.expect_log(r"AH01102", r"AH00898", r"AIP01310")
 def test_sent_request_that_times_out_is_charged_its_reservation(make_gateway, up):
     slow = up.base + "/slow/v1"
     gw = make_gateway('AIProxyProvider slow "%s" api=openai key=env:OPENAI_API_KEY\n'
@@ -374,6 +374,7 @@ def pico(s):
     return int(Decimal(s) * 10**12)
 
 
+@pytest.mark.expect_log(r"AIP01202")
 def test_usage_above_the_reservation_is_charged_the_reservation(gateway, up):
     """A provider reporting more than the bound allows: the cap still holds,
     and ops see why in the log."""
@@ -447,6 +448,7 @@ def test_output_limit_of_another_endpoint_is_refused(gateway, up):
     assert billed(up) == []
 
 
+@pytest.mark.expect_log(r"AH01110")
 def test_cut_stream_that_asked_for_reasoning_pays_its_output_bound(gateway, up):
     """Reasoning a stream does not show cannot be estimated from its deltas."""
     email = new_email("cut-reason")

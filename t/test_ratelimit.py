@@ -3,7 +3,6 @@ in the store, so every child of one httpd and every httpd sharing the store
 count the same requests. A refused request gets 429 with Retry-After, never
 reaches a provider and is never charged."""
 import json
-import secrets
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import openai
 import pytest
 
 from conftest import Gateway, Upstream, make_token
+from helpers import new_email
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "limit me"}]}
@@ -37,10 +37,6 @@ ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
 [t.join() for t in ts]
 print(json.dumps(out))
 """
-
-
-def new_email(prefix):
-    return "%s-%s@example.com" % (prefix, secrets.token_hex(4))
 
 
 def post(gw, email, path=CHAT):
@@ -75,9 +71,8 @@ def settled(gw, email, n, timeout=10):
 
 @pytest.fixture(scope="module")
 def rup():
-    u = Upstream("ratelimit")
-    yield u
-    u.stop()
+    with Upstream("ratelimit") as u:
+        yield u
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ record, including those still queued when httpd stops."""
 import concurrent.futures
 import secrets
 import time
-import urllib.request
-import json
 from decimal import Decimal
 
 import openai
 import pytest
 
-from conftest import ADMIN, Gateway, make_token
+from conftest import Gateway, make_token
+from helpers import stats
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
@@ -30,13 +29,6 @@ def burst(gw, email, n=N):
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         return list(pool.map(one, range(n)))
-
-
-def stats(gw):
-    req = urllib.request.Request(gw.url("/api/stats"),
-                                 headers={"Authorization": "Bearer " + make_token(ADMIN)})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)
 
 
 def test_every_settled_request_has_one_record(gateway, up):

@@ -18,9 +18,8 @@ UTC = datetime.timezone.utc
 
 @pytest.fixture(scope="module")
 def gw(store, upstream):
-    g = Gateway(store, upstream).start()
-    yield g
-    g.stop()
+    with Gateway(store, upstream) as g:
+        yield g
 
 
 def cli(gw, *args):

@@ -4,7 +4,6 @@ knows by another name). Each provider is its own fake upstream process, so
 every test can tell which one a request reached and with which key."""
 import json
 import secrets
-import time
 
 import anthropic
 import httpx
@@ -13,6 +12,7 @@ import pytest
 
 from conftest import (ANTHROPIC_KEY, PRICES, PROVIDER_KEY, Gateway, Upstream,
                       make_token, usd)
+from helpers import auth, new_email, wait_docs
 
 SECOND_KEY = "sk-second-" + secrets.token_hex(16)
 # A public model served by `second` under another name, at its own price.
@@ -22,15 +22,10 @@ PUBLIC_PRICE = {"input": 1_000_000, "output": 2_000_000}   # $1 and $2 per 1M
 MSG = [{"role": "user", "content": "route me please"}]
 
 
-def new_email(prefix):
-    return "%s-%s@example.com" % (prefix, secrets.token_hex(4))
-
-
 @pytest.fixture(scope="module")
 def second():
-    u = Upstream("second")
-    yield u
-    u.stop()
+    with Upstream("second") as u:
+        yield u
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +44,8 @@ AIProxyModel %(model)s second=%(alias)s
     AIProxyModels *
 </Location>
 """ % {"base": base, "model": PUBLIC_MODEL, "alias": UPSTREAM_NAME}
-    g = Gateway(store, upstream, extra_conf=conf, env={"SECOND_KEY": SECOND_KEY}).start()
-    yield g
-    g.stop()
+    with Gateway(store, upstream, extra_conf=conf, env={"SECOND_KEY": SECOND_KEY}) as g:
+        yield g
 
 
 @pytest.fixture
@@ -59,20 +53,6 @@ def ups(upstream, second):
     upstream.reset()
     second.reset()
     return upstream, second
-
-
-def wait_docs(gw, email, n=1, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        docs = list(gw.db().requests.find({"email": email}))
-        if len(docs) >= n:
-            return docs
-        time.sleep(0.05)
-    raise AssertionError("no request document for %s" % email)
-
-
-def auth(email):
-    return {"Authorization": "Bearer " + make_token(email)}
 
 
 # ------------------------------------------------------------ by path
@@ -236,8 +216,7 @@ def test_v1_models_lists_the_mapped_models(routed, ups):
     client = openai.OpenAI(base_url=routed.url("/v1"), api_key=make_token(new_email("ls")))
     models = client.models.list().data
     owners = {m.id: m.owned_by for m in models}
-    # conf/aiproxy.conf maps these (claude-haiku-4-5 under AIPROXY_ANTHROPIC,
-    # which the tests define); the test adds PUBLIC_MODEL.
+    # t/conf/aiproxy.conf maps these; the test adds PUBLIC_MODEL.
     assert owners == {"gpt-4o-mini": "openai", "text-embedding-3-small": "openai",
                       "claude-haiku-4-5": "anthropic", PUBLIC_MODEL: "second"}
     # Listed by the gateway itself: no provider asked.

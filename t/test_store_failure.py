@@ -2,22 +2,22 @@
 provider call) and recovers by itself when the store is back; when the
 provider times out the request is counted at $0 and its hold released."""
 import json
-import secrets
 import time
 
 import httpx
 import pytest
 
 from conftest import Gateway, Store, make_token, usd
+from helpers import new_email
+
+# The subject: a store gone (AIP01101, mongoc's AIP01001) and providers
+# that time out (mod_proxy's AH01102, AH00898; AIP01310).
+pytestmark = pytest.mark.expect_log(r"AIP01101", r"AIP01001", r"AIP01310", r"AH01102", r"AH00898")
 
 CHAT = "/openai/v1/chat/completions"
 BODY = json.dumps({"model": "gpt-4o-mini",
                    "messages": [{"role": "user", "content": "hello there"}]}).encode()
-STORE_DOWN_ANSWER_WITHIN = 2.5     # AIProxyStoreTimeout is 1500 ms in conf/
-
-
-def new_email(prefix):
-    return "%s-%s@example.com" % (prefix, secrets.token_hex(4))
+STORE_DOWN_ANSWER_WITHIN = 2.5     # AIProxyStoreTimeout is 1500 ms in t/conf/
 
 
 def post(gw, email, headers=None, timeout=30):
@@ -39,9 +39,8 @@ def own_store():
 
 @pytest.fixture
 def own_gateway(own_store, up):
-    gw = Gateway(own_store, up).start()
-    yield gw
-    gw.stop()
+    with Gateway(own_store, up) as gw:
+        yield gw
 
 
 def test_store_down_is_503_fast_and_recovers_by_itself(own_store, own_gateway, up):
@@ -94,7 +93,7 @@ def test_upstream_timeout_is_charged_its_reservation(make_gateway, up, control):
     # The request was sent: the provider may have done (and billed) the
     # work, so the student pays the reservation, marked estimated, and no
     # other attempt is made.
-    # ProxyTimeout alone does not apply: conf/aiproxy.conf gives the
+    # ProxyTimeout alone does not apply: t/conf/aiproxy.conf gives the
     # provider's worker its own timeout=300, which wins over ProxyTimeout.
     # A second ProxySet on the same worker URL shortens it.
     gw = make_gateway("ProxyTimeout 2\n"

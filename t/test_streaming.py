@@ -9,13 +9,9 @@ import openai
 import pytest
 
 from conftest import ANTHROPIC_KEY, PRICES, make_token, usd
+from helpers import chat_cost
 
 MSG = [{"role": "user", "content": "count to three please"}]  # 4 words
-
-
-def chat_cost(model, prompt, completion, cached=0):
-    p = PRICES[model]
-    return (prompt - cached) * p["input"] + cached * p["cached"] + completion * p["output"]
 
 
 def request_doc(gw, email):
@@ -147,6 +143,7 @@ def test_events_are_not_buffered(gateway, up):
         assert abs(t - d) < 0.1, (direct, through)
 
 
+@pytest.mark.expect_log(r"AH01110")
 def test_upstream_cut_mid_stream_is_charged_an_estimate(gateway, up):
     email = "cut@example.com"
     body = {"model": "gpt-4o-mini", "messages": MSG, "stream": True}

@@ -10,4 +10,5 @@ aiproxy_env() {
     export AIPROXY_ADMINS="${AIPROXY_ADMINS:-admin@example.com}"
     export OPENAI_BASE_URL="${OPENAI_BASE_URL:-https://api.openai.com/v1}"
     export AIPROXY_REGION="${AIPROXY_REGION:-local}"
+    export AIPROXY_WWW="${AIPROXY_WWW:-$root/admin/www}"   # the dashboard
 }

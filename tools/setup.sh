@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# Installs and builds everything mod_aiproxy needs on Debian bookworm.
-# Idempotent and quick when nothing is missing; the run and test commands
-# call it first.
+# Installs and builds what mod_aiproxy needs on Debian bookworm: to run it
+# (tools/run calls this), or with --test also to test it (tools/test).
+# Idempotent and quick when nothing is missing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+TEST=0
+[ "${1:-}" != --test ] || TEST=1
 
+# Running: httpd, the module's libraries and their build tools, Python for
+# the schema.
 APT_PACKAGES=(
     apache2 apache2-dev libjwt-dev libmongoc-dev libbson-dev libjansson-dev
-    libssl-dev pkg-config make gcc ca-certificates curl openssl
-    openjdk-17-jdk-headless maven python3 python3-venv
-    libcurl4-openssl-dev chromium
-    # tests: a shared cache (redis), a moved clock (month rollover), the
-    # fuzzers (clang's libFuzzer)
-    redis-server faketime clang libclang-rt-14-dev
+    libssl-dev libcurl4-openssl-dev pkg-config make gcc ca-certificates curl
+    openssl python3 python3-venv
 )
+# The local store is a Java server: wanted without MONGODB_URI, and always
+# by the tests (some stop and restart their own).
+STORE=0
+if [ -z "${MONGODB_URI:-}" ] || ((TEST)); then
+    STORE=1
+    APT_PACKAGES+=(openjdk-17-jdk-headless maven)
+fi
+# Testing adds: the dashboard's browser (chromium), a shared cache
+# (redis), a moved clock (month rollover), the fuzzers (clang's libFuzzer).
+if ((TEST)); then
+    APT_PACKAGES+=(chromium redis-server faketime clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -30,29 +42,27 @@ if ((${#missing[@]})); then
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# httpd's children drop root for this user when started as root; they
-# serve the dashboard from admin/www, so every directory above it must let
-# them through (a clone under /root would not).
+# httpd's children drop root for this user when started as root.
 if [ "$(id -u)" -eq 0 ]; then
     id aiproxy >/dev/null 2>&1 || useradd --system --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin aiproxy
-    if ! runuser -u aiproxy -- test -r "$ROOT/admin/www/index.html"; then
-        dir="$ROOT/admin/www"
-        while [ "$dir" != / ]; do
-            chmod o+x "$dir"
-            dir="$(dirname "$dir")"
-        done
-        chmod -R o+rX "$ROOT/admin/www"
-    fi
 fi
 
-# Python for the tests and tools, pinned.
-if [ ! -x .venv/bin/python ] || [ t/requirements.txt -nt .venv/.installed ]; then
-    echo "setup: installing Python packages into .venv" >&2
-    python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check -r t/requirements.txt
-    touch .venv/.installed
+# Python, pinned: the schema tool's driver to run (tools/requirements.txt),
+# the test suite's packages to test (t/requirements.txt, which includes it).
+req=tools/requirements.txt mark=.venv/.installed-run
+if ((TEST)); then req=t/requirements.txt mark=.venv/.installed-test; fi
+if [ ! -x .venv/bin/python ] || [ ! -e "$mark" ] || [ "$req" -nt "$mark" ] \
+        || [ tools/requirements.txt -nt "$mark" ]; then
+    echo "setup: installing Python packages into .venv ($req)" >&2
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r "$req"
+    touch "$mark"
 fi
 
-tools/store.sh build
-make -s -f Makefile.apxs all >/dev/null
+((STORE)) && tools/store.sh build
+if ((TEST)); then
+    make -s -f Makefile.apxs all >/dev/null
+else
+    make -s -f Makefile.apxs deps-check module cli >/dev/null
+fi
