@@ -194,6 +194,7 @@ def test_answers_of_30_mb(make_gateway, up):
     assert not [f for f in os.listdir(tmp) if f.startswith("aiproxy-answer-")]
 
 
+@pytest.mark.expect_log(r"AIP01205")
 def test_answers_kept_in_files_are_bounded_per_child(make_gateway, up):
     """Answers past 1 MiB wait in files, at most 4 x AIProxyChildMemory of
     them per child: with 8 MiB of room, a ~31 MB answer cannot be kept. It

@@ -290,7 +290,7 @@ def test_bad_store_uri_from_env(make_gateway):
                      "AIProxyStore")
 
 
-@pytest.mark.expect_log(r"AIP01101", r"AIP01001")
+@pytest.mark.expect_log(r"AIP01101", r"AIP01106", r"AIP01001")
 def test_store_down_fails_closed(make_gateway, up):
     dead = "mongodb://store-user:store-pw-5ecret@127.0.0.1:%d/?directConnection=true" % free_port()
     gw = make_gateway(env={"AIPROXY_STORE": dead}).start()
@@ -319,7 +319,7 @@ def test_store_down_fails_closed(make_gateway, up):
     assert "store-pw-5ecret" not in gw.error_log() + gw.access_log()
 
 
-@pytest.mark.expect_log(r"AIP01101", r"AIP01001")
+@pytest.mark.expect_log(r"AIP01101", r"AIP01106", r"AIP01001")
 def test_store_down_sdk(make_gateway, up):
     import openai
 

@@ -44,7 +44,7 @@ def test_only_get(gateway, path):
         assert r.json()["error"]["code"] == "method_not_allowed", (method, r.text)
 
 
-@pytest.mark.expect_log(r"AIP01001", r"AIP01101")
+@pytest.mark.expect_log(r"AIP01001", r"AIP01101", r"AIP01106")
 def test_health_names_the_store_when_it_is_down(upstream):
     s = Store()
     if not s.local:

@@ -17,7 +17,7 @@ from conftest import Gateway, make_token
 from helpers import new_email
 
 # The subject: replies from the store lost on the way (mongoc's AIP01001).
-pytestmark = pytest.mark.expect_log(r"AIP01001", r"AIP01101")
+pytestmark = pytest.mark.expect_log(r"AIP01001", r"AIP01101", r"AIP01106")
 from store_relay import StoreRelay
 
 

@@ -12,7 +12,7 @@ from helpers import new_email
 
 # The subject: a store gone (AIP01101, mongoc's AIP01001) and providers
 # that time out (mod_proxy's AH01102, AH00898; AIP01310).
-pytestmark = pytest.mark.expect_log(r"AIP01101", r"AIP01001", r"AIP01310", r"AH01102", r"AH00898")
+pytestmark = pytest.mark.expect_log(r"AIP01101", r"AIP01106", r"AIP01001", r"AIP01310", r"AH01102", r"AH00898")
 
 CHAT = "/openai/v1/chat/completions"
 BODY = json.dumps({"model": "gpt-4o-mini",
