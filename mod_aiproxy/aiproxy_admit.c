@@ -173,15 +173,8 @@ static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
     if (st->id) {
         aiproxy_record_t rec;
 
-        memset(&rec, 0, sizeof(rec));
-        rec.id = st->id;
-        rec.email = st->email;
-        rec.month = st->month;
-        rec.endpoint = st->endpoint;
-        rec.model = st->info.model;
-        rec.provider = "cache";
-        rec.time_ms = st->start_ms;
-        rec.status = HTTP_OK;
+        /* Charged nothing, counted as a request (no hold: by its id). */
+        aiproxy_req_record(st, "cache", HTTP_OK, &rec);
         if (aiproxy_ledger_settle(aiproxy_child_ledger(), r->pool, &rec,
                                   &st->month_state, &err) != AIPROXY_LEDGER_OK)
             return store_unavailable(r, st, err);

@@ -74,12 +74,14 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
         st->meter.usage = st->meter.stream.usage;
         st->meter.usage_found = 1;
     }
-    memset(&rec, 0, sizeof(rec));
+    aiproxy_req_record(st, st->fwd.provider ? st->fwd.provider->name : "",
+                       status, &rec);
     if (st->meter.usage_found)
         rec.cost = aiproxy_cost_of(st->price, &st->meter.usage);
     else if ((rec.estimated = estimate_usage(st, status)))
-        rec.cost = st->meter.streaming ? aiproxy_cost_of(st->price, &st->meter.usage)
-                                 : st->reserved;
+        rec.cost = st->meter.streaming
+                   ? aiproxy_cost_of(st->price, &st->meter.usage)
+                   : st->reserved;
     /* The reservation is the most this request may cost, so a charge above
      * it would pass the cap: it means a bound is wrong, which ops must see. */
     if (rec.cost > st->reserved) {
@@ -92,17 +94,9 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
                           aiproxy_money_format(r->pool, st->reserved));
         rec.cost = st->reserved;
     }
-    rec.id = st->id;
-    rec.email = st->email;
-    rec.month = st->month;
-    rec.endpoint = st->endpoint;
-    rec.model = st->info.model;
-    rec.provider = st->fwd.provider ? st->fwd.provider->name : "";
-    rec.time_ms = st->start_ms;
     rec.usage = st->meter.usage;
     rec.reserved = st->reserved;
     rec.held = 1;
-    rec.status = status;
     apr_table_setn(r->notes, "aiproxy-cost",
                    aiproxy_money_format(r->pool, rec.cost));
     if (!ledger || aiproxy_ledger_settle(ledger, r->pool, &rec, &m, &err)

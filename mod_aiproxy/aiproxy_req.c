@@ -1,6 +1,7 @@
 /* Where a request's state lives, and what a child holds for all of its
  * requests: the store's pool and the request ids. */
 #include <apr_atomic.h>
+#include <string.h>
 #include <apr_strings.h>
 
 #include "httpd.h"
@@ -44,4 +45,18 @@ const char *aiproxy_next_request_id(apr_pool_t *p)
 {
     return apr_psprintf(p, "%s%08x", id_prefix,
                         apr_atomic_inc32(&id_counter));
+}
+
+void aiproxy_req_record(const aiproxy_req_t *st, const char *provider,
+                        int status, aiproxy_record_t *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->id = st->id;
+    rec->email = st->email;
+    rec->month = st->month;
+    rec->endpoint = st->endpoint;
+    rec->model = st->info.model;
+    rec->provider = provider;
+    rec->time_ms = st->start_ms;
+    rec->status = status;
 }

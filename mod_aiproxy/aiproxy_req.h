@@ -81,6 +81,11 @@ typedef struct {
     aiproxy_local_reply_t reply;
 } aiproxy_req_t;
 
+/* The settlement record of a request, its identity filled in (the one
+ * place it is built): who, when, what, from which provider, with what
+ * status; the money is the caller's. */
+void aiproxy_req_record(const aiproxy_req_t *st, const char *provider,
+                        int status, aiproxy_record_t *rec);
 /* The request's state; NULL when the gateway does not handle it. */
 aiproxy_req_t *aiproxy_req_get(request_rec *r);
 /* Per-process state, set up by child_init. */
