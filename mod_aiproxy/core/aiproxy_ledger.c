@@ -483,3 +483,17 @@ aiproxy_ledger_rc_t aiproxy_ledger_ping(aiproxy_ledger_t *l, apr_pool_t *p,
     bson_destroy(cmd);
     return ok ? AIPROXY_LEDGER_OK : AIPROXY_LEDGER_DOWN;
 }
+
+int aiproxy_ledger_create(apr_pool_t *p, mongoc_collection_t *coll,
+                          bson_t *doc, const char **err)
+{
+    bson_error_t error;
+    int ok = aiproxy_ledger_insert(coll, (const bson_t **)&doc, 1, &error);
+
+    bson_destroy(doc);
+    if (!ok && error.code != AIPROXY_LEDGER_DUPLICATE) {
+        *err = aiproxy_ledger_describe(p, &error);
+        return 0;
+    }
+    return 1;
+}

@@ -99,6 +99,10 @@ int aiproxy_ledger_update(mongoc_collection_t *coll, const bson_t *filter,
 
 /* insert_one, or an unordered insert_many (one bad document cannot hold
  * back the rest). 1 on success; a duplicate key is a failure here. */
+/* Inserts doc (and destroys it) unless a document with its _id exists:
+ * a racing creator's duplicate is no error. 0 with *err on a store error. */
+int aiproxy_ledger_create(apr_pool_t *p, mongoc_collection_t *coll,
+                          bson_t *doc, const char **err);
 int aiproxy_ledger_insert(mongoc_collection_t *coll, const bson_t **docs,
                           apr_size_t n, bson_error_t *error);
 

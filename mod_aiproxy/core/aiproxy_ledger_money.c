@@ -189,15 +189,7 @@ static int create_month(apr_pool_t *p, mongoc_collection_t *coll,
                              "load", BCON_INT64(0),
                              "requests", BCON_INT64(0),
                              "holds", "{", "}");
-    bson_error_t error;
-    int ok = aiproxy_ledger_insert(coll, (const bson_t **)&fresh, 1, &error);
-
-    bson_destroy(fresh);
-    if (!ok && error.code != AIPROXY_LEDGER_DUPLICATE) {
-        *err = aiproxy_ledger_describe(p, &error);
-        return 0;
-    }
-    return 1;
+    return aiproxy_ledger_create(p, coll, fresh, err);
 }
 
 aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,

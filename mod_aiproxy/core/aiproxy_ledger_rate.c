@@ -22,15 +22,7 @@ static int create_window(apr_pool_t *p, mongoc_collection_t *coll,
                          const char *email, const char **err)
 {
     bson_t *fresh = BCON_NEW("_id", BCON_UTF8(email), "hits", "[", "]");
-    bson_error_t error;
-    int ok = aiproxy_ledger_insert(coll, (const bson_t **)&fresh, 1, &error);
-
-    bson_destroy(fresh);
-    if (!ok && error.code != AIPROXY_LEDGER_DUPLICATE) {
-        *err = aiproxy_ledger_describe(p, &error);
-        return 0;
-    }
-    return 1;
+    return aiproxy_ledger_create(p, coll, fresh, err);
 }
 
 aiproxy_ledger_rc_t aiproxy_ledger_rate(aiproxy_ledger_t *l, apr_pool_t *p,
