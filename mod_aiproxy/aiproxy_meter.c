@@ -199,7 +199,8 @@ static aiproxy_meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     else
         m->mode = MODE_BUFFER;
     if (m->mode == MODE_BUFFER)
-        m->scan = aiproxy_jscan_create(r->pool, "usage", MAX_USAGE_TEXT);
+        m->scan = aiproxy_jscan_create(r->pool, "usage",
+                                       AIPROXY_USAGE_TEXT_MAX);
     if (m->mode == MODE_STREAM) {
         st->meter.streaming = 1;
         m->sse = aiproxy_sse_create(r->pool, MAX_SSE_EVENT);

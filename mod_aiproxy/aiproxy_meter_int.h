@@ -12,7 +12,6 @@
 #include "aiproxy_sse.h"
 
 #define MAX_SSE_EVENT (1024 * 1024)
-#define MAX_USAGE_TEXT (64 * 1024)
 /* A non-streamed answer is held in memory up to this, then in a file. */
 #define HELD_IN_MEMORY (1024 * 1024)
 /* An answer larger than this is not passed on (the largest real ones,

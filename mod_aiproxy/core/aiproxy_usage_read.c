@@ -241,7 +241,6 @@ int aiproxy_usage_scan(const char *s, apr_size_t len, apr_size_t *used,
 /* A usage object is a few hundred bytes: text that would take more to
  * parse is not one. */
 #define MAX_USAGE_PARSE (256 * 1024)
-#define MAX_USAGE_TEXT (64 * 1024)
 
 int aiproxy_usage_from_value(apr_pool_t *p, const char *text, apr_size_t len,
                              aiproxy_api_t api, aiproxy_usage_t *u)
@@ -274,7 +273,7 @@ int aiproxy_usage_from_value(apr_pool_t *p, const char *text, apr_size_t len,
 int aiproxy_usage_from_body(apr_pool_t *p, const char *body, apr_size_t len,
                             aiproxy_api_t api, aiproxy_usage_t *u)
 {
-    aiproxy_jscan_t *s = aiproxy_jscan_create(p, "usage", MAX_USAGE_TEXT);
+    aiproxy_jscan_t *s = aiproxy_jscan_create(p, "usage", AIPROXY_USAGE_TEXT_MAX);
     const char *text;
     apr_size_t n;
 

@@ -8,6 +8,10 @@
 #include "aiproxy_api.h"
 #include "aiproxy_json.h"
 
+/* The longest usage object text kept from an answer: a real one is a few
+ * hundred bytes. */
+#define AIPROXY_USAGE_TEXT_MAX (64 * 1024)
+
 /* The bytes of text an SSE delta event carries (text, arguments,
  * reasoning...), read without parsing the event: the basis of the output
  * estimate of a stream cut before its usage. */
