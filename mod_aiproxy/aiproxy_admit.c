@@ -15,6 +15,7 @@
 #include "aiproxy_admit.h"
 #include "aiproxy_admit_int.h"
 #include "aiproxy_identify.h"
+#include "aiproxy_lease.h"
 #include "aiproxy_body.h"
 #include "aiproxy_policy.h"
 #include "aiproxy_reply.h"
@@ -173,10 +174,19 @@ static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
     if (st->id) {
         aiproxy_record_t rec;
 
-        /* Charged nothing, counted as a request (no hold: by its id). */
+        /* Charged nothing, counted as a request (no hold: by its id; on
+         * a lease, by the host with its next write). */
         aiproxy_req_record(st, "cache", HTTP_OK, &rec);
-        if (aiproxy_ledger_settle(aiproxy_child_ledger(), r->pool, &rec,
-                                  &st->month_state, &err) != AIPROXY_LEDGER_OK)
+        if (aiproxy_lease_count(st, &st->month_state)) {
+            if (aiproxy_ledger_put_record(aiproxy_child_ledger(), r->pool,
+                                          &rec, &err) != AIPROXY_LEDGER_OK)
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01107)
+                              "no record for cached request %s: %s",
+                              st->id, err);
+        }
+        else if (aiproxy_ledger_settle(aiproxy_child_ledger(), r->pool, &rec,
+                                       &st->month_state, &err)
+                 != AIPROXY_LEDGER_OK)
             return store_unavailable(r, st, err);
         apr_table_setn(r->notes, "aiproxy-cost", "0");
         aiproxy_reply_set_money_headers(r, r->err_headers_out, 0, &st->month_state);
@@ -271,6 +281,18 @@ static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)
     aiproxy_ledger_rc_t rc;
 
     st->cap = aiproxy_policy_cap(u, g->default_cap);
+    switch (aiproxy_lease_take(r, st, &st->month_state, &err)) {
+    case AIPROXY_LEASE_TAKEN:
+        st->held = 1;
+        return DECLINED;
+    case AIPROXY_LEASE_DOWN:
+        return store_unavailable(r, st, err);
+    case AIPROXY_LEASE_OVER_CAP:
+        rc = AIPROXY_LEDGER_OVER_CAP;
+        goto refused;
+    case AIPROXY_LEASE_NONE:
+        break;
+    }
     rc = aiproxy_ledger_reserve(aiproxy_child_ledger(), r->pool, st->email,
                                 st->month, st->id, st->reserved, st->cap,
                                 now_ms, now_ms + (apr_int64_t)g->hold_ttl * 1000,
@@ -278,6 +300,7 @@ static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)
                                 &st->month_state, &err);
     if (rc == AIPROXY_LEDGER_DOWN)
         return store_unavailable(r, st, err);
+refused:
     if (rc == AIPROXY_LEDGER_OVER_CAP) {
         if (spent_memo && st->month_state.spent >= st->cap) {
             spent_entry_t e;

@@ -54,6 +54,10 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->rate_window = 60;
     g->region = "local";
     g->upstream_headers = apr_array_make(p, 4, sizeof(const char *));
+    g->lease_flush_ms = 250;
+    g->lease_idle = 60;
+    g->lease_ttl = 300;
+    g->lease_slots = 4096;
     return g;
 }
 
@@ -227,6 +231,22 @@ static const char *set_int(cmd_parms *cmd, void *dc, const char *arg)
         if (!(err = aiproxy_cfg_int(cmd, arg, 0, 36500, &v)))
             g->record_retention = (int)v;
     }
+    else if (!strcasecmp(name, "AIProxyLeaseFlush")) {
+        if (!(err = aiproxy_cfg_int(cmd, arg, 10, 60000, &v)))
+            g->lease_flush_ms = (int)v;
+    }
+    else if (!strcasecmp(name, "AIProxyLeaseIdle")) {
+        if (!(err = aiproxy_cfg_int(cmd, arg, 1, 86400, &v)))
+            g->lease_idle = (int)v;
+    }
+    else if (!strcasecmp(name, "AIProxyLeaseTTL")) {
+        if (!(err = aiproxy_cfg_int(cmd, arg, 2, 86400, &v)))
+            g->lease_ttl = (int)v;
+    }
+    else if (!strcasecmp(name, "AIProxyLeaseSlots")) {
+        if (!(err = aiproxy_cfg_int(cmd, arg, 16, 1 << 20, &v)))
+            g->lease_slots = (int)v;
+    }
     else if (!strcasecmp(name, "AIProxyCacheTTL")) {
         if (!(err = aiproxy_cfg_int(cmd, arg, 0, 30 * 86400, &v)))
             g->cache_ttl = (int)v;
@@ -288,6 +308,39 @@ static const char *set_rate_limit(cmd_parms *cmd, void *dc, const char *n,
         return err;
     g->rate_limit = (int)v;
     g->rate_window = (int)w;
+    return NULL;
+}
+
+static const char *set_lease_size(cmd_parms *cmd, void *dc, const char *usd)
+{
+    const char *err = aiproxy_cfg_global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if ((err = aiproxy_money_parse(cmd->pool, usd,
+                                   &aiproxy_cfg_global(cmd)->lease_size)))
+        return apr_pstrcat(cmd->pool, "AIProxyLeaseSize: ", err, NULL);
+    return NULL;
+}
+
+/* Names this host's leases in the store: letters, digits, '-' and '_'
+ * only, since it becomes part of a field name. */
+static const char *set_host_id(cmd_parms *cmd, void *dc, const char *id)
+{
+    const char *err = aiproxy_cfg_global_only(cmd);
+    const char *c;
+
+    (void)dc;
+    if (err)
+        return err;
+    for (c = id; *c; c++)
+        if (!apr_isalnum(*c) && *c != '-' && *c != '_')
+            break;
+    if (!*id || *c || strlen(id) > 64)
+        return apr_psprintf(cmd->pool, "AIProxyHostId: '%s' is not 1 to 64 "
+                            "letters, digits, '-' or '_'", id);
+    aiproxy_cfg_global(cmd)->host_id = id;
     return NULL;
 }
 
@@ -460,6 +513,19 @@ const command_rec aiproxy_directives[] = {
                  ACCESS_CONF, "cache byte-identical embeddings requests"),
     AP_INIT_TAKE2("AIProxyRateLimit", set_rate_limit, NULL, RSRC_CONF,
                   "REQUESTS SECONDS: sliding window per user (0 = off)"),
+    AP_INIT_TAKE1("AIProxyLeaseSize", set_lease_size, NULL, RSRC_CONF,
+                  "USD a host takes from a user's budget at once (0: a store "
+                  "hold per request)"),
+    AP_INIT_TAKE1("AIProxyLeaseFlush", set_int, NULL, RSRC_CONF,
+                  "milliseconds between writes of leased spending (250)"),
+    AP_INIT_TAKE1("AIProxyLeaseIdle", set_int, NULL, RSRC_CONF,
+                  "seconds after which an unused lease returns (60)"),
+    AP_INIT_TAKE1("AIProxyLeaseTTL", set_int, NULL, RSRC_CONF,
+                  "seconds a lease outlives its host's last write (300)"),
+    AP_INIT_TAKE1("AIProxyLeaseSlots", set_int, NULL, RSRC_CONF,
+                  "users one host holds leases for at once (4096)"),
+    AP_INIT_TAKE1("AIProxyHostId", set_host_id, NULL, RSRC_CONF,
+                  "names this host's leases (the hostname)"),
     AP_INIT_TAKE1("AIProxyRegion", set_region, NULL, RSRC_CONF,
                   "label reported by /health (local)"),
     AP_INIT_ITERATE("AIProxyEndpoints", aiproxy_config_add_endpoint, NULL, ACCESS_CONF,

@@ -83,6 +83,13 @@ typedef struct {
                                              on beyond the built-in list */
     int record_retention;           /* days request records are kept; 0:
                                        for ever */
+    /* Budget leases (aiproxy_lease.c). */
+    aiproxy_money_t lease_size;     /* 0: a store hold per request */
+    int lease_flush_ms;
+    int lease_idle;                 /* seconds */
+    int lease_ttl;                  /* seconds */
+    int lease_slots;                /* users a host leases for at once */
+    const char *host_id;            /* NULL: the machine's hostname */
 } aiproxy_global_t;
 
 /* Per <Location>: a gateway route. */

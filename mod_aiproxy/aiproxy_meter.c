@@ -13,6 +13,7 @@
 
 #include "aiproxy_cache.h"
 #include "aiproxy_jscan.h"
+#include "aiproxy_lease.h"
 #include "aiproxy_meter.h"
 #include "aiproxy_meter_int.h"
 #include "aiproxy_reply.h"
@@ -99,6 +100,20 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
     rec.held = 1;
     apr_table_setn(r->notes, "aiproxy-cost",
                    aiproxy_money_format(r->pool, rec.cost));
+    if (st->ticket) {
+        /* On a lease: settled here, written with the lease's next write;
+         * the record goes to the writer now. */
+        aiproxy_lease_settle(st, rec.cost, aiproxy_ledger_counts(&rec),
+                             &st->month_state);
+        st->meter.cost = rec.cost;
+        if (!ledger || aiproxy_ledger_put_record(ledger, r->pool, &rec, &err)
+                       != AIPROXY_LEDGER_OK)
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01206)
+                          "no record for request %s of %s (cost %s USD, "
+                          "charged): %s", st->id, st->email,
+                          aiproxy_money_format(r->pool, rec.cost), err);
+        return;
+    }
     if (!ledger || aiproxy_ledger_settle(ledger, r->pool, &rec, &m, &err)
                    != AIPROXY_LEDGER_OK) {
         /* The hold expires by itself; the charge needs a human. */

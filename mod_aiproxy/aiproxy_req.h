@@ -73,7 +73,8 @@ typedef struct {
     apr_int64_t out_tokens;         /* and its output bound */
     aiproxy_money_t cap;
     aiproxy_money_t reserved;       /* the most it may cost: the hold */
-    int held;                       /* a hold exists in the store */
+    int held;                       /* a hold exists in the store, or: */
+    int ticket;                     /* taken from a lease: its ticket + 1 */
     aiproxy_month_t month_state;    /* as of admission, then settlement */
     apr_int64_t start_ms;
     aiproxy_fwd_t fwd;

@@ -20,6 +20,7 @@
 #include "aiproxy_admit.h"
 #include "aiproxy_body.h"
 #include "aiproxy_forward.h"
+#include "aiproxy_lease.h"
 #include "aiproxy_meter.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
@@ -57,6 +58,7 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     (void)plog;
     (void)ptemp;
     aiproxy_cache_pre_config(pconf);
+    aiproxy_lease_pre_config(pconf);
     return OK;
 }
 
@@ -65,6 +67,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 {
     (void)plog;
     if (aiproxy_counters_post_config(pconf, s) != OK ||
+        aiproxy_lease_post_config(pconf, s) != OK ||
         aiproxy_cache_post_config(pconf, ptemp, s,
                                   aiproxy_global(s)->cache_ttl) != OK)
         return !OK;
@@ -124,6 +127,7 @@ static void child_init(apr_pool_t *p, server_rec *s)
         /* Records are then written inline, as before: slower, not wrong. */
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, AIPLOGNO(01005)
                      "%s", err);
+    aiproxy_lease_child_init(p, s);
 }
 
 static void register_hooks(apr_pool_t *p)

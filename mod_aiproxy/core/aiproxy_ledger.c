@@ -1,5 +1,5 @@
-/* The ledger's connection: driver set-up, the client pool, the lease, the
- * one retry rule and the store primitives the other ledger files use. */
+/* The ledger's connection: driver set-up, the client pool, a connection
+ * held per operation, the one retry rule and the store primitives the other ledger files use. */
 #include <string.h>
 #include <apr_strings.h>
 
@@ -94,8 +94,8 @@ aiproxy_ledger_t *aiproxy_ledger_open(apr_pool_t *p, const char *uri,
     return l;
 }
 
-int aiproxy_ledger_lease(aiproxy_ledger_t *l, const char *collection,
-                         aiproxy_lease_t *ls, const char **err)
+int aiproxy_ledger_conn(aiproxy_ledger_t *l, const char *collection,
+                         aiproxy_conn_t *ls, const char **err)
 {
     ls->l = l;
     ls->client = mongoc_client_pool_pop(l->pool);
@@ -107,13 +107,13 @@ int aiproxy_ledger_lease(aiproxy_ledger_t *l, const char *collection,
     return 1;
 }
 
-void aiproxy_ledger_unlease(aiproxy_lease_t *ls)
+void aiproxy_ledger_conn_done(aiproxy_conn_t *ls)
 {
     mongoc_collection_destroy(ls->coll);
     mongoc_client_pool_push(ls->l->pool, ls->client);
 }
 
-mongoc_collection_t *aiproxy_ledger_coll(aiproxy_lease_t *ls,
+mongoc_collection_t *aiproxy_ledger_coll(aiproxy_conn_t *ls,
                                          const char *collection)
 {
     return mongoc_client_get_collection(ls->client, ls->l->db, collection);
@@ -227,14 +227,14 @@ aiproxy_ledger_rc_t aiproxy_ledger_each_doc(apr_pool_t *p, aiproxy_ledger_t *l,
 {
     each_op_t o = { p, NULL, filter, opts, pipeline, start, each, baton };
     bson_error_t error;
-    aiproxy_lease_t ls;
+    aiproxy_conn_t ls;
     int ok;
 
-    if (!aiproxy_ledger_lease(l, collection, &ls, err))
+    if (!aiproxy_ledger_conn(l, collection, &ls, err))
         return AIPROXY_LEDGER_DOWN;
     o.coll = ls.coll;
     ok = aiproxy_ledger_retry(each_op, &o, &error);
-    aiproxy_ledger_unlease(&ls);
+    aiproxy_ledger_conn_done(&ls);
     if (!ok) {
         *err = aiproxy_ledger_describe(p, &error);
         return AIPROXY_LEDGER_DOWN;
@@ -452,7 +452,7 @@ int aiproxy_ledger_delete(mongoc_collection_t *coll, const bson_t *filter,
 }
 
 typedef struct {
-    aiproxy_lease_t *ls;
+    aiproxy_conn_t *ls;
     const bson_t *cmd;
 } ping_op_t;
 
@@ -469,16 +469,16 @@ aiproxy_ledger_rc_t aiproxy_ledger_ping(aiproxy_ledger_t *l, apr_pool_t *p,
 {
     bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
     bson_error_t error;
-    aiproxy_lease_t ls;
+    aiproxy_conn_t ls;
     int ok = 0;
 
-    if (aiproxy_ledger_lease(l, AIPROXY_LEDGER_USERS, &ls, err)) {
+    if (aiproxy_ledger_conn(l, AIPROXY_LEDGER_USERS, &ls, err)) {
         ping_op_t o = { &ls, cmd };
 
         ok = aiproxy_ledger_retry(ping_op, &o, &error);
         if (!ok)
             *err = aiproxy_ledger_describe(p, &error);
-        aiproxy_ledger_unlease(&ls);
+        aiproxy_ledger_conn_done(&ls);
     }
     bson_destroy(cmd);
     return ok ? AIPROXY_LEDGER_OK : AIPROXY_LEDGER_DOWN;

@@ -113,6 +113,60 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
                                           aiproxy_month_t *m,
                                           const char **err);
 
+/* ---- Budget leases (aiproxy_ledger_lease.c) ----
+ * A host's lease is a hold in the month document named by the host (and
+ * its start), {l: true, a: amount, s: sequence, f/n: ceilings and requests
+ * in flight at its last write, x: expiry, h: host}, counted in load and
+ * reserved like any hold. The host admits requests from it in shared
+ * memory and writes what they spent in batches. */
+typedef struct {
+    const char *email, *month;
+    const char *lease;          /* the hold's name */
+    const char *host;           /* for people reading the store */
+    apr_int64_t seq;            /* the hold's s as last written; 0: no hold */
+    aiproxy_money_t spent;      /* settled on this host since that write */
+    aiproxy_money_t spent_unbacked; /* the part of it no hold covers (its
+                                       hold was swept): charged anew */
+    apr_int64_t requests;       /* counted since */
+    aiproxy_money_t grow;       /* > 0: taken under cap; < 0: given back */
+    aiproxy_money_t cap;
+    aiproxy_money_t inflight;   /* ceilings in flight now */
+    apr_int64_t inflight_n;
+    apr_int64_t now_ms, expires_ms;
+} aiproxy_lease_op_t;
+
+/* One write of a lease: moves op->spent from reserved into spent (load
+ * unchanged), adds op->requests, grows (only if load + grow stays within
+ * cap) or shrinks the hold, renews its expiry, and makes its sequence
+ * seq + 1. Exactly once: it applies only where the hold's sequence is
+ * seq, so a try whose reply was lost is recognised by the next (s is
+ * already seq + 1) and not applied again. OK: *m (and *load) is the month
+ * after it. OVER_CAP: the growth does not fit (expired holds were swept on
+ * the way, and did not make room); nothing was written and *m, *load are
+ * the month as it stands. NOT_FOUND: the hold is gone (it expired and was
+ * swept) though seq > 0; nothing written. */
+aiproxy_ledger_rc_t aiproxy_ledger_lease_write(aiproxy_ledger_t *l,
+                                               apr_pool_t *p,
+                                               const aiproxy_lease_op_t *op,
+                                               aiproxy_month_t *m,
+                                               aiproxy_money_t *load,
+                                               const char **err);
+
+/* Removes a lease's hold once it holds nothing (a == 0) at sequence seq. */
+aiproxy_ledger_rc_t aiproxy_ledger_lease_drop(aiproxy_ledger_t *l,
+                                              apr_pool_t *p, const char *email,
+                                              const char *month,
+                                              const char *lease,
+                                              apr_int64_t seq,
+                                              const char **err);
+
+/* Writes (or queues for the writer) the record of a request settled on a
+ * lease: its money reaches the month with the lease's next write. */
+aiproxy_ledger_rc_t aiproxy_ledger_put_record(aiproxy_ledger_t *l,
+                                              apr_pool_t *p,
+                                              const aiproxy_record_t *rec,
+                                              const char **err);
+
 typedef struct {
     const char *email, *month;
     aiproxy_money_t spent, reserved;

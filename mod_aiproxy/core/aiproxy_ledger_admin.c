@@ -62,14 +62,14 @@ static int update_user(aiproxy_ledger_t *l, apr_pool_t *p, const bson_t *filter,
 {
     apr_int64_t matched = 0;
     bson_error_t error;
-    aiproxy_lease_t ls;
+    aiproxy_conn_t ls;
     int ok;
 
-    if (!aiproxy_ledger_lease(l, AIPROXY_LEDGER_USERS, &ls, err))
+    if (!aiproxy_ledger_conn(l, AIPROXY_LEDGER_USERS, &ls, err))
         return -1;
     ok = aiproxy_ledger_update(ls.coll, filter, update, upsert, 0, &matched,
                                NULL, &error);
-    aiproxy_ledger_unlease(&ls);
+    aiproxy_ledger_conn_done(&ls);
     if (!ok) {
         *err = aiproxy_ledger_describe(p, &error);
         return -1;
@@ -103,15 +103,15 @@ static int create_revoked(aiproxy_ledger_t *l, apr_pool_t *p,
     bson_t *fresh = BCON_NEW("_id", BCON_UTF8(email),
                              "revoked_at", BCON_INT64(now));
     bson_error_t error;
-    aiproxy_lease_t ls;
+    aiproxy_conn_t ls;
     int ok;
 
-    if (!aiproxy_ledger_lease(l, AIPROXY_LEDGER_USERS, &ls, err)) {
+    if (!aiproxy_ledger_conn(l, AIPROXY_LEDGER_USERS, &ls, err)) {
         bson_destroy(fresh);
         return -1;
     }
     ok = aiproxy_ledger_insert(ls.coll, (const bson_t **)&fresh, 1, &error);
-    aiproxy_ledger_unlease(&ls);
+    aiproxy_ledger_conn_done(&ls);
     bson_destroy(fresh);
     if (ok)
         return 1;
@@ -132,13 +132,13 @@ aiproxy_ledger_rc_t aiproxy_ledger_revoke(aiproxy_ledger_t *l, apr_pool_t *p,
     for (attempt = 0; attempt < 16; attempt++) {
         bson_t doc, *filter, *update;
         apr_int64_t want = now;
-        aiproxy_lease_t ls;
+        aiproxy_conn_t ls;
         int got, rc;
 
-        if (!aiproxy_ledger_lease(l, AIPROXY_LEDGER_USERS, &ls, err))
+        if (!aiproxy_ledger_conn(l, AIPROXY_LEDGER_USERS, &ls, err))
             return AIPROXY_LEDGER_DOWN;
         got = aiproxy_ledger_find_by_id(p, ls.coll, email, &doc, err);
-        aiproxy_ledger_unlease(&ls);
+        aiproxy_ledger_conn_done(&ls);
         if (got < 0)
             return AIPROXY_LEDGER_DOWN;
         if (got == 0) {
@@ -186,14 +186,14 @@ aiproxy_ledger_rc_t aiproxy_ledger_purge_records(aiproxy_ledger_t *l,
                                                  const char **err)
 {
     bson_error_t error;
-    aiproxy_lease_t ls;
+    aiproxy_conn_t ls;
     int ok;
 
     *deleted = 0;
-    if (!aiproxy_ledger_lease(l, AIPROXY_LEDGER_REQUESTS, &ls, err))
+    if (!aiproxy_ledger_conn(l, AIPROXY_LEDGER_REQUESTS, &ls, err))
         return AIPROXY_LEDGER_DOWN;
     ok = aiproxy_ledger_delete_records(ls.coll, before_ms, deleted, &error);
-    aiproxy_ledger_unlease(&ls);
+    aiproxy_ledger_conn_done(&ls);
     if (!ok)
         *err = aiproxy_ledger_describe(p, &error);
     return ok ? AIPROXY_LEDGER_OK : AIPROXY_LEDGER_DOWN;

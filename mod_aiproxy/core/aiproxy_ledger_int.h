@@ -1,5 +1,5 @@
 /* What the ledger's files share, and nothing outside them includes: the
- * connection lease, the one retry rule, the store primitives built on it
+ * connection held for one operation, the one retry rule, the store primitives built on it
  * and the bson readers. Only the aiproxy_ledger*.c files include mongoc. */
 #ifndef AIPROXY_LEDGER_INT_H
 #define AIPROXY_LEDGER_INT_H
@@ -32,18 +32,18 @@ struct aiproxy_ledger {
 void aiproxy_ledger_log(int level, const char *domain, const char *message);
 
 /* A client held for one operation only, as libmongoc's pool example does;
- * coll is the collection named at lease time. */
+ * coll is the collection named when it was taken. */
 typedef struct {
     aiproxy_ledger_t *l;
     mongoc_client_t *client;
     mongoc_collection_t *coll;
-} aiproxy_lease_t;
+} aiproxy_conn_t;
 
-int aiproxy_ledger_lease(aiproxy_ledger_t *l, const char *collection,
-                         aiproxy_lease_t *ls, const char **err);
-void aiproxy_ledger_unlease(aiproxy_lease_t *ls);
-/* Another collection on the leased client; the caller destroys it. */
-mongoc_collection_t *aiproxy_ledger_coll(aiproxy_lease_t *ls,
+int aiproxy_ledger_conn(aiproxy_ledger_t *l, const char *collection,
+                         aiproxy_conn_t *ls, const char **err);
+void aiproxy_ledger_conn_done(aiproxy_conn_t *ls);
+/* Another collection on the held client; the caller destroys it. */
+mongoc_collection_t *aiproxy_ledger_coll(aiproxy_conn_t *ls,
                                          const char *collection);
 
 /* One store call: 1 done, 0 failed with *error set. It may run twice, so
@@ -109,6 +109,26 @@ int aiproxy_ledger_insert(mongoc_collection_t *coll, const bson_t **docs,
 /* delete_many; *deleted may be NULL. 1 on success. */
 int aiproxy_ledger_delete(mongoc_collection_t *coll, const bson_t *filter,
                           apr_int64_t *deleted, bson_error_t *error);
+
+/* ---- The money's shared steps (aiproxy_ledger_money.c) ---- */
+
+/* Creates the month document unless it exists. Create first, then update
+ * conditionally: an upsert whose condition fails on an existing document
+ * would try to insert a duplicate instead. A concurrent creator's
+ * duplicate-key error is harmless. 0 on a store error. */
+int aiproxy_ledger_create_month(apr_pool_t *p, mongoc_collection_t *coll,
+                                const char *key, const char *email,
+                                const char *month, const char **err);
+
+/* Settles the expired holds of the month document doc (key); see
+ * aiproxy_ledger_money.c. Returns the money it released from load. */
+aiproxy_money_t aiproxy_ledger_sweep(apr_pool_t *p, aiproxy_conn_t *ls,
+                                     const char *key, const bson_t *doc,
+                                     apr_int64_t now_ms, aiproxy_month_t *m);
+
+/* Writes the request record now, or queues it for the writer. */
+int aiproxy_ledger_insert_record(apr_pool_t *p, aiproxy_conn_t *ls,
+                                 const aiproxy_record_t *r, const char **err);
 
 /* ---- bson readers ---- */
 

@@ -12,6 +12,21 @@
  * hundred is plenty; the list costs ~17 KB per month document. */
 #define DONE_KEEP 512
 
+int aiproxy_ledger_create_month(apr_pool_t *p, mongoc_collection_t *coll,
+                                const char *key, const char *email,
+                                const char *month, const char **err)
+{
+    bson_t *fresh = BCON_NEW("_id", BCON_UTF8(key),
+                             "email", BCON_UTF8(email),
+                             "month", BCON_UTF8(month),
+                             "spent", BCON_INT64(0),
+                             "reserved", BCON_INT64(0),
+                             "load", BCON_INT64(0),
+                             "requests", BCON_INT64(0),
+                             "holds", "{", "}");
+    return aiproxy_ledger_create(p, coll, fresh, err);
+}
+
 bson_t *aiproxy_ledger_record_doc(const aiproxy_record_t *r)
 {
     return BCON_NEW("_id", BCON_UTF8(r->id),
@@ -81,7 +96,7 @@ static void log_line(int level, const char *what, const char *id,
  * settlement of the same request inserts its own record only if none is
  * there, so whichever lands first, the record says what the month was
  * charged. */
-static void put_swept_record(aiproxy_lease_t *ls, const aiproxy_record_t *r)
+static void put_swept_record(aiproxy_conn_t *ls, const aiproxy_record_t *r)
 {
     mongoc_collection_t *coll = aiproxy_ledger_coll(ls,
                                                     AIPROXY_LEDGER_REQUESTS);
@@ -99,15 +114,19 @@ static void put_swept_record(aiproxy_lease_t *ls, const aiproxy_record_t *r)
 /* Settles holds whose expiry has passed: their child died or their request
  * outlived AIProxyHoldTTL. The upstream may have done the work, so each is
  * charged its amount (an estimated request record) and its id joins `done`,
- * so a late settlement charges nothing more. Each is atomic and guarded by
- * the hold's presence, so a racing settle or sweep cannot charge twice.
- * Adjusts *m by what it charged; returns how many it settled. */
-static int sweep_expired(apr_pool_t *p, aiproxy_lease_t *ls, const char *key,
+ * so a late settlement charges nothing more. A host's lease that expired
+ * (the host died, or lost the store for AIProxyLeaseTTL) is charged what
+ * it had in flight at its last write, `f` over `n` requests, and the rest
+ * of it is released. Each is atomic and guarded by the hold (its presence;
+ * a lease's sequence), so a racing settle, write or sweep cannot charge
+ * twice. Adjusts *m by what it charged; returns what it released from
+ * load (only leases release: a request's hold becomes spent). */
+aiproxy_money_t aiproxy_ledger_sweep(apr_pool_t *p, aiproxy_conn_t *ls, const char *key,
                          const bson_t *doc, apr_int64_t now_ms,
                          aiproxy_month_t *m)
 {
     bson_iter_t it, holds;
-    int swept = 0;
+    aiproxy_money_t released = 0;
 
     if (!bson_iter_init_find(&it, doc, "holds") ||
         !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &holds))
@@ -116,11 +135,12 @@ static int sweep_expired(apr_pool_t *p, aiproxy_lease_t *ls, const char *key,
         const uint8_t *data;
         uint32_t len;
         bson_t hold;
-        apr_int64_t amount, expiry, modified = 0;
+        apr_int64_t amount, expiry, modified = 0, charged, counted;
         const char *id, *field;
         bson_t *filter, *update;
         bson_error_t error;
         aiproxy_record_t rec;
+        int is_lease;
 
         if (!BSON_ITER_HOLDS_DOCUMENT(&holds))
             continue;
@@ -131,37 +151,59 @@ static int sweep_expired(apr_pool_t *p, aiproxy_lease_t *ls, const char *key,
         expiry = aiproxy_ledger_i64(&hold, "x");
         if (expiry > now_ms)
             continue;
+        is_lease = bson_iter_init_find(&it, &hold, "l") &&
+                   BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it);
+        charged = amount;
+        counted = 1;
+        if (is_lease) {
+            charged = aiproxy_ledger_i64(&hold, "f");
+            counted = aiproxy_ledger_i64(&hold, "n");
+            if (charged > amount)
+                charged = amount;
+        }
         id = apr_pstrdup(p, bson_iter_key(&holds));
         field = apr_pstrcat(p, "holds.", id, NULL);
-        filter = BCON_NEW("_id", BCON_UTF8(key), field, "{", "$exists",
-                          BCON_BOOL(true), "}");
-        /* load is unchanged: reserved money becomes spent money. */
+        filter = is_lease
+            ? BCON_NEW("_id", BCON_UTF8(key),
+                       apr_pstrcat(p, field, ".s", NULL),
+                       BCON_INT64(aiproxy_ledger_i64(&hold, "s")))
+            : BCON_NEW("_id", BCON_UTF8(key), field, "{", "$exists",
+                       BCON_BOOL(true), "}");
+        /* A request's hold: reserved money becomes spent, load unchanged.
+         * A lease: its unspent part leaves load. */
         update = BCON_NEW("$inc", "{", "reserved", BCON_INT64(-amount),
-                          "spent", BCON_INT64(amount),
-                          "requests", BCON_INT64(1), "}",
+                          "spent", BCON_INT64(charged),
+                          "load", BCON_INT64(charged - amount),
+                          "requests", BCON_INT64(counted), "}",
                           "$unset", "{", field, BCON_UTF8(""), "}");
-        append_done(update, id);
+        if (!is_lease)
+            append_done(update, id);
         if (aiproxy_ledger_update(ls->coll, filter, update, 0, 0, NULL,
                                   &modified, &error) && modified > 0) {
-            swept++;
-            m->spent += amount;
+            released += amount - charged;
+            m->spent += charged;
             m->reserved -= amount;
-            m->requests += 1;
-            memset(&rec, 0, sizeof(rec));
-            rec.id = id;
-            rec.email = aiproxy_ledger_str(p, doc, "email");
-            rec.month = aiproxy_ledger_str(p, doc, "month");
-            rec.endpoint = aiproxy_ledger_str(p, &hold, "e");  /* "" if old */
-            rec.model = aiproxy_ledger_str(p, &hold, "m");
-            rec.time_ms = now_ms;
-            rec.cost = rec.reserved = amount;
-            rec.estimated = 1;
-            put_swept_record(ls, &rec);
+            m->requests += counted;
+            if (charged > 0 || !is_lease) {
+                memset(&rec, 0, sizeof(rec));
+                rec.id = is_lease ? apr_psprintf(p, "%s-%" APR_INT64_T_FMT,
+                                        id, aiproxy_ledger_i64(&hold, "s"))
+                                  : id;
+                rec.email = aiproxy_ledger_str(p, doc, "email");
+                rec.month = aiproxy_ledger_str(p, doc, "month");
+                rec.endpoint = is_lease ? "lease"
+                                        : aiproxy_ledger_str(p, &hold, "e");
+                rec.model = aiproxy_ledger_str(p, &hold, "m");
+                rec.time_ms = now_ms;
+                rec.cost = rec.reserved = charged;
+                rec.estimated = 1;
+                put_swept_record(ls, &rec);
+            }
         }
         bson_destroy(update);
         bson_destroy(filter);
     }
-    return swept;
+    return released;
 }
 
 static int has_hold(const bson_t *doc, const char *id)
@@ -171,25 +213,6 @@ static int has_hold(const bson_t *doc, const char *id)
     return bson_iter_init_find(&it, doc, "holds") &&
            BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &sub) &&
            bson_iter_find(&sub, id);
-}
-
-/* Creates the month document unless it exists. Create first, then update
- * conditionally: an upsert whose condition fails on an existing document
- * would try to insert a duplicate instead. A concurrent creator's
- * duplicate-key error is harmless. 0 on a store error. */
-static int create_month(apr_pool_t *p, mongoc_collection_t *coll,
-                        const char *key, const char *email, const char *month,
-                        const char **err)
-{
-    bson_t *fresh = BCON_NEW("_id", BCON_UTF8(key),
-                             "email", BCON_UTF8(email),
-                             "month", BCON_UTF8(month),
-                             "spent", BCON_INT64(0),
-                             "reserved", BCON_INT64(0),
-                             "load", BCON_INT64(0),
-                             "requests", BCON_INT64(0),
-                             "holds", "{", "}");
-    return aiproxy_ledger_create(p, coll, fresh, err);
 }
 
 aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
@@ -220,11 +243,11 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
                               "m", BCON_UTF8(model ? model : ""), "}", "}");
     bson_t *fields = month_fields();
     aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
-    aiproxy_lease_t ls;
+    aiproxy_conn_t ls;
     int attempt, found;
 
     memset(m, 0, sizeof(*m));
-    if (!aiproxy_ledger_lease(l, AIPROXY_LEDGER_MONTHS, &ls, err))
+    if (!aiproxy_ledger_conn(l, AIPROXY_LEDGER_MONTHS, &ls, err))
         goto out;
     /* Try, then mend what may fail a try without the month being over the
      * cap (no document yet, a document inserted by a racing request but not
@@ -244,7 +267,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
         if (got < 0)
             goto done;
         if (got == 0) {
-            if (!create_month(p, ls.coll, key, email, month, err))
+            if (!aiproxy_ledger_create_month(p, ls.coll, key, email, month, err))
                 goto done;
             continue;
         }
@@ -256,17 +279,18 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
             goto done;
         }
         /* Over the cap only when the document says so. Expired holds are
-         * settled on the way, but charged, so they leave load as it was:
-         * sweeping never makes room. */
+         * settled on the way, but charged, so they leave load as it was;
+         * only an expired lease's unspent part makes room. */
         over = aiproxy_ledger_i64(&doc, "load") > cap - amount;
-        sweep_expired(p, &ls, key, &doc, now_ms, m);
+        if (aiproxy_ledger_sweep(p, &ls, key, &doc, now_ms, m) > 0)
+            over = 0;
         bson_destroy(&doc);
         if (over)
             break;
     }
     rc = AIPROXY_LEDGER_OVER_CAP;
 done:
-    aiproxy_ledger_unlease(&ls);
+    aiproxy_ledger_conn_done(&ls);
 out:
     bson_destroy(fields);
     bson_destroy(update);
@@ -276,8 +300,8 @@ out:
 
 /* Queues the record for the writer, or writes it inline. A record already
  * there (a retried insert that had landed, a swept hold's) is kept. */
-static int insert_record(apr_pool_t *p, aiproxy_lease_t *ls,
-                         const aiproxy_record_t *r, const char **err)
+int aiproxy_ledger_insert_record(apr_pool_t *p, aiproxy_conn_t *ls,
+                                 const aiproxy_record_t *r, const char **err)
 {
     bson_t *doc = aiproxy_ledger_record_doc(r);
     mongoc_collection_t *coll;
@@ -334,7 +358,7 @@ static int charge_unheld(apr_pool_t *p, mongoc_collection_t *coll,
             goto out;
         if (got == 0) {
             /* The month's first request, a cache hit. */
-            if (!create_month(p, coll, key, r->email, r->month, err))
+            if (!aiproxy_ledger_create_month(p, coll, key, r->email, r->month, err))
                 goto out;
             continue;
         }
@@ -355,7 +379,7 @@ out:
 
 /* 1 when the request record of id is in the store, 0 when not, -1 on a
  * store error. */
-static int record_exists(apr_pool_t *p, aiproxy_lease_t *ls, const char *id,
+static int record_exists(apr_pool_t *p, aiproxy_conn_t *ls, const char *id,
                          const char **err)
 {
     mongoc_collection_t *coll = aiproxy_ledger_coll(ls,
@@ -387,12 +411,12 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
                               "$unset", "{", hold, BCON_UTF8(""), "}");
     bson_t *fields = month_fields();
     aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
-    aiproxy_lease_t ls;
+    aiproxy_conn_t ls;
     int found = 0;
 
     append_done(update, r->id);
     memset(m, 0, sizeof(*m));
-    if (!aiproxy_ledger_lease(l, AIPROXY_LEDGER_MONTHS, &ls, err))
+    if (!aiproxy_ledger_conn(l, AIPROXY_LEDGER_MONTHS, &ls, err))
         goto out;
     if (r->held && !aiproxy_ledger_find_and_modify(p, ls.coll, filter, update,
                                                    fields, NULL, m, &found,
@@ -424,10 +448,10 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
         goto done;
     /* Also when already settled: the try whose reply was lost wrote no
      * record, and a record already there (a swept hold's) is kept. */
-    if (insert_record(p, &ls, r, err))
+    if (aiproxy_ledger_insert_record(p, &ls, r, err))
         rc = AIPROXY_LEDGER_OK;
 done:
-    aiproxy_ledger_unlease(&ls);
+    aiproxy_ledger_conn_done(&ls);
 out:
     bson_destroy(fields);
     bson_destroy(update);

@@ -46,12 +46,12 @@ aiproxy_ledger_rc_t aiproxy_ledger_rate(aiproxy_ledger_t *l, apr_pool_t *p,
     aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
     apr_int64_t oldest = now_ms;
     bson_t doc;
-    aiproxy_lease_t ls;
+    aiproxy_conn_t ls;
     int attempt, found, used = 0;
 
     *remaining = 0;
     *reset_ms = 0;
-    if (!aiproxy_ledger_lease(l, AIPROXY_LEDGER_RATES, &ls, err))
+    if (!aiproxy_ledger_conn(l, AIPROXY_LEDGER_RATES, &ls, err))
         goto out;
     for (attempt = 0; attempt < 4; attempt++) {
         int got;
@@ -98,7 +98,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_rate(aiproxy_ledger_t *l, apr_pool_t *p,
         *reset_ms = oldest + window_ms - now_ms;
     }
 done:
-    aiproxy_ledger_unlease(&ls);
+    aiproxy_ledger_conn_done(&ls);
 out:
     bson_destroy(update);
     bson_destroy(filter);

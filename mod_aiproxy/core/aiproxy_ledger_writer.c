@@ -59,11 +59,11 @@ static void writer_log(int level, apr_size_t n, const bson_error_t *e,
 static int writer_flush(writer_t *w, const bson_t **batch, apr_size_t n)
 {
     const char *err;
-    aiproxy_lease_t ls;
+    aiproxy_conn_t ls;
     bson_error_t error;
     int ok = 0;
 
-    if (!aiproxy_ledger_lease(w->l, AIPROXY_LEDGER_REQUESTS, &ls, &err)) {
+    if (!aiproxy_ledger_conn(w->l, AIPROXY_LEDGER_REQUESTS, &ls, &err)) {
         bson_set_error(&error, MONGOC_ERROR_CLIENT, 0,
                        "no free store connection");
     }
@@ -72,7 +72,7 @@ static int writer_flush(writer_t *w, const bson_t **batch, apr_size_t n)
          * failure: its id is unique. */
         ok = aiproxy_ledger_insert(ls.coll, batch, n, &error) ||
              error.code == AIPROXY_LEDGER_DUPLICATE;
-        aiproxy_ledger_unlease(&ls);
+        aiproxy_ledger_conn_done(&ls);
     }
     if (ok)
         return 1;
@@ -106,12 +106,12 @@ static void writer_drop(writer_t *w, apr_size_t n)
 static void writer_purge(writer_t *w, apr_time_t now)
 {
     const char *err;
-    aiproxy_lease_t ls;
+    aiproxy_conn_t ls;
     apr_int64_t deleted = 0;
     bson_error_t error;
     char msg[200];
 
-    if (!aiproxy_ledger_lease(w->l, AIPROXY_LEDGER_REQUESTS, &ls, &err))
+    if (!aiproxy_ledger_conn(w->l, AIPROXY_LEDGER_REQUESTS, &ls, &err))
         return;
     if (!aiproxy_ledger_delete_records(ls.coll, apr_time_as_msec(now) -
                                        w->retention_ms, &deleted, &error))
@@ -121,7 +121,7 @@ static void writer_purge(writer_t *w, apr_time_t now)
                      "record(s) older than the retention deleted", deleted);
         aiproxy_ledger_log(6, "aiproxy-writer", msg);
     }
-    aiproxy_ledger_unlease(&ls);
+    aiproxy_ledger_conn_done(&ls);
 }
 
 static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)

@@ -1,0 +1,116 @@
+"""Budget leases on one host: a user's requests are admitted from a slice of
+their budget this host holds in the store (a hold named by the host, `l:
+true`), settled locally and written in batches; the money in the store, the
+headers and the records agree once written; idle leases go back, and so
+does every lease when the server stops."""
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from conftest import PRICES
+from helpers import auth, new_email
+
+CHAT = "/openai/v1/chat/completions"
+LEASE = "AIProxyLeaseSize 0.50\nAIProxyLeaseFlush 100\nAIProxyHostId test-a\n"
+PICO = Decimal(10) ** 12
+
+
+def chat(gw, email, **extra):
+    body = {"model": "gpt-4o-mini", "max_tokens": 20,
+            "messages": [{"role": "user", "content": "lease me"}]}
+    body.update(extra)
+    return httpx.post(gw.url(CHAT), json=body, headers=auth(email), timeout=10)
+
+
+def pico(header):
+    return int(Decimal(header) * PICO)
+
+
+def month_of(gw, email):
+    return gw.store.client()[gw.db_name].months.find_one({"email": email})
+
+
+def leases(doc):
+    return {k: v for k, v in (doc or {}).get("holds", {}).items() if v.get("l")}
+
+
+def wait_month(gw, email, spent, requests, timeout=10):
+    """The month document once the host wrote what it spent."""
+    deadline = time.time() + timeout
+    while True:
+        doc = month_of(gw, email)
+        if doc and doc["spent"] == spent and doc["requests"] == requests:
+            return doc
+        if time.time() > deadline:
+            raise AssertionError("month never reached spent=%d requests=%d: %r"
+                                 % (spent, requests, doc))
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def leased(make_gateway):
+    return make_gateway(LEASE).start()
+
+
+def test_requests_are_admitted_from_a_lease_and_written_in_batches(leased):
+    email = new_email("lease")
+    costs = []
+    for _ in range(5):
+        r = chat(leased, email)
+        assert r.status_code == 200, r.text
+        costs.append(pico(r.headers["cost"]))
+        # Exact on one host: the store's figure plus what this host spent.
+        assert pico(r.headers["monthlyCost"]) == sum(costs)
+        assert int(r.headers["monthlyRequests"]) == len(costs)
+    doc = wait_month(leased, email, sum(costs), 5)
+    [(name, hold)] = leases(doc).items()
+    assert name.startswith("L-test-a-") and hold["h"] == "test-a"
+    # One slice of $0.50 covered all five: the hold is what is left of it,
+    # and load is spent plus that.
+    assert hold["a"] == pico("0.50") - sum(costs)
+    assert doc["reserved"] == hold["a"]
+    assert doc["load"] == doc["spent"] + doc["reserved"]
+    records = list(leased.db().requests.find({"email": email}))
+    assert sorted(x["cost"] for x in records) == sorted(costs)
+
+
+def test_a_request_larger_than_the_slice_takes_what_it_needs(make_gateway):
+    gw = make_gateway("AIProxyLeaseSize 0.000001\nAIProxyLeaseFlush 100\n").start()
+    email = new_email("big")
+    r = chat(gw, email, max_tokens=1000)
+    assert r.status_code == 200, r.text
+    doc = wait_month(gw, email, pico(r.headers["cost"]), 1)
+    # The lease grew to the request's ceiling, not to the slice size.
+    ceiling = 1000 * PRICES["gpt-4o-mini"]["output"]
+    [hold] = leases(doc).values()
+    assert hold["a"] + doc["spent"] >= ceiling
+
+
+def test_idle_leases_go_back(make_gateway):
+    gw = make_gateway(LEASE + "AIProxyLeaseIdle 1\n").start()
+    email = new_email("idle")
+    r = chat(gw, email)
+    assert r.status_code == 200
+    cost = pico(r.headers["cost"])
+    deadline = time.time() + 10
+    while leases(month_of(gw, email)) and time.time() < deadline:
+        time.sleep(0.1)
+    doc = month_of(gw, email)
+    assert leases(doc) == {}
+    assert doc["reserved"] == 0 and doc["load"] == cost == doc["spent"]
+
+
+def test_a_stopped_server_writes_everything_and_gives_leases_back(make_gateway):
+    gw = make_gateway(LEASE.replace("100", "60000")).start()   # no timely flush
+    email = new_email("stop")
+    total = 0
+    for _ in range(3):
+        r = chat(gw, email)
+        assert r.status_code == 200
+        total += pico(r.headers["cost"])
+    gw.stop()
+    doc = month_of(gw, email)
+    assert (doc["spent"], doc["requests"]) == (total, 3)
+    assert leases(doc) == {} and doc["reserved"] == 0
