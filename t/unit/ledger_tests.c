@@ -204,6 +204,116 @@ static void test_settle_once(apr_pool_t *p)
     CHECK_EQ(row.requests, 2);
 }
 
+static aiproxy_ledger_rc_t lease_write(apr_pool_t *p, const char *email,
+                                       const char *lease, apr_int64_t seq,
+                                       aiproxy_money_t spent,
+                                       apr_int64_t requests,
+                                       aiproxy_money_t grow,
+                                       aiproxy_money_t cap,
+                                       aiproxy_money_t inflight,
+                                       apr_int64_t expires,
+                                       aiproxy_month_t *m,
+                                       aiproxy_money_t *load)
+{
+    aiproxy_lease_op_t op;
+    const char *err = NULL;
+
+    memset(&op, 0, sizeof(op));
+    op.email = email;
+    op.month = MONTH;
+    op.lease = lease;
+    op.host = "test";
+    op.seq = seq;
+    op.spent = spent;
+    op.requests = requests;
+    op.grow = grow;
+    op.cap = cap;
+    op.inflight = inflight;
+    op.inflight_n = inflight > 0;
+    op.now_ms = NOW_MS;
+    op.expires_ms = expires;
+    return aiproxy_ledger_lease_write(ledger, p, &op, m, load, &err);
+}
+
+/* A lease grows only under the cap, spends from its hold without moving
+ * load, and a write sent twice (its reply lost) counts once. */
+static void test_lease_write_once(apr_pool_t *p)
+{
+    const char *who = "lease@example.org";
+    aiproxy_month_t m;
+    aiproxy_month_row_t row;
+    aiproxy_money_t load;
+
+    CHECK_EQ(lease_write(p, who, "L-a", 0, 0, 0, 60, 100, 0, LATER, &m,
+                         &load), AIPROXY_LEDGER_OK);
+    CHECK_EQ(load, 60);
+    CHECK_EQ(m.reserved, 60);
+    /* A per-request hold and another host's lease share the cap. */
+    CHECK_EQ(reserve(p, who, "r1", 30, 100, LATER, &m), AIPROXY_LEDGER_OK);
+    CHECK_EQ(lease_write(p, who, "L-b", 0, 0, 0, 11, 100, 0, LATER, &m,
+                         &load), AIPROXY_LEDGER_OVER_CAP);
+    CHECK_EQ(load, 90);
+    CHECK_EQ(lease_write(p, who, "L-b", 0, 0, 0, 10, 100, 0, LATER, &m,
+                         &load), AIPROXY_LEDGER_OK);
+    CHECK_EQ(load, 100);
+    /* Host a spent 25 over 3 requests: reserved becomes spent. */
+    CHECK_EQ(lease_write(p, who, "L-a", 1, 25, 3, 0, 100, 5, LATER, &m,
+                         &load), AIPROXY_LEDGER_OK);
+    CHECK_EQ(m.spent, 25);
+    CHECK_EQ(m.requests, 3);
+    CHECK_EQ(load, 100);
+    /* The same write again, as after a lost reply: recognised, not
+     * applied. */
+    CHECK_EQ(lease_write(p, who, "L-a", 1, 25, 3, 0, 100, 5, LATER, &m,
+                         &load), AIPROXY_LEDGER_OK);
+    CHECK(month_of(p, who, &row));
+    CHECK_EQ(row.spent, 25);
+    CHECK_EQ(row.requests, 3);
+    CHECK_EQ(row.reserved, 75);
+    /* Giving back 30 of what is left makes room. */
+    CHECK_EQ(lease_write(p, who, "L-a", 2, 0, 0, -30, 100, 5, LATER, &m,
+                         &load), AIPROXY_LEDGER_OK);
+    CHECK_EQ(load, 70);
+    /* An empty hold can be dropped; one holding money cannot. */
+    CHECK_EQ(aiproxy_ledger_lease_drop(ledger, p, who, MONTH, "L-b", 1,
+                                       &(const char *){NULL}),
+             AIPROXY_LEDGER_OK);
+    CHECK(month_of(p, who, &row));
+    CHECK_EQ(row.reserved, 45);
+    CHECK_EQ(lease_write(p, who, "L-b", 1, 0, 0, -10, 100, 0, LATER, &m,
+                         &load), AIPROXY_LEDGER_OK);
+    CHECK_EQ(aiproxy_ledger_lease_drop(ledger, p, who, MONTH, "L-b", 2,
+                                       &(const char *){NULL}),
+             AIPROXY_LEDGER_OK);
+    CHECK_EQ(lease_write(p, who, "L-b", 2, 0, 0, 0, 100, 0, LATER, &m,
+                         &load), AIPROXY_LEDGER_NOT_FOUND);
+}
+
+/* A dead host's lease, once expired, is charged what it had in flight at
+ * its last write and the rest released; its host learns it is gone. */
+static void test_lease_sweep(apr_pool_t *p)
+{
+    const char *who = "lease-sweep@example.org";
+    aiproxy_month_t m;
+    aiproxy_month_row_t row;
+    aiproxy_money_t load;
+
+    CHECK_EQ(lease_write(p, who, "L-dead", 0, 0, 0, 80, 100, 0, LATER, &m,
+                         &load), AIPROXY_LEDGER_OK);
+    /* Its last write: 10 spent, 15 in flight; then the host died. */
+    CHECK_EQ(lease_write(p, who, "L-dead", 1, 10, 1, 0, 100, 15, NOW_MS - 1,
+                         &m, &load), AIPROXY_LEDGER_OK);
+    /* Another host needs 50: only the sweep makes room. */
+    CHECK_EQ(lease_write(p, who, "L-live", 0, 0, 0, 50, 100, 0, LATER, &m,
+                         &load), AIPROXY_LEDGER_OK);
+    CHECK(month_of(p, who, &row));
+    CHECK_EQ(row.spent, 25);
+    CHECK_EQ(row.requests, 2);
+    CHECK_EQ(row.reserved, 50);
+    CHECK_EQ(lease_write(p, who, "L-dead", 2, 3, 1, 0, 100, 0, LATER, &m,
+                         &load), AIPROXY_LEDGER_NOT_FOUND);
+}
+
 static void test_sweep(apr_pool_t *p)
 {
     const char *who = "sweep@example.org";
@@ -483,6 +593,8 @@ int main(int argc, char **argv)
         { "reserve_concurrent", test_reserve_concurrent },
         { "settle_once", test_settle_once },
         { "sweep", test_sweep },
+        { "lease_write_once", test_lease_write_once },
+        { "lease_sweep", test_lease_sweep },
         { "rate", test_rate },
         { "listings", test_listings },
         { "admin", test_admin },
