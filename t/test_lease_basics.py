@@ -9,7 +9,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from conftest import PRICES
+from conftest import PRICES, Gateway
 from helpers import auth, new_email
 
 CHAT = "/openai/v1/chat/completions"
@@ -114,3 +114,80 @@ def test_a_stopped_server_writes_everything_and_gives_leases_back(make_gateway):
     doc = month_of(gw, email)
     assert (doc["spent"], doc["requests"]) == (total, 3)
     assert leases(doc) == {} and doc["reserved"] == 0
+
+
+@pytest.fixture
+def relayed(store, upstream):
+    """A leasing gateway that reaches the store through t/store_relay.py
+    (which counts messages and can lose a reply)."""
+    from store_relay import StoreRelay
+    from test_ledger_faults import RelayedStore
+    host, port = store.uri.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    relay = StoreRelay(host, int(port))
+    gw = Gateway(RelayedStore(store, relay), upstream,
+                 extra_conf=LEASE.replace("100", "60000") + "AIProxyUserCacheTTL 60\n")
+    gw.start()
+    yield gw, relay
+    gw.stop()
+    relay.stop()
+
+
+def test_the_request_path_makes_no_store_round_trip(relayed):
+    gw, relay = relayed
+    email = new_email("quiet")
+    # The month's first request takes the lease (and makes the month).
+    r = chat(gw, email)
+    assert r.status_code == 200
+    total = pico(r.headers["cost"])
+    relay.watch(b"findAndModify")
+    relay.watch(b"update")
+    relay.watch(b"find")
+    for _ in range(30):
+        r = chat(gw, email)
+        assert r.status_code == 200
+        total += pico(r.headers["cost"])
+    # Thirty more were admitted and settled from that slice in shared
+    # memory: no store write at all (no flush is due for a minute, records
+    # wait for the writer), and no read but the user's settings, once per
+    # child (StartServers 2) for AIProxyUserCacheTTL.
+    assert relay.count(b"findAndModify") == 0
+    assert relay.count(b"update") == 0
+    assert relay.count(b"find") <= 2
+    gw.stop()
+    doc = month_of(gw, email)
+    assert (doc["spent"], doc["requests"]) == (total, 31)
+
+
+@pytest.mark.expect_log(r"AIP01001", r"AIP02302")
+def test_a_lease_write_whose_reply_is_lost_counts_once(store, upstream):
+    from store_relay import StoreRelay
+    from test_ledger_faults import RelayedStore
+    host, port = store.uri.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    relay = StoreRelay(host, int(port))
+    gw = Gateway(RelayedStore(store, relay), upstream, extra_conf=LEASE)
+    try:
+        gw.start()
+        email = new_email("lost")
+        total = 0
+        r = chat(gw, email)
+        total += pico(r.headers["cost"])
+        wait_month(gw, email, total, 1)
+        # The next write of this lease lands, and its reply is lost.
+        relay.drop_reply(b"findAndModify", b"L-test-a-", email.encode())
+        for _ in range(3):
+            r = chat(gw, email)
+            assert r.status_code == 200
+            total += pico(r.headers["cost"])
+        deadline = time.time() + 10
+        while relay.dropped < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        assert relay.dropped == 1
+        # Sent again, the write finds its sequence moved on: counted once.
+        doc = wait_month(gw, email, total, 4)
+        time.sleep(0.5)
+        assert month_of(gw, email)["spent"] == total
+        [hold] = leases(doc).values()
+        assert hold["a"] + doc["spent"] == pico("0.50")
+    finally:
+        gw.stop()
+        relay.stop()

@@ -13,6 +13,10 @@
 #define WRITER_QUEUE 4096
 #define WRITER_BATCH 256
 #define WRITER_RETRY_MS 500
+/* Records gather this long before an insert: one round trip carries many
+ * (under load, a batch), where inserting on every wake-up would cost about
+ * one per response. */
+#define WRITER_GATHER_MS 100
 /* With a retention, each child's writer deletes older records at its
  * start and then this often: one cheap delete per child and hour. */
 #define WRITER_PURGE_EVERY apr_time_from_sec(3600)
@@ -152,6 +156,15 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
         }
         if (w->n == 0)
             break;
+        if (w->n < WRITER_BATCH && !w->stopping) {
+            apr_time_t until = apr_time_now() +
+                               apr_time_from_msec(WRITER_GATHER_MS);
+
+            while (w->n < WRITER_BATCH && !w->stopping &&
+                   apr_time_now() < until)
+                apr_thread_cond_timedwait(w->wake, w->lock,
+                                          until - apr_time_now());
+        }
         /* Only this thread removes records, so the head stays put while
          * the lock is released for the insert. */
         n = w->n < WRITER_BATCH ? w->n : WRITER_BATCH;
@@ -189,7 +202,7 @@ int aiproxy_ledger_writer_enqueue(aiproxy_ledger_t *l, bson_t *doc)
     if (w->n < WRITER_QUEUE && !w->stopping) {
         w->queue[w->n++] = doc;
         apr_atomic_inc32(w->pending);
-        if (w->n == 1)
+        if (w->n == 1 || w->n == WRITER_BATCH)
             apr_thread_cond_signal(w->wake);
         queued = 1;
     }
