@@ -71,6 +71,7 @@ typedef struct {
     pid_t flusher;              /* the child whose thread writes */
     apr_int64_t flusher_ms;     /* its last pass */
     pid_t live[LIVE_MAX];       /* children, for "the last one out" */
+    char leaving[LIVE_MAX];     /* ... and which of them are stopping */
     char name[96];              /* this host's lease name in the store */
     char host[72];
 } table_t;
@@ -608,7 +609,8 @@ static void charge_dead_tickets(apr_pool_t *p)
 }
 
 /* Decides, under the mutex, what slot i needs: 1 and *w begun when a
- * write, 2 when its (empty) hold can go, 0 when nothing. */
+ * write, 2 when its (empty) hold can go, 3 when another process is
+ * writing it, 0 when nothing. */
 static int slot_needs(int i, int giveall, write_t *w)
 {
     slot_t *sl = &slots[i];
@@ -618,7 +620,7 @@ static int slot_needs(int i, int giveall, write_t *w)
     if (sl->state != SLOT_LIVE)
         return 0;
     if (sl->busy)
-        return adopt_write(sl, w);
+        return adopt_write(sl, w) ? 1 : 3;
     idle = sl->inflight_n == 0 &&
            now - sl->last_use_ms > (apr_int64_t)conf->lease_idle * 1000;
     renew = sl->seq > 0 &&
@@ -642,73 +644,123 @@ static int slot_needs(int i, int giveall, write_t *w)
     return 0;
 }
 
-/* One pass over the table. giveall: every lease's free part goes back
+/* Leases written in one round trip by the flusher. */
+#define WRITE_BATCH 256
+
+/* Makes the writes begun on slots idx[0..n) in one round trip. */
+static void write_batch(apr_pool_t *p, const int *idx, write_t *w, int n,
+                        apr_int64_t deadline_ms)
+{
+    aiproxy_lease_op_t *ops = apr_palloc(p, n * sizeof(*ops));
+    aiproxy_ledger_rc_t *rcs = apr_palloc(p, n * sizeof(*rcs));
+    aiproxy_month_t *months = apr_palloc(p, n * sizeof(*months));
+    aiproxy_money_t *loads = apr_palloc(p, n * sizeof(*loads));
+    const char **errs = apr_palloc(p, n * sizeof(*errs));
+    apr_int64_t now = now_ms();
+    int k;
+
+    for (k = 0; k < n; k++) {
+        ops[k] = w[k].op;
+        ops[k].now_ms = now;
+        ops[k].expires_ms = now + (apr_int64_t)conf->lease_ttl * 1000;
+        rcs[k] = AIPROXY_LEDGER_DOWN;
+        errs[k] = "the child is stopping";
+    }
+    if (aiproxy_child_ledger() && (!deadline_ms || now < deadline_ms))
+        aiproxy_ledger_lease_write_many(aiproxy_child_ledger(), p, ops,
+                                        (apr_size_t)n, rcs, months, loads,
+                                        errs);
+    lock();
+    for (k = 0; k < n; k++)
+        write_end(&slots[idx[k]], idx[k], rcs[k], &months[k]);
+    unlock();
+    for (k = 0; k < n; k++)
+        if (rcs[k] != AIPROXY_LEDGER_OK) {
+            write_failed(rcs[k], errs[k]);
+            break;
+        }
+}
+
+/* Removes slot i's empty hold; the slot is free then unless a request came
+ * meanwhile. */
+static void drop_slot(apr_pool_t *p, int i)
+{
+    char email[KEY_MAX], *bar;
+    const char *err = "";
+    apr_int64_t seq;
+
+    lock();
+    apr_cpystrn(email, slots[i].key, sizeof(email));
+    seq = slots[i].seq;
+    unlock();
+    bar = strrchr(email, '|');
+    if (!bar || !aiproxy_child_ledger())
+        return;
+    *bar = '\0';
+    if (aiproxy_ledger_lease_drop(aiproxy_child_ledger(), p, email, bar + 1,
+                                  table->name, seq, &err)
+        != AIPROXY_LEDGER_OK) {
+        write_failed(AIPROXY_LEDGER_DOWN, err);
+        return;
+    }
+    lock();
+    if (slots[i].seq == seq && !slots[i].busy && slots[i].size == 0 &&
+        slots[i].inflight_n == 0 && !slots[i].unflushed_n &&
+        !slots[i].unflushed)
+        slots[i].state = SLOT_GONE;
+    unlock();
+}
+
+/* One pass over the table: every lease that needs a write gets it, in
+ * batches. giveall: every lease's free part goes back, and its hold then
  * (the last child of a stopping server). Stops at deadline_ms (0: none). */
 static void flush_pass(apr_pool_t *p, int giveall, apr_int64_t deadline_ms)
 {
-    apr_uint32_t i;
+    int *idx = apr_palloc(p, WRITE_BATCH * sizeof(int));
+    write_t *w = apr_palloc(p, WRITE_BATCH * sizeof(write_t));
+    int round;
 
     charge_dead_tickets(p);
-    for (i = 0; i < table->nslots; i++) {
-        int rounds;
+    /* A lease given back in one round has its empty hold dropped in the
+     * next; when giving all back, leases another stopping child is writing
+     * are waited for. */
+    for (round = 0; round < 20; round++) {
+        apr_uint32_t i;
+        int n = 0, did = 0, busy = 0;
 
-        if (slots[i].state != SLOT_LIVE)
-            continue;       /* a racy peek: a slot made meanwhile waits */
-        for (rounds = 0; rounds < 3; rounds++) {
-            aiproxy_month_t m;
-            aiproxy_money_t load;
-            aiproxy_ledger_rc_t rc;
-            const char *err = "";
-            write_t w;
+        for (i = 0; i < table->nslots; i++) {
             int need;
 
+            if (slots[i].state != SLOT_LIVE)
+                continue;       /* a racy peek: a slot made meanwhile waits */
             if (deadline_ms && now_ms() > deadline_ms)
-                return;
+                break;
             lock();
-            need = slot_needs((int)i, giveall, &w);
+            need = slot_needs((int)i, giveall, &w[n]);
             unlock();
-            if (need == 0)
-                break;
             if (need == 1) {
-                rc = write_run(p, (int)i, &w, &m, &load, &err);
-                if (rc != AIPROXY_LEDGER_OK) {
-                    write_failed(rc, err);
-                    if (rc != AIPROXY_LEDGER_NOT_FOUND)
-                        break;
-                }
-                continue;
+                idx[n++] = (int)i;
+                did = 1;
             }
-            /* An empty hold: dropped, then the slot is free unless a
-             * request came meanwhile. */
-            {
-                char email[KEY_MAX], *bar;
-                apr_int64_t seq;
-
-                lock();
-                apr_cpystrn(email, slots[i].key, sizeof(email));
-                seq = slots[i].seq;
-                unlock();
-                bar = strrchr(email, '|');
-                if (!bar || !aiproxy_child_ledger())
-                    break;
-                *bar = '\0';
-                if (aiproxy_ledger_lease_drop(aiproxy_child_ledger(), p,
-                                              email, bar + 1, table->name,
-                                              seq, &err)
-                    != AIPROXY_LEDGER_OK) {
-                    write_failed(AIPROXY_LEDGER_DOWN, err);
-                    break;
-                }
-                lock();
-                if (slots[i].seq == seq && !slots[i].busy &&
-                    slots[i].size == 0 && slots[i].inflight_n == 0 &&
-                    !slots[i].unflushed_n && !slots[i].unflushed)
-                    slots[i].state = SLOT_GONE;
-                unlock();
-                break;
+            else if (need == 2) {
+                drop_slot(p, (int)i);
+            }
+            else if (need == 3) {
+                busy = 1;
+            }
+            if (n == WRITE_BATCH) {
+                write_batch(p, idx, w, n, deadline_ms);
+                n = 0;
             }
         }
-        apr_pool_clear(p);
+        if (n)
+            write_batch(p, idx, w, n, deadline_ms);
+        if (!did && !(busy && giveall))
+            break;
+        if (!did)
+            apr_sleep(apr_time_from_msec(20));
+        if (deadline_ms && now_ms() > deadline_ms)
+            break;
     }
 }
 
@@ -771,13 +823,18 @@ static apr_status_t child_stop(void *data)
         apr_thread_join(&rv, flusher);
         flusher = NULL;
     }
+    /* The last one out gives the leases back: the server is stopping (or
+     * this generation ends in a graceful restart) when every other child
+     * is stopping too or gone. Two may both think so; giving back twice
+     * gives nothing the second time. */
     lock();
-    for (k = 0; k < LIVE_MAX; k++) {
+    for (k = 0; k < LIVE_MAX; k++)
         if (table->live[k] == me)
-            table->live[k] = 0;
-        else if (table->live[k] && !pid_dead(table->live[k]))
+            table->leaving[k] = 1;
+    for (k = 0; k < LIVE_MAX; k++)
+        if (table->live[k] && table->live[k] != me && !table->leaving[k] &&
+            !pid_dead(table->live[k]))
             last = 0;
-    }
     if (table->flusher == me)
         table->flusher = 0;
     unlock();
@@ -808,6 +865,7 @@ void aiproxy_lease_child_init(apr_pool_t *p, server_rec *s)
     for (k = 0; k < LIVE_MAX; k++)
         if (!table->live[k] || pid_dead(table->live[k])) {
             table->live[k] = me;
+            table->leaving[k] = 0;
             break;
         }
     unlock();

@@ -152,6 +152,18 @@ aiproxy_ledger_rc_t aiproxy_ledger_lease_write(aiproxy_ledger_t *l,
                                                aiproxy_money_t *load,
                                                const char **err);
 
+/* Several writes (of different months) in one round trip, as an unordered
+ * bulk of conditional updates; when every one matched, one more round trip
+ * reads the months back. Otherwise each is sent again on its own (which
+ * recognises a write that had landed), so rcs[i], months[i] and loads[i]
+ * mean what aiproxy_ledger_lease_write's would. */
+void aiproxy_ledger_lease_write_many(aiproxy_ledger_t *l, apr_pool_t *p,
+                                     const aiproxy_lease_op_t *ops,
+                                     apr_size_t n, aiproxy_ledger_rc_t *rcs,
+                                     aiproxy_month_t *months,
+                                     aiproxy_money_t *loads,
+                                     const char **errs);
+
 /* Removes a lease's hold once it holds nothing (a == 0) at sequence seq. */
 aiproxy_ledger_rc_t aiproxy_ledger_lease_drop(aiproxy_ledger_t *l,
                                               apr_pool_t *p, const char *email,

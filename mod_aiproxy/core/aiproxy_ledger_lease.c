@@ -27,25 +27,17 @@ static void read_after(const bson_t *doc, aiproxy_month_t *m,
     *load = aiproxy_ledger_i64(doc, "load");
 }
 
-aiproxy_ledger_rc_t aiproxy_ledger_lease_write(aiproxy_ledger_t *l,
-                                               apr_pool_t *p,
-                                               const aiproxy_lease_op_t *op,
-                                               aiproxy_month_t *m,
-                                               aiproxy_money_t *load,
-                                               const char **err)
+/* The filter and update of one lease write: applies only at the hold's
+ * expected sequence (or where there is no hold yet), and a growth only
+ * under the cap. */
+static void build_write(apr_pool_t *p, const aiproxy_lease_op_t *op,
+                        const char *key, bson_t *filter, bson_t **update)
 {
-    const char *key = aiproxy_ledger_month_key(p, op->email, op->month);
     const char *field = apr_pstrcat(p, "holds.", op->lease, NULL);
     const char *f_s = apr_pstrcat(p, field, ".s", NULL);
     aiproxy_money_t backed = op->spent - op->spent_unbacked;
-    bson_t *filter = bson_new(), *update, *fields;
-    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
-    aiproxy_conn_t ls;
     bson_t child;
-    int attempt, found;
 
-    memset(m, 0, sizeof(*m));
-    *load = 0;
     BSON_APPEND_UTF8(filter, "_id", key);
     if (op->seq > 0) {
         BSON_APPEND_INT64(filter, f_s, op->seq);
@@ -63,22 +55,40 @@ aiproxy_ledger_rc_t aiproxy_ledger_lease_write(aiproxy_ledger_t *l,
     }
     /* Backed spending moves from reserved to spent (load unchanged);
      * spending whose hold was swept is new load. */
-    update = BCON_NEW("$inc", "{", "spent", BCON_INT64(op->spent),
-                      "requests", BCON_INT64(op->requests),
-                      "reserved", BCON_INT64(op->grow - backed),
-                      "load", BCON_INT64(op->grow + op->spent_unbacked),
-                      apr_pstrcat(p, field, ".a", NULL),
-                      BCON_INT64(op->grow - backed), "}",
-                      "$set", "{", f_s, BCON_INT64(op->seq + 1),
-                      apr_pstrcat(p, field, ".l", NULL), BCON_BOOL(true),
-                      apr_pstrcat(p, field, ".f", NULL),
-                      BCON_INT64(op->inflight),
-                      apr_pstrcat(p, field, ".n", NULL),
-                      BCON_INT64(op->inflight_n),
-                      apr_pstrcat(p, field, ".x", NULL),
-                      BCON_INT64(op->expires_ms),
-                      apr_pstrcat(p, field, ".h", NULL),
-                      BCON_UTF8(op->host), "}");
+    *update = BCON_NEW("$inc", "{", "spent", BCON_INT64(op->spent),
+                       "requests", BCON_INT64(op->requests),
+                       "reserved", BCON_INT64(op->grow - backed),
+                       "load", BCON_INT64(op->grow + op->spent_unbacked),
+                       apr_pstrcat(p, field, ".a", NULL),
+                       BCON_INT64(op->grow - backed), "}",
+                       "$set", "{", f_s, BCON_INT64(op->seq + 1),
+                       apr_pstrcat(p, field, ".l", NULL), BCON_BOOL(true),
+                       apr_pstrcat(p, field, ".f", NULL),
+                       BCON_INT64(op->inflight),
+                       apr_pstrcat(p, field, ".n", NULL),
+                       BCON_INT64(op->inflight_n),
+                       apr_pstrcat(p, field, ".x", NULL),
+                       BCON_INT64(op->expires_ms),
+                       apr_pstrcat(p, field, ".h", NULL),
+                       BCON_UTF8(op->host), "}");
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_lease_write(aiproxy_ledger_t *l,
+                                               apr_pool_t *p,
+                                               const aiproxy_lease_op_t *op,
+                                               aiproxy_month_t *m,
+                                               aiproxy_money_t *load,
+                                               const char **err)
+{
+    const char *key = aiproxy_ledger_month_key(p, op->email, op->month);
+    bson_t *filter = bson_new(), *update, *fields;
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+    aiproxy_conn_t ls;
+    int attempt, found;
+
+    memset(m, 0, sizeof(*m));
+    *load = 0;
+    build_write(p, op, key, filter, &update);
     fields = BCON_NEW("spent", BCON_INT32(1), "reserved", BCON_INT32(1),
                       "requests", BCON_INT32(1), "load", BCON_INT32(1));
     if (!aiproxy_ledger_conn(l, AIPROXY_LEDGER_MONTHS, &ls, err))
@@ -200,4 +210,157 @@ aiproxy_ledger_rc_t aiproxy_ledger_put_record(aiproxy_ledger_t *l,
         aiproxy_ledger_conn_done(&ls);
     }
     return rc;
+}
+
+typedef struct {
+    mongoc_collection_t *coll;
+    bson_t **filters, **updates;
+    apr_size_t n;
+    apr_int64_t matched;
+} bulk_op_t;
+
+static int bulk_op(void *baton, bson_error_t *error)
+{
+    bulk_op_t *o = baton;
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+    mongoc_bulk_operation_t *bulk =
+        mongoc_collection_create_bulk_operation_with_opts(o->coll, opts);
+    bson_t reply;
+    apr_size_t i;
+    int ok = 1;
+
+    for (i = 0; ok && i < o->n; i++)
+        ok = mongoc_bulk_operation_update_one_with_opts(bulk, o->filters[i],
+                                                        o->updates[i], NULL,
+                                                        error);
+    if (ok) {
+        ok = mongoc_bulk_operation_execute(bulk, &reply, error) != 0;
+        o->matched = aiproxy_ledger_i64(&reply, "nMatched");
+        bson_destroy(&reply);
+    }
+    mongoc_bulk_operation_destroy(bulk);
+    bson_destroy(opts);
+    return ok;
+}
+
+typedef struct {
+    apr_hash_t *keys;           /* month key -> index + 1 */
+    aiproxy_month_t *m;
+    aiproxy_money_t *load;
+    int *read;
+} after_t;
+
+static void after_start(apr_pool_t *p, const bson_t *doc, void *baton)
+{
+    (void)p;
+    (void)doc;
+    (void)baton;
+}
+
+static void after_each(apr_pool_t *p, const bson_t *doc, void *baton)
+{
+    after_t *a = baton;
+    /* One write per month in a batch: a host has one lease per month. */
+    apr_size_t i = (apr_size_t)(apr_uintptr_t)apr_hash_get(
+                       a->keys, aiproxy_ledger_str(p, doc, "_id"),
+                       APR_HASH_KEY_STRING);
+
+    if (i > 0) {
+        read_after(doc, &a->m[i - 1], &a->load[i - 1]);
+        a->read[i - 1] = 1;
+    }
+}
+
+void aiproxy_ledger_lease_write_many(aiproxy_ledger_t *l, apr_pool_t *p,
+                                     const aiproxy_lease_op_t *ops,
+                                     apr_size_t n, aiproxy_ledger_rc_t *rcs,
+                                     aiproxy_month_t *months,
+                                     aiproxy_money_t *loads,
+                                     const char **errs)
+{
+    bulk_op_t o;
+    after_t a;
+    aiproxy_conn_t ls;
+    bson_error_t error;
+    bson_t *filter, ids;
+    const char *err = "";
+    apr_size_t i;
+    int ran = 0, all = 0;
+
+    memset(&o, 0, sizeof(o));
+    o.filters = apr_pcalloc(p, n * sizeof(bson_t *));
+    o.updates = apr_pcalloc(p, n * sizeof(bson_t *));
+    o.n = n;
+    a.keys = apr_hash_make(p);
+    a.m = months;
+    a.load = loads;
+    a.read = apr_pcalloc(p, n * sizeof(int));
+    memset(months, 0, n * sizeof(*months));
+    memset(loads, 0, n * sizeof(*loads));
+    for (i = 0; i < n; i++) {
+        const char *key = aiproxy_ledger_month_key(p, ops[i].email,
+                                                   ops[i].month);
+
+        o.filters[i] = bson_new();
+        build_write(p, &ops[i], key, o.filters[i], &o.updates[i]);
+        apr_hash_set(a.keys, key, APR_HASH_KEY_STRING,
+                     (void *)(apr_uintptr_t)(i + 1));
+        rcs[i] = AIPROXY_LEDGER_DOWN;
+        errs[i] = "";
+    }
+    if (aiproxy_ledger_conn(l, AIPROXY_LEDGER_MONTHS, &ls, &err)) {
+        o.coll = ls.coll;
+        if ((ran = aiproxy_ledger_retry(bulk_op, &o, &error)))
+            all = o.matched == (apr_int64_t)n;
+        else
+            err = aiproxy_ledger_describe(p, &error);
+        aiproxy_ledger_conn_done(&ls);
+    }
+    if (all) {
+        /* Every write landed: one read brings back the months as they
+         * stand, other hosts' spending included. */
+        apr_hash_index_t *hi;
+        apr_size_t k = 0;
+        bson_t in;
+
+        filter = bson_new();
+        BSON_APPEND_DOCUMENT_BEGIN(filter, "_id", &ids);
+        BSON_APPEND_ARRAY_BEGIN(&ids, "$in", &in);
+        for (hi = apr_hash_first(p, a.keys); hi; hi = apr_hash_next(hi)) {
+            const char *pos = apr_psprintf(p, "%" APR_SIZE_T_FMT, k++);
+
+            BSON_APPEND_UTF8(&in, pos, apr_hash_this_key(hi));
+        }
+        bson_append_array_end(&ids, &in);
+        bson_append_document_end(filter, &ids);
+        {
+            bson_t *opts = BCON_NEW("projection", "{", "spent", BCON_INT32(1),
+                                    "reserved", BCON_INT32(1),
+                                    "requests", BCON_INT32(1),
+                                    "load", BCON_INT32(1), "}");
+
+            if (aiproxy_ledger_each_doc(p, l, AIPROXY_LEDGER_MONTHS, filter,
+                                        opts, NULL, after_start, after_each,
+                                        &a, &err) != AIPROXY_LEDGER_OK)
+                memset(a.read, 0, n * sizeof(int));
+            bson_destroy(opts);
+        }
+        bson_destroy(filter);
+    }
+    for (i = 0; i < n; i++) {
+        if (all && a.read[i]) {
+            rcs[i] = AIPROXY_LEDGER_OK;
+        }
+        else if (ran) {
+            /* Not all matched (or the months could not be read back):
+             * each on its own, which recognises one that had landed. */
+            rcs[i] = aiproxy_ledger_lease_write(l, p, &ops[i], &months[i],
+                                                &loads[i], &errs[i]);
+        }
+        else {
+            errs[i] = err;
+        }
+        bson_destroy(o.filters[i]);
+        bson_destroy(o.updates[i]);
+    }
 }
