@@ -314,6 +314,57 @@ static void test_lease_sweep(apr_pool_t *p)
                          &load), AIPROXY_LEDGER_NOT_FOUND);
 }
 
+/* Writes of several users in one round trip; one already applied (its
+ * reply lost) is recognised, not applied again. */
+static void test_lease_write_many(apr_pool_t *p)
+{
+    const char *a = "many-a@example.org", *b = "many-b@example.org";
+    aiproxy_lease_op_t ops[2];
+    aiproxy_ledger_rc_t rcs[2];
+    aiproxy_month_t months[2], m;
+    aiproxy_money_t loads[2], load;
+    const char *errs[2];
+    aiproxy_month_row_t row;
+    int i;
+
+    CHECK_EQ(lease_write(p, a, "L-m", 0, 0, 0, 50, 100, 0, LATER, &m, &load),
+             AIPROXY_LEDGER_OK);
+    CHECK_EQ(lease_write(p, b, "L-m", 0, 0, 0, 50, 100, 0, LATER, &m, &load),
+             AIPROXY_LEDGER_OK);
+    memset(ops, 0, sizeof(ops));
+    for (i = 0; i < 2; i++) {
+        ops[i].email = i ? b : a;
+        ops[i].month = MONTH;
+        ops[i].lease = "L-m";
+        ops[i].host = "test";
+        ops[i].seq = 1;
+        ops[i].spent = 10 + i;
+        ops[i].requests = 1;
+        ops[i].cap = 100;
+        ops[i].now_ms = NOW_MS;
+        ops[i].expires_ms = LATER;
+    }
+    aiproxy_ledger_lease_write_many(ledger, p, ops, 2, rcs, months, loads,
+                                    errs);
+    CHECK_EQ(rcs[0], AIPROXY_LEDGER_OK);
+    CHECK_EQ(rcs[1], AIPROXY_LEDGER_OK);
+    CHECK_EQ(months[0].spent, 10);
+    CHECK_EQ(months[1].spent, 11);
+    CHECK_EQ(loads[1], 50);
+    /* Sent again: b's as is (its reply lost), a's as the next write. */
+    ops[0].seq = 2;
+    ops[0].spent = 5;
+    aiproxy_ledger_lease_write_many(ledger, p, ops, 2, rcs, months, loads,
+                                    errs);
+    CHECK_EQ(rcs[0], AIPROXY_LEDGER_OK);
+    CHECK_EQ(rcs[1], AIPROXY_LEDGER_OK);
+    CHECK(month_of(p, a, &row));
+    CHECK_EQ(row.spent, 15);
+    CHECK(month_of(p, b, &row));
+    CHECK_EQ(row.spent, 11);
+    CHECK_EQ(row.requests, 1);
+}
+
 static void test_sweep(apr_pool_t *p)
 {
     const char *who = "sweep@example.org";
@@ -595,6 +646,7 @@ int main(int argc, char **argv)
         { "sweep", test_sweep },
         { "lease_write_once", test_lease_write_once },
         { "lease_sweep", test_lease_sweep },
+        { "lease_write_many", test_lease_write_many },
         { "rate", test_rate },
         { "listings", test_listings },
         { "admin", test_admin },
