@@ -191,3 +191,33 @@ def test_a_lease_write_whose_reply_is_lost_counts_once(store, upstream):
     finally:
         gw.stop()
         relay.stop()
+
+
+def test_a_lowered_cap_takes_the_lease_back(leased):
+    """With AIProxyUserCacheTTL 0 (the tests' setting) a cap change is seen
+    by the next request: the lease gives back what it took under the old
+    cap and grows again only under the new one."""
+    email = new_email("lower")
+    first = chat(leased, email)
+    assert first.status_code == 200
+    spent = pico(first.headers["cost"])
+    # Room for nothing more: the slice the lease holds must not be spent.
+    leased.set_cap(email, spent)
+    r = chat(leased, email)
+    assert r.status_code == 429, r.text
+    assert r.json()["error"]["code"] == "insufficient_quota"
+    doc = wait_month(leased, email, spent, 1)
+    assert sum(h["a"] for h in leases(doc).values()) == 0
+    assert doc["load"] == spent
+    # Raised again: admitted.
+    leased.set_cap(email, pico("2"))
+    assert chat(leased, email).status_code == 200
+
+
+def test_a_revoked_user_is_refused_though_their_lease_has_room(leased):
+    email = new_email("revoked")
+    assert chat(leased, email).status_code == 200
+    leased.db().users.update_one({"_id": email}, {"$set": {
+        "revoked_at": int(time.time()) + 5}}, upsert=True)
+    r = chat(leased, email)
+    assert r.status_code == 401, r.text
