@@ -1183,14 +1183,23 @@ def stream_table(res):
 def goals(res):
     agg = aggregate(res["runs"])
     out = ["### Goals", ""]
-    a64 = agg.get(("mod_aiproxy", 64))
-    if a64 and a64["vs_proxy"] is not None:
-        out.append("- mod_aiproxy at ≥ 70%% of httpd proxy's req/s at c=64: **%.0f%%** — %s" % (
-            100 * a64["vs_proxy"], "met" if a64["vs_proxy"] >= 0.7 else "not met"))
-    a1 = agg.get(("mod_aiproxy", 1))
-    if a1 and a1["added_p50"] is not None:
-        out.append("- added p50 over the direct upstream at c=1 ≤ 0.3 ms: **%.3f ms** — %s" % (
-            a1["added_p50"], "met" if a1["added_p50"] <= 0.3 else "not met"))
+    # Issue 14's goals (budget leases): reported, not asserted.
+    for conc in (16, 64):
+        a = agg.get(("mod_aiproxy", conc))
+        if a and a["vs_proxy"] is not None:
+            out.append("- mod_aiproxy at ≥ 70%% (stretch 90%%) of httpd proxy's req/s at c=%d: "
+                       "**%.0f%%** — %s" % (conc, 100 * a["vs_proxy"],
+                                            "met" if a["vs_proxy"] >= 0.7 else "not met"))
+    a1, p1 = agg.get(("mod_aiproxy", 1)), agg.get(("httpd-proxy", 1))
+    if a1 and p1 and a1["added_p50"] is not None and p1["added_p50"] is not None:
+        over = a1["added_p50"] - p1["added_p50"]
+        out.append("- added p50 over plain mod_proxy at c=1 ≤ 0.2 ms: **%.3f ms** — %s" % (
+            over, "met" if over <= 0.2 else "not met"))
+    rt = res.get("store_round_trips")
+    if rt and rt.get("round_trips_per_request") is not None:
+        out.append("- store round trips per request ≤ 0.05: **%s** — %s" % (
+            rt["round_trips_per_request"],
+            "met" if rt["round_trips_per_request"] <= 0.05 else "not met"))
     peers = [n for n in ("portkey", "litellm") if res["targets"].get(n, {}).get("status") == "ok"]
     behind = []
     for n in peers:
