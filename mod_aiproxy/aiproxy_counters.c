@@ -49,7 +49,8 @@ static shared_t *shared;
 
 static const char *const stat_names[AIPROXY_STAT_COUNT] = {
     "requests", "cache_hits", "cache_misses", "cache_stores", "retries",
-    "rate_limited", "over_cap", "upstream_errors", "busy", "records_pending"
+    "rate_limited", "over_cap", "upstream_errors", "busy", "records_pending",
+    "leased", "lease_writes"
 };
 
 void aiproxy_stat_inc(aiproxy_stat_t which)

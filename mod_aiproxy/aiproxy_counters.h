@@ -17,6 +17,8 @@ typedef enum {
     AIPROXY_STAT_UPSTREAM_ERRORS,
     AIPROXY_STAT_BUSY,              /* large requests refused: child full */
     AIPROXY_STAT_RECORDS_PENDING,   /* a gauge: records not yet written */
+    AIPROXY_STAT_LEASED,            /* admitted from a lease: no round trip */
+    AIPROXY_STAT_LEASE_WRITES,      /* lease writes sent to the store */
     AIPROXY_STAT_COUNT
 } aiproxy_stat_t;
 void aiproxy_stat_inc(aiproxy_stat_t which);

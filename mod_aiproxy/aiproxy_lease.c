@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <apr_atomic.h>
 #include <apr_global_mutex.h>
 #include <apr_lib.h>
 #include <apr_shm.h>
@@ -360,6 +361,7 @@ static aiproxy_ledger_rc_t write_run(apr_pool_t *p, int i, write_t *w,
 
     w->op.now_ms = now_ms();
     w->op.expires_ms = w->op.now_ms + (apr_int64_t)conf->lease_ttl * 1000;
+    aiproxy_stat_inc(AIPROXY_STAT_LEASE_WRITES);
     if (!l) {
         *err = "no store connection pool";
         rc = AIPROXY_LEDGER_DOWN;
@@ -436,6 +438,7 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
             st->ticket = (int)(t - tickets) + 1;
             view(sl, m);
             unlock();
+            aiproxy_stat_inc(AIPROXY_STAT_LEASED);
             return AIPROXY_LEASE_TAKEN;
         }
         if (sl->busy && !adopt_write(sl, &w)) {
@@ -666,6 +669,9 @@ static void write_batch(apr_pool_t *p, const int *idx, write_t *w, int n,
         rcs[k] = AIPROXY_LEDGER_DOWN;
         errs[k] = "the child is stopping";
     }
+    if (aiproxy_stat_slot(AIPROXY_STAT_LEASE_WRITES))
+        apr_atomic_add32(aiproxy_stat_slot(AIPROXY_STAT_LEASE_WRITES),
+                         (apr_uint32_t)n);
     if (aiproxy_child_ledger() && (!deadline_ms || now < deadline_ms))
         aiproxy_ledger_lease_write_many(aiproxy_child_ledger(), p, ops,
                                         (apr_size_t)n, rcs, months, loads,

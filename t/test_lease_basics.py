@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conftest import PRICES, Gateway
-from helpers import auth, new_email
+from helpers import auth, new_email, stats
 
 CHAT = "/openai/v1/chat/completions"
 LEASE = "AIProxyLeaseSize 0.50\nAIProxyLeaseFlush 100\nAIProxyHostId test-a\n"
@@ -142,6 +142,7 @@ def test_the_request_path_makes_no_store_round_trip(relayed):
     relay.watch(b"findAndModify")
     relay.watch(b"update")
     relay.watch(b"find")
+    before = stats(gw)
     for _ in range(30):
         r = chat(gw, email)
         assert r.status_code == 200
@@ -153,6 +154,9 @@ def test_the_request_path_makes_no_store_round_trip(relayed):
     assert relay.count(b"findAndModify") == 0
     assert relay.count(b"update") == 0
     assert relay.count(b"find") <= 2
+    after = stats(gw)
+    assert after["leased"] - before["leased"] == 30
+    assert after["lease_writes"] == before["lease_writes"]
     gw.stop()
     doc = month_of(gw, email)
     assert (doc["spent"], doc["requests"]) == (total, 31)
