@@ -276,21 +276,11 @@ typedef struct {
     const char *month;
 } write_t;
 
-/* Marks sl busy with the write it is about to make; under the mutex. The
- * unflushed money moves into the write; money given back leaves free at
- * once, so no request is admitted from it meanwhile. */
-static void write_begin(slot_t *sl, aiproxy_money_t grow, write_t *w)
+/* The write recorded in sl (w_*), as the store's operation. */
+static void fill_op(const slot_t *sl, write_t *w)
 {
     char *bar;
 
-    sl->busy = getpid();
-    sl->w_spent = sl->unflushed;
-    sl->w_n = sl->unflushed_n;
-    sl->w_unbacked = sl->unbacked;
-    sl->w_grow = grow;
-    sl->unflushed = sl->unflushed_n = sl->unbacked = 0;
-    if (grow < 0)
-        sl->free += grow;
     memset(w, 0, sizeof(*w));
     apr_cpystrn(w->email, sl->key, sizeof(w->email));
     bar = strrchr(w->email, '|');
@@ -305,10 +295,26 @@ static void write_begin(slot_t *sl, aiproxy_money_t grow, write_t *w)
     w->op.spent = sl->w_spent;
     w->op.spent_unbacked = sl->w_unbacked;
     w->op.requests = sl->w_n;
-    w->op.grow = grow;
+    w->op.grow = sl->w_grow;
     w->op.cap = sl->cap;
     w->op.inflight = sl->inflight;
     w->op.inflight_n = sl->inflight_n;
+}
+
+/* Marks sl busy with the write it is about to make; under the mutex. The
+ * unflushed money moves into the write; money given back leaves free at
+ * once, so no request is admitted from it meanwhile. */
+static void write_begin(slot_t *sl, aiproxy_money_t grow, write_t *w)
+{
+    sl->busy = getpid();
+    sl->w_spent = sl->unflushed;
+    sl->w_n = sl->unflushed_n;
+    sl->w_unbacked = sl->unbacked;
+    sl->w_grow = grow;
+    sl->unflushed = sl->unflushed_n = sl->unbacked = 0;
+    if (grow < 0)
+        sl->free += grow;
+    fill_op(sl, w);
 }
 
 /* The write's outcome, under the mutex. */
@@ -375,22 +381,15 @@ static aiproxy_ledger_rc_t write_run(apr_pool_t *p, int i, write_t *w,
     return rc;
 }
 
-/* Finishes, under the mutex, the write of a process that died making it:
- * sent again, it lands once (the sequence says whether it had). */
+/* Takes over, under the mutex, the write of a process that died making
+ * it: the same write sent again lands once (the sequence says whether it
+ * had), so it must be exactly the same, not what is unflushed now. */
 static int adopt_write(slot_t *sl, write_t *w)
 {
-    aiproxy_money_t grow = sl->w_grow;
-
     if (!sl->busy || !pid_dead(sl->busy))
         return 0;
-    /* Undo its begin, then begin it again as ours. */
-    sl->unflushed += sl->w_spent;
-    sl->unflushed_n += sl->w_n;
-    sl->unbacked += sl->w_unbacked;
-    if (grow < 0)
-        sl->free -= grow;
-    sl->busy = 0;
-    write_begin(sl, grow, w);
+    sl->busy = getpid();
+    fill_op(sl, w);
     return 1;
 }
 
