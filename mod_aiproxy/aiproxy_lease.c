@@ -56,6 +56,9 @@ typedef struct {
     pid_t busy;
     aiproxy_money_t w_spent, w_unbacked, w_grow;
     apr_int64_t w_n;
+    /* w_* is a write whose outcome is unknown (the store did not answer):
+     * it is sent again exactly as it was, before anything else. */
+    int pending;
 } slot_t;
 
 typedef struct {
@@ -303,10 +306,15 @@ static void fill_op(const slot_t *sl, write_t *w)
 
 /* Marks sl busy with the write it is about to make; under the mutex. The
  * unflushed money moves into the write; money given back leaves free at
- * once, so no request is admitted from it meanwhile. */
+ * once, so no request is admitted from it meanwhile. A pending write goes
+ * first, unchanged (grow is then ignored). */
 static void write_begin(slot_t *sl, aiproxy_money_t grow, write_t *w)
 {
     sl->busy = getpid();
+    if (sl->pending) {
+        fill_op(sl, w);
+        return;
+    }
     sl->w_spent = sl->unflushed;
     sl->w_n = sl->unflushed_n;
     sl->w_unbacked = sl->unbacked;
@@ -346,7 +354,15 @@ static void write_end(slot_t *sl, int slot, aiproxy_ledger_rc_t rc,
             if (tickets[i].slot == (apr_uint32_t)slot + 1)
                 tickets[i].unbacked = 1;
     }
+    else if (rc == AIPROXY_LEDGER_DOWN) {
+        /* It may have landed: only the same write, sent again, can tell
+         * (a bigger one would be taken for it and its extra lost). */
+        sl->pending = 1;
+        sl->busy = 0;
+        return;
+    }
     else {
+        /* Refused (over the cap): nothing was written. */
         sl->unflushed += sl->w_spent;
         sl->unflushed_n += sl->w_n;
         sl->unbacked += sl->w_unbacked;
@@ -354,6 +370,7 @@ static void write_end(slot_t *sl, int slot, aiproxy_ledger_rc_t rc,
             sl->free -= sl->w_grow;
     }
     sl->w_spent = sl->w_n = sl->w_unbacked = sl->w_grow = 0;
+    sl->pending = 0;
     sl->busy = 0;
 }
 
@@ -450,7 +467,10 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
             apr_sleep(apr_time_from_msec(1));
             continue;
         }
-        if (!sl->busy) {
+        if (!sl->busy && sl->pending) {
+            write_begin(sl, 0, &w);
+        }
+        else if (!sl->busy) {
             if (st->cap < sl->cap) {
                 /* The cap went down: give back what was taken under the
                  * old one, then grow under the new. */
@@ -623,6 +643,10 @@ static int slot_needs(int i, int giveall, write_t *w)
         return 0;
     if (sl->busy)
         return adopt_write(sl, w) ? 1 : 3;
+    if (sl->pending) {
+        write_begin(sl, 0, w);
+        return 1;
+    }
     idle = sl->inflight_n == 0 &&
            now - sl->last_use_ms > (apr_int64_t)conf->lease_idle * 1000;
     renew = sl->seq > 0 &&
