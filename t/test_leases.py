@@ -189,6 +189,12 @@ def post(client, gw, email, b, extra=None, timeout=30):
     return Answer(r)
 
 
+def post_once(gw, email, b, extra=None, timeout=30):
+    """One chat request on a connection of its own."""
+    with httpx.Client() as client:
+        return post(client, gw, email, b, extra, timeout)
+
+
 def post_all(jobs, concurrency):
     """jobs: (gateway, email, body, extra headers). Sent from concurrency
     threads, each with one keep-alive connection per gateway. Returns the
@@ -306,8 +312,7 @@ def test_near_the_cap_a_lease_takes_exactly_what_is_left(make_gateway, up, lease
     gw.set_cap(email, cap)
     slow = dict(full_usage(b), **{"X-Fake-Delay-Ms": "1500"})
     with httpx.Client() as client:
-        joins = [in_background(lambda: post(httpx.Client(), gw, email, b, slow))
-                 for _ in range(3)]
+        joins = [in_background(post_once, gw, email, b, slow) for _ in range(3)]
         wait_for(lambda: len(chats_seen(up)) == 3, 10, "three requests at the provider")
         m = month_doc(db, email)
         assert_consistent(m, cap)
@@ -560,12 +565,8 @@ def test_child_killed_under_load(make_gateway, up, lease):
     slow_extra = [dict(random_usage(rng, b), **{"X-Fake-Delay-Ms": "6000"})
                   for _ in range(slow_n)]
 
-    def slow(extra):
-        with httpx.Client() as client:
-            return post(client, gw, steady, b, extra)
-
     pool = concurrent.futures.ThreadPoolExecutor(slow_n)
-    slow_futures = [pool.submit(slow, e) for e in slow_extra]
+    slow_futures = [pool.submit(post_once, gw, steady, b, e) for e in slow_extra]
     wait_for(lambda: len(chats_seen(up, "X-Fake-Delay-Ms")) == slow_n, 10,
              "the slow requests to reach the provider")
     by_child = connections_by_child(gw)
@@ -637,15 +638,24 @@ def test_child_killed_under_load(make_gateway, up, lease):
     assert_returned(m)
 
 
-def test_whole_httpd_killed_then_its_lease_expires_and_is_swept(make_gateway, up):
+@pytest.mark.parametrize("after", ["other-host", "restarted"])
+def test_whole_httpd_killed_then_its_lease_expires_and_is_swept(make_gateway, up, after):
     """kill -9 of a whole host. What it flushed stays; at most the spend
     of its last flush interval is lost. Its lease stays in the store, and
-    keeps its room from another host, until AIProxyLeaseTTL after its last
-    renewal; then a request on the other host that needs the room sweeps
-    it: charged f (its ceilings in flight at its last flush), the rest
-    released, and the request admitted."""
-    ttl = 3
-    a_host, b_host = start_hosts(make_gateway, "on", n=2, ttl=ttl)
+    keeps its room, until AIProxyLeaseTTL after its last renewal; then a
+    request that needs the room sweeps it: charged f (its ceilings in
+    flight at its last flush), the rest released, and the request
+    admitted. The request comes from another host on the store, or from
+    the same host restarted (same AIProxyHostId, as after a crash with
+    the default, the hostname): its dead lease is not mistaken for its
+    own."""
+    ttl = 4     # time to start the restarted host while the lease lives
+    if after == "other-host":
+        a_host, b_host = start_hosts(make_gateway, "on", n=2, ttl=ttl)
+        b_name = "host-b"
+    else:
+        [a_host] = start_hosts(make_gateway, "on", ttl=ttl)
+        b_name = "host-a"
     db = database(a_host)
     email = new_email("crash")
     b = body("whole httpd killed")
@@ -659,8 +669,7 @@ def test_whole_httpd_killed_then_its_lease_expires_and_is_swept(make_gateway, up
     assert (m["spent"], m["requests"]) == (10 * c, 10)
 
     # Three requests that never end, in flight at a flush.
-    hanging = [in_background(lambda: post(httpx.Client(), a_host, email, b,
-                                          {"X-Fake-Hang": "1"}))
+    hanging = [in_background(post_once, a_host, email, b, {"X-Fake-Hang": "1"})
                for _ in range(3)]
     wait_for(lambda: len(chats_seen(up, "X-Fake-Hang")) == 3, 10,
              "the hanging requests to reach the provider")
@@ -675,6 +684,8 @@ def test_whole_httpd_killed_then_its_lease_expires_and_is_swept(make_gateway, up
         recent.append((time.time(), a.cost))
     a_host.kill()
     killed_at = time.time()
+    if after == "restarted":
+        b_host = make_gateway(host_conf("on", b_name, ttl=ttl), db=a_host.db_name).start()
     for j in hanging:
         assert j().error is not None
 
@@ -695,7 +706,7 @@ def test_whole_httpd_killed_then_its_lease_expires_and_is_swept(make_gateway, up
     spent_at_kill = m["spent"]
 
     # Before it expires the lease still holds its room: with a cap that
-    # leaves less than a ceiling beside it, host-b finds the month full.
+    # leaves less than a ceiling beside it, the month is full.
     cap = m["load"] + c - 1
     b_host.set_cap(email, cap)
     assert time.time() * 1000 < lease["x"] - 300, "too slow to see the live lease"
@@ -703,13 +714,13 @@ def test_whole_httpd_killed_then_its_lease_expires_and_is_swept(make_gateway, up
     assert (refused.status, refused.code) == (429, "insufficient_quota")
     assert lid in leases(month_doc(db, email))
 
-    # Once expired, host-b's request needs the room and sweeps the lease.
+    # Once expired, a request that needs the room sweeps the lease.
     time.sleep(max(0, lease["x"] / 1000 + 0.5 - time.time()))
     a = post(client, b_host, email, b, full_usage(b))
     assert a.status == 200, a
     m = month_doc(db, email)
     assert lid not in (m.get("holds") or {}), m
-    assert all(h["h"] == "host-b" for h in leases(m).values()), m
+    assert all(h["h"] == b_name for h in leases(m).values()), m
     assert_consistent(m, cap)
     expected = spent_at_kill + f + a.cost
     deadline = time.time() + SETTLE_S
