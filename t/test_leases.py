@@ -21,7 +21,7 @@ import httpx
 import pytest
 from bson import Int64
 
-from conftest import PRICES, make_token
+from conftest import PRICES, Gateway, make_token
 from helpers import chat_cost, new_email
 
 CHAT = "/openai/v1/chat/completions"
@@ -430,6 +430,67 @@ def test_live_lease_is_renewed_and_not_swept(make_gateway, up):
     m = month_doc(db, email)
     assert (m["spent"], m["requests"]) == (c, 1), m
     assert_returned(m)
+
+
+class RelayedStore:
+    """The session's store, reached by a gateway through t/store_relay.py
+    (which can lose the store's replies); tests read it directly."""
+
+    def __init__(self, store, relay):
+        self.store, self.uri = store, relay.uri
+
+    def client(self):
+        return self.store.client()
+
+
+# What losing store replies logs today (as in t/test_ledger_faults.py),
+# and the lease writer's own note that a write failed and will be retried.
+@pytest.mark.expect_log(r"AIP01001", r"AIP01101", r"AIP01106", r"AIP02302")
+def test_lease_writes_whose_reply_is_lost_count_once(store, upstream, up):
+    """The store applies a lease write (growth or flush) but its reply is
+    lost; the host writes again with the same sequence, which must not
+    count twice: the month still equals the cost headers exactly."""
+    from store_relay import StoreRelay
+    host, port = store.uri.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    relay = StoreRelay(host, int(port))
+    gw = Gateway(RelayedStore(store, relay), upstream,
+                 extra_conf=host_conf("on", "host-a", size="0.0005"))
+    try:
+        gw.start()
+        db = database(gw)
+        email = new_email("lost-lease-reply")
+        rng = random.Random(7)
+        b = body("lose my lease write")
+        answers = []
+        with httpx.Client() as client:
+            answers.append(post(client, gw, email, b, random_usage(rng, b)))
+            # Every write of this user's lease from now on, growths and
+            # flushes alike, until five replies are lost.
+            relay.drop_reply(b"findAndModify", email.encode(), b"host-a", count=5)
+            deadline = time.time() + 30
+            while relay.dropped < 5 and time.time() < deadline:
+                answers.append(post(client, gw, email, b, random_usage(rng, b)))
+                time.sleep(0.02)
+            relay.disarm()
+            answers += [post(client, gw, email, b, random_usage(rng, b))
+                        for _ in range(20)]
+        assert relay.dropped >= 5, "the relay lost no lease write reply"
+        ok = [a for a in answers if a.status == 200]
+        # A lost reply may fail the request it was for (503, nothing
+        # charged), never double it.
+        failed = [a for a in answers if a.status != 200]
+        assert all(a.status == 503 and not a.cost for a in failed), failed
+        spent = sum(a.cost for a in ok)
+        m = settled(db, email, spent, len(ok))
+        assert (m["spent"], m["requests"]) == (spent, len(ok))
+        assert_consistent(m)
+        gw.stop()
+        m = month_doc(db, email)
+        assert (m["spent"], m["requests"]) == (spent, len(ok))
+        assert_returned(m)
+    finally:
+        gw.stop()
+        relay.stop()
 
 
 # ------------------------------------------------------------ sums under load
