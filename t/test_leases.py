@@ -12,6 +12,7 @@ import concurrent.futures
 import json
 import random
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -430,6 +431,57 @@ def test_live_lease_is_renewed_and_not_swept(make_gateway, up):
     m = month_doc(db, email)
     assert (m["spent"], m["requests"]) == (c, 1), m
     assert_returned(m)
+
+
+@pytest.mark.parametrize("host_id", ["named-host", None])
+def test_lease_is_named_by_its_host(make_gateway, up, host_id):
+    """A lease's h is AIProxyHostId, or the machine's hostname without it."""
+    conf = host_conf("on", host_id or "x")
+    if host_id is None:
+        conf = "".join(line + "\n" for line in conf.splitlines()
+                       if not line.startswith("AIProxyHostId"))
+    gw = make_gateway(conf).start()
+    email = new_email("named")
+    b = body("whose lease")
+    assert post_once(gw, email, b).status == 200
+    [lease] = leases(month_doc(database(gw), email)).values()
+    assert lease["h"] == (host_id or socket.gethostname())
+
+
+def test_requests_are_admitted_and_settled_without_store_writes(store, upstream, up):
+    """Once a host holds a lease, its user's requests cost the month
+    document no store round trip: with AIProxyLeaseFlush at a minute,
+    twenty requests touch it a few times at most (taking the lease) and
+    leave it unspent; the stop writes everything, exactly."""
+    from store_relay import StoreRelay
+    host, port = store.uri.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    relay = StoreRelay(host, int(port))
+    gw = Gateway(RelayedStore(store, relay), upstream,
+                 extra_conf=host_conf("on", "host-a", flush=60000))
+    try:
+        gw.start()
+        db = database(gw)
+        email = new_email("batched")
+        key = "%s|%s" % (email, time.strftime("%Y-%m", time.gmtime()))
+        relay.watch(key.encode())
+        rng = random.Random(20)
+        b = body("batched")
+        with httpx.Client() as client:
+            answers = [post(client, gw, email, b, random_usage(rng, b)) for _ in range(20)]
+        assert all(a.status == 200 for a in answers), answers
+        touched = relay.count(key.encode())
+        assert touched <= 4, "%d store operations on the month for 20 requests" % touched
+        m = month_doc(db, email)
+        assert (m["spent"], m["requests"]) == (0, 0), m
+        assert len(leases(m)) == 1, m
+        gw.stop()
+        spent = sum(a.cost for a in answers)
+        m = month_doc(db, email)
+        assert (m["spent"], m["requests"]) == (spent, 20), m
+        assert_returned(m)
+    finally:
+        gw.stop()
+        relay.stop()
 
 
 class RelayedStore:
