@@ -433,7 +433,7 @@ def test_live_lease_is_renewed_and_not_swept(make_gateway, up):
     assert_returned(m)
 
 
-@pytest.mark.parametrize("host_id", ["named-host", None])
+@pytest.mark.parametrize("host_id", ["named-host", None], ids=["AIProxyHostId", "hostname"])
 def test_lease_is_named_by_its_host(make_gateway, up, host_id):
     """A lease's h is AIProxyHostId, or the machine's hostname without it."""
     conf = host_conf("on", host_id or "x")
