@@ -5,6 +5,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -441,6 +442,29 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def children(self):
+        """The pids of httpd's children (self.proc is the parent)."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                             text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def kill_child(self, pid):
+        """kill -9 of one child; the parent lives on and starts another."""
+        assert pid in self.children(), "%d is not a child of this httpd" % pid
+        os.kill(pid, signal.SIGKILL)
+
+    def kill(self):
+        """kill -9 of the whole httpd. The parent is stopped first so that it
+        starts no child, then every process is frozen, then killed: none
+        gets to clean up, flush or write anything."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        pids = self.children()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        for pid in pids + [self.proc.pid]:
+            os.kill(pid, signal.SIGKILL)
+        self.proc.wait()
 
     def __enter__(self):
         """with Gateway(...) as g: started, and stopped at the end."""
