@@ -5,9 +5,9 @@ a flusher writes spent money and request counts back in batches. Whatever
 the timing, caps hold exactly, the store ends up with exactly what the
 clients were told they paid, and a crash loses no more than documented.
 
-Tests parametrized with "off" run today's one-hold-per-request code (no
-lease directive), which must keep these guarantees too; they also prove
-the harness itself."""
+Tests parametrized with "off" run the one-hold-per-request path (no lease
+directive), which must keep these guarantees too; they also prove the
+harness itself."""
 import concurrent.futures
 import json
 import random
@@ -38,7 +38,8 @@ SETTLE_S = 10
 
 def host_conf(lease, host, size="0.50", flush=FLUSH_MS, idle=None, ttl=None):
     """A host's extra configuration: with lease "off", none of the lease
-    directives (today's code refuses them), else AIProxyLeaseSize size."""
+    directives (AIProxyLeaseSize 0 is the default), else AIProxyLeaseSize
+    size."""
     if lease == "off":
         return ""
     lines = ["AIProxyHostId %s" % host, "AIProxyLeaseSize %s" % size,
@@ -495,7 +496,7 @@ class RelayedStore:
         return self.store.client()
 
 
-# What losing store replies logs today (as in t/test_ledger_faults.py),
+# What losing store replies logs (as in t/test_ledger_faults.py),
 # and the lease writer's own note that a write failed and will be retried.
 @pytest.mark.expect_log(r"AIP01001", r"AIP01101", r"AIP01106", r"AIP02302")
 def test_lease_writes_whose_reply_is_lost_count_once(store, upstream, up):
