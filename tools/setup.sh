@@ -60,6 +60,32 @@ if [ ! -x .venv/bin/python ] || [ ! -e "$mark" ] || [ "$req" -nt "$mark" ] \
     touch "$mark"
 fi
 
+# Network faults between the gateway and the store (t/test_store_toxics.py):
+# Toxiproxy's server, built from its Go module at a pinned version into
+# .tools/ (the machine's Go, else Debian's).
+TOXIPROXY_VERSION=v2.12.0
+if ((TEST)) && { [ ! -x .tools/bin/toxiproxy-server ] ||
+        [ "$(cat .tools/toxiproxy.version 2>/dev/null)" != "$TOXIPROXY_VERSION" ]; }; then
+    go=go
+    if ! command -v go >/dev/null; then
+        if [ -x /usr/local/go/bin/go ]; then
+            go=/usr/local/go/bin/go
+        else
+            sudo=""
+            [ "$(id -u)" -eq 0 ] || sudo="sudo"
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+                --no-install-recommends golang-go >/dev/null
+        fi
+    fi
+    echo "setup: building Toxiproxy $TOXIPROXY_VERSION" >&2
+    mkdir -p .tools/bin
+    GOPATH="$ROOT/.tools/go" GOCACHE="$ROOT/.tools/go-cache" GOBIN="$ROOT/.tools/gobin" \
+        GOFLAGS=-modcacherw "$go" install \
+        "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+    mv -f .tools/gobin/server .tools/bin/toxiproxy-server
+    echo "$TOXIPROXY_VERSION" > .tools/toxiproxy.version
+fi
+
 ((STORE)) && tools/store.sh build
 if ((TEST)); then
     make -s -f Makefile.apxs all >/dev/null

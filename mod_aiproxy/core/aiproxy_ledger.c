@@ -79,6 +79,13 @@ aiproxy_ledger_t *aiproxy_ledger_open(apr_pool_t *p, const char *uri,
     if (!mongoc_uri_has_option(u, MONGOC_URI_WAITQUEUETIMEOUTMS))
         mongoc_uri_set_option_as_int32(u, MONGOC_URI_WAITQUEUETIMEOUTMS,
                                        timeout_ms);
+    /* A store that accepted a command and never answers (a partition, a
+     * stalled primary) would otherwise hold the worker for libmongoc's
+     * default of 5 minutes. Four times the selection bound leaves slow
+     * but live operations (a large bulk, an aggregation) room. */
+    if (!mongoc_uri_has_option(u, MONGOC_URI_SOCKETTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(u, MONGOC_URI_SOCKETTIMEOUTMS,
+                                       4 * timeout_ms);
     if (!mongoc_uri_has_option(u, MONGOC_URI_APPNAME))
         mongoc_uri_set_appname(u, "mod_aiproxy");
     l = apr_pcalloc(p, sizeof(*l));
