@@ -155,7 +155,7 @@ def test_replies_reset_after_the_store_applied_the_write(toxic):
 
 
 def test_replies_delayed_past_the_socket_timeout(toxic):
-    """Replies come 7 s late, past the 6 s the gateway waits (4 x
+    """Replies come 8 s late, past the 6 s the gateway waits (4 x
     AIProxyStoreTimeout): the writes land, the gateway gives up on them and
     sends them again later, unchanged; requests are meanwhile admitted from
     the leases."""
@@ -164,8 +164,8 @@ def test_replies_delayed_past_the_socket_timeout(toxic):
     with Load(gw, emails) as load:
         wait_served(load, emails)
         before = len(load.answers)
-        tp.add("store", "slow", "latency", latency=7000)
-        time.sleep(3)
+        tp.add("store", "slow", "latency", latency=8000)
+        time.sleep(7)
         during = [a for a in load.answers[before:] if a[1] == 200]
         tp.remove("store", "slow")
         time.sleep(1)
