@@ -393,6 +393,22 @@ static void prepare_forward(request_rec *r, aiproxy_req_t *st)
     ap_add_output_filter(METER_FILTER, NULL, r, r->connection);
 }
 
+/* A route's URL names no file: without this, the core would walk (and
+ * stat) DocumentRoot for every request, as mod_proxy spares its own.
+ * The per-dir config was reset to the server's for this phase; the
+ * location walk is cached, so the core's own walk after this is a no-op.
+ * TRACE stays the core's. */
+int aiproxy_admit_map_to_storage(request_rec *r)
+{
+    aiproxy_dir_conf_t *d;
+
+    if (r->main || r->prev || r->method_number == M_TRACE ||
+        ap_location_walk(r) != OK)
+        return DECLINED;
+    d = ap_get_module_config(r->per_dir_config, &aiproxy_module);
+    return d && d->provider_name ? OK : DECLINED;
+}
+
 int aiproxy_admit(request_rec *r)
 {
     aiproxy_dir_conf_t *d = ap_get_module_config(r->per_dir_config,

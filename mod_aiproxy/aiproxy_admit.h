@@ -5,6 +5,8 @@
 #include "aiproxy_req.h"
 
 int aiproxy_admit(request_rec *r);
+/* map_to_storage: a route's requests skip the directory walk. */
+int aiproxy_admit_map_to_storage(request_rec *r);
 
 /* Per-child memos of verified tokens and user settings (aiproxy_admit.c). */
 void aiproxy_admit_child_init(apr_pool_t *p, server_rec *s);

@@ -139,6 +139,8 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_map_to_storage(aiproxy_admit_map_to_storage, NULL, NULL,
+                           APR_HOOK_MIDDLE);
     /* Before mod_proxy's fixup, which canonicalises the URL we set. */
     ap_hook_fixups(aiproxy_admit, NULL, before_proxy, APR_HOOK_FIRST);
     ap_hook_handler(aiproxy_reply_handler, NULL, NULL, APR_HOOK_FIRST);

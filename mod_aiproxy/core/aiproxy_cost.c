@@ -108,28 +108,37 @@ const char *aiproxy_price_finish(aiproxy_price_t *price, int seen)
     return NULL;
 }
 
+/* Digits by hand, from the right: every answer carries two or three of
+ * these, and two apr_*printf calls each cost more than the rest of its
+ * headers. */
 char *aiproxy_money_format(apr_pool_t *p, aiproxy_money_t m)
 {
-    const char *sign = "";
+    char buf[32], *end = buf + sizeof(buf), *o = end;
     apr_uint64_t u, whole, frac;
-    char fbuf[13];
-    int n;
+    int i, kept = 0;
 
-    if (m < 0) {
-        sign = "-";
+    if (m < 0)
         u = (apr_uint64_t)(-(m + 1)) + 1;
-    }
-    else {
+    else
         u = (apr_uint64_t)m;
-    }
     whole = u / (apr_uint64_t)AIPROXY_PICO_PER_USD;
     frac = u % (apr_uint64_t)AIPROXY_PICO_PER_USD;
-    if (!frac)
-        return apr_psprintf(p, "%s%" APR_UINT64_T_FMT, sign, whole);
-    apr_snprintf(fbuf, sizeof(fbuf), "%012" APR_UINT64_T_FMT, frac);
-    for (n = 12; fbuf[n - 1] == '0'; n--)
-        fbuf[n - 1] = '\0';
-    return apr_psprintf(p, "%s%" APR_UINT64_T_FMT ".%s", sign, whole, fbuf);
+    if (frac) {
+        /* Twelve digits, less the trailing zeros. */
+        for (i = 0; i < 12; i++, frac /= 10)
+            if (kept || frac % 10) {
+                *--o = (char)('0' + frac % 10);
+                kept = 1;
+            }
+        *--o = '.';
+    }
+    do {
+        *--o = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    if (m < 0)
+        *--o = '-';
+    return apr_pstrmemdup(p, o, (apr_size_t)(end - o));
 }
 
 /* a*b + acc, saturating at MONEY_MAX; negatives count as zero. */

@@ -108,13 +108,66 @@ static void value_byte(aiproxy_jscan_t *s, char c)
     keep(s, c);
 }
 
+/* keep() for a run of bytes. */
+static void keep_run(aiproxy_jscan_t *s, const char *run, apr_size_t n)
+{
+    apr_size_t room = s->max - s->vlen;
+
+    if (!s->capturing)
+        return;
+    if (n > room) {
+        n = room;
+        s->overflow = 1;
+    }
+    memcpy(s->buf + s->vlen, run, n);
+    s->vlen += n;
+}
+
+/* Bytes that value_byte() treats as more than a byte to keep. */
+static int structural(char c)
+{
+    return c == '"' || c == '{' || c == '[' || c == '}' || c == ']' ||
+           c == ',';
+}
+
+/* A value's bytes from buf[i] on, while the value lasts: the runs inside
+ * strings and between structural bytes, where value_byte() would only
+ * keep each byte, are passed over whole (most of an answer is such runs).
+ * Returns where the value ended, or len. */
+static apr_size_t value_run(aiproxy_jscan_t *s, const char *buf, apr_size_t i,
+                            apr_size_t len)
+{
+    while (i < len && s->state == JS_VALUE) {
+        apr_size_t j = i;
+
+        if (!s->in_string)
+            while (j < len && !structural(buf[j]))
+                j++;
+        else if (!s->escape)
+            while (j < len && buf[j] != '"' && buf[j] != '\\')
+                j++;
+        if (j > i) {
+            keep_run(s, buf + i, j - i);
+            i = j;
+            continue;
+        }
+        value_byte(s, buf[i++]);
+    }
+    return i;
+}
+
 void aiproxy_jscan_feed(aiproxy_jscan_t *s, const char *buf, apr_size_t len)
 {
-    apr_size_t i;
+    apr_size_t i = 0;
 
-    for (i = 0; i < len && s->state != JS_BAD; i++) {
-        char c = buf[i];
+    while (i < len && s->state != JS_BAD) {
+        char c;
 
+        if (s->state == JS_VALUE) {
+            i = value_run(s, buf, i, len);
+            continue;
+        }
+        c = buf[i++];
         switch (s->state) {
         case JS_START:
             if (c == '{') {
