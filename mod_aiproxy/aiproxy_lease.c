@@ -86,6 +86,8 @@ static ticket_t *tickets;
 static apr_global_mutex_t *mutex;
 static aiproxy_global_t *conf;
 static server_rec *lease_server;
+static pid_t my_pid;            /* this child's, read once: no system call
+                                   per request */
 
 /* The child's flusher. */
 static apr_thread_t *flusher;
@@ -222,7 +224,7 @@ static int find_slot(const char *key, int add)
 
 static ticket_t *ticket_take(int slot, const aiproxy_req_t *st)
 {
-    apr_uint32_t i, n = table->nslots, start = (apr_uint32_t)getpid() % n;
+    apr_uint32_t i, n = table->nslots, start = (apr_uint32_t)my_pid % n;
 
     for (i = 0; i < n; i++) {
         ticket_t *t = &tickets[(start + i) % n];
@@ -231,7 +233,7 @@ static ticket_t *ticket_take(int slot, const aiproxy_req_t *st)
             continue;
         memset(t, 0, sizeof(*t));
         t->slot = (apr_uint32_t)slot + 1;
-        t->pid = getpid();
+        t->pid = my_pid;
         t->amount = st->reserved;
         t->time_ms = now_ms();
         apr_cpystrn(t->id, st->id, sizeof(t->id));
@@ -310,7 +312,7 @@ static void fill_op(const slot_t *sl, write_t *w)
  * first, unchanged (grow is then ignored). */
 static void write_begin(slot_t *sl, aiproxy_money_t grow, write_t *w)
 {
-    sl->busy = getpid();
+    sl->busy = my_pid;
     if (sl->pending) {
         fill_op(sl, w);
         return;
@@ -405,7 +407,7 @@ static int adopt_write(slot_t *sl, write_t *w)
 {
     if (!sl->busy || !pid_dead(sl->busy))
         return 0;
-    sl->busy = getpid();
+    sl->busy = my_pid;
     fill_op(sl, w);
     return 1;
 }
@@ -875,7 +877,7 @@ static apr_status_t child_stop(void *data)
 
 void aiproxy_lease_child_init(apr_pool_t *p, server_rec *s)
 {
-    pid_t me = getpid();
+    pid_t me = my_pid = getpid();
     apr_status_t rv;
     int k;
 
