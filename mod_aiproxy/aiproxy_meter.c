@@ -124,6 +124,13 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
         st->month_state.spent += rec.cost;
         st->month_state.requests += aiproxy_ledger_counts(&rec);
         st->meter.cost = rec.cost;
+        /* The settlement may have landed with its reply lost: its record
+         * is queued all the same. Had it not, the hold's sweep replaces
+         * this record with the estimated one of what it charged. */
+        if (ledger && aiproxy_ledger_put_record(ledger, r->pool, &rec, &err)
+                      != AIPROXY_LEDGER_OK)
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01207)
+                          "no record for request %s: %s", st->id, err);
         return;
     }
     st->month_state = m;
