@@ -583,6 +583,36 @@ def make_gateway(store, upstream):
 
 
 @pytest.fixture
+def toxiproxy(store):
+    """Toxiproxy with a proxy "store" to the session's store (t/toxiproxy.py);
+    its .store is that store as reached through the proxy."""
+    from toxiproxy import Toxiproxy
+    tp = Toxiproxy()
+    tp.store = tp.proxy_store(store)
+    if tp.store is None:
+        tp.stop()
+        pytest.skip("the store's URI names several servers or SRV: not proxied")
+    yield tp
+    tp.stop()
+
+
+@pytest.fixture
+def make_toxic_gateway(toxiproxy, upstream):
+    """Like make_gateway, the gateway's store reached through toxiproxy."""
+    made = []
+
+    def factory(extra_conf="", **kw):
+        g = Gateway(toxiproxy.store, kw.pop("upstream", upstream),
+                    extra_conf=extra_conf, **kw)
+        made.append(g)
+        return g
+
+    yield factory
+    for g in made:
+        g.stop()
+
+
+@pytest.fixture
 def token():
     return make_token
 

@@ -81,6 +81,7 @@ if ((TEST)) && { [ ! -x .tools/bin/toxiproxy-server ] ||
     mkdir -p .tools/bin
     GOPATH="$ROOT/.tools/go" GOCACHE="$ROOT/.tools/go-cache" GOBIN="$ROOT/.tools/gobin" \
         GOFLAGS=-modcacherw "$go" install \
+        -ldflags "-X github.com/Shopify/toxiproxy/v2.Version=$TOXIPROXY_VERSION" \
         "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
     mv -f .tools/gobin/server .tools/bin/toxiproxy-server
     echo "$TOXIPROXY_VERSION" > .tools/toxiproxy.version
