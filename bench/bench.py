@@ -447,7 +447,7 @@ class HttpdProxy(Target):
 
 
 class AIProxy(Target):
-    note = ("HS256 token, allow-list, reserve + settle in the local store, "
+    note = ("HS256 token, allow-list, budget leases in the local store, "
             "cost headers; %d users" % len(USERS))
 
     def env(self, up, store_uri, port):
