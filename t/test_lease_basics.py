@@ -226,3 +226,25 @@ def test_a_revoked_user_is_refused_though_their_lease_has_room(leased):
         "revoked_at": int(time.time()) + 5}}, upsert=True)
     r = chat(leased, email)
     assert r.status_code == 401, r.text
+
+
+def test_streams_are_metered_on_a_lease(leased):
+    """A stream (the openai SDK) admitted from a lease is settled locally at
+    the cost of its final usage, written with the lease's next write."""
+    import openai
+    from helpers import chat_cost
+    from conftest import make_token
+    email = new_email("stream")
+    client = openai.OpenAI(base_url=leased.openai_base, api_key=make_token(email))
+    for _ in range(3):
+        chunks = list(client.chat.completions.create(
+            model="gpt-4o-mini", stream=True,
+            messages=[{"role": "user", "content": "count to three please"}]))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks
+                       if c.choices) == "This is a fake reply."
+    each = chat_cost("gpt-4o-mini", 4, 5)
+    doc = wait_month(leased, email, 3 * each, 3)
+    assert leases(doc)
+    records = list(leased.db().requests.find({"email": email}))
+    assert [r["cost"] for r in records] == [each] * 3
+    assert not any(r["estimated"] for r in records)
