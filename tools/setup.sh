@@ -77,6 +77,12 @@ if ((TEST)) && { [ ! -x .tools/bin/toxiproxy-server ] ||
                 --no-install-recommends golang-go >/dev/null
         fi
     fi
+    # Toxiproxy's go.mod needs Go 1.22: say so rather than fail obscurely.
+    gov=$("$go" env GOVERSION 2>/dev/null | sed 's/^go//')
+    if ! printf '1.22\n%s\n' "$gov" | sort -V -C; then
+        echo "setup: Toxiproxy needs Go 1.22 or newer; this machine has ${gov:-none}" >&2
+        exit 1
+    fi
     echo "setup: building Toxiproxy $TOXIPROXY_VERSION" >&2
     mkdir -p .tools/bin
     GOPATH="$ROOT/.tools/go" GOCACHE="$ROOT/.tools/go-cache" GOBIN="$ROOT/.tools/gobin" \
