@@ -266,7 +266,11 @@ def test_output_free_prices(make_gateway):
                                   "AIProxyStoreTimeout 0", "AIProxyStoreTimeout abc",
                                   "AIProxyTokenLeeway -5", "AIProxyMaxBody 10",
                                   "AIProxyAdmins not-an-email",
-                                  "AIProxyStoreDatabase bad.name"])
+                                  "AIProxyStoreDatabase bad.name",
+                                  "AIProxyLeaseSize -0.5", "AIProxyLeaseSize lots",
+                                  "AIProxyLeaseFlush 5", "AIProxyLeaseIdle 0",
+                                  "AIProxyLeaseTTL 1", "AIProxyLeaseSlots 2",
+                                  "AIProxyHostId a.b", "AIProxyHostId " + "h" * 65])
 def test_bad_values_name_directive(make_gateway, line):
     configtest_fails(make_gateway(line + "\n"), line.split()[0])
 
