@@ -433,6 +433,7 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
         write_t w;
         aiproxy_money_t grow, load = 0;
         aiproxy_ledger_rc_t rc;
+        int gave_back = 0;
 
         lock();
         if ((i = find_slot(key, 1)) < 0) {
@@ -477,6 +478,7 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
                 /* The cap went down: give back what was taken under the
                  * old one, then grow under the new. */
                 grow = -sl->free;
+                gave_back = 1;
             }
             else {
                 aiproxy_money_t need = st->reserved - sl->free;
@@ -490,7 +492,9 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
         }
         unlock();
         rc = write_run(r->pool, i, &w, m, &load, err);
-        if (rc == AIPROXY_LEDGER_OK && w.op.grow <= 0 && w.op.cap != st->cap) {
+        /* Only the give-back itself adopts the lower cap: a pending or
+         * adopted write before it left free as the old cap granted it. */
+        if (rc == AIPROXY_LEDGER_OK && gave_back) {
             lock();
             slots[i].cap = st->cap;
             unlock();
