@@ -223,7 +223,7 @@ static int issue_token(request_rec *r, aiproxy_req_t *st, const char *email)
     if (!ledger || aiproxy_ledger_user(ledger, r->pool, email, &user, &err)
                    != AIPROXY_LEDGER_OK)
         return store_down(r, st, err);
-    token = aiproxy_token_issue(r->pool, g->token_keys, email,
+    token = aiproxy_token_issue(r->pool, g->token_keys, email, NULL,
                                 apr_time_sec(apr_time_now()), user.revoked_at,
                                 g->token_lifetime);
     if (!token) {

@@ -78,7 +78,7 @@ int aiproxy_cli_token(aiproxy_cli_t *x, int argc, const char *const *argv)
         return aiproxy_cli_fail("store", err);
     if (days >= 0)
         lifetime = days * 86400;
-    token = aiproxy_token_issue(x->p, keys, email,
+    token = aiproxy_token_issue(x->p, keys, email, NULL,
                                 apr_time_sec(apr_time_now()), user.revoked_at,
                                 lifetime);
     if (!token)

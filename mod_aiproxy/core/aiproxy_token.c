@@ -5,6 +5,7 @@
 #include <apr_strings.h>
 
 #include "aiproxy_token.h"
+#include "aiproxy_course.h"
 
 /* The compact form: three base64url segments, no padding. Checked before
  * libjwt sees the token so malformed input never reaches its parser. */
@@ -89,7 +90,7 @@ const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
                                  apr_size_t max_len, aiproxy_claims_t *out)
 {
     jwt_t *jwt = NULL;
-    const char *why, *email;
+    const char *why, *email, *course;
     int rc;
 
     if (!key || keylen == 0)
@@ -132,14 +133,22 @@ const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
         goto done;
     }
     out->email = apr_pstrdup(p, email);
+    /* A course claim charges the course too: one that is not a course id
+     * refuses the token rather than charging nobody. */
+    course = jwt_get_grant(jwt, "course");
+    if (course && !aiproxy_course_id_valid(course)) {
+        why = "token course claim is not a course id";
+        goto done;
+    }
+    out->course = course ? apr_pstrdup(p, course) : NULL;
 done:
     jwt_free(jwt);
     return why;
 }
 
-static char *sign(apr_pool_t *p, const char *email, apr_int64_t iat,
-                  apr_int64_t exp, const char *kid, const unsigned char *key,
-                  apr_size_t keylen)
+static char *sign(apr_pool_t *p, const char *email, const char *course,
+                  apr_int64_t iat, apr_int64_t exp, const char *kid,
+                  const unsigned char *key, apr_size_t keylen)
 {
     jwt_t *jwt = NULL;
     char *s, *copy = NULL;
@@ -149,6 +158,7 @@ static char *sign(apr_pool_t *p, const char *email, apr_int64_t iat,
     if (jwt_set_alg(jwt, JWT_ALG_HS256, key, (int)keylen) == 0 &&
         (!kid || jwt_add_header(jwt, "kid", kid) == 0) &&
         jwt_add_grant(jwt, "email", email) == 0 &&
+        (!course || jwt_add_grant(jwt, "course", course) == 0) &&
         jwt_add_grant_int(jwt, "iat", (long)iat) == 0 &&
         (exp <= 0 || jwt_add_grant_int(jwt, "exp", (long)exp) == 0) &&
         (s = jwt_encode_str(jwt)) != NULL) {
@@ -163,12 +173,13 @@ char *aiproxy_token_sign(apr_pool_t *p, const char *email, apr_int64_t iat,
                          apr_int64_t exp, const unsigned char *key,
                          apr_size_t keylen)
 {
-    return sign(p, email, iat, exp, NULL, key, keylen);
+    return sign(p, email, NULL, iat, exp, NULL, key, keylen);
 }
 
 char *aiproxy_token_issue(apr_pool_t *p, const apr_array_header_t *keys,
-                          const char *email, apr_int64_t now,
-                          apr_int64_t revoked_at, apr_int64_t lifetime)
+                          const char *email, const char *course,
+                          apr_int64_t now, apr_int64_t revoked_at,
+                          apr_int64_t lifetime)
 {
     const aiproxy_token_key_t *k;
     apr_int64_t iat = now;
@@ -178,7 +189,10 @@ char *aiproxy_token_issue(apr_pool_t *p, const apr_array_header_t *keys,
     k = &APR_ARRAY_IDX(keys, keys->nelts - 1, aiproxy_token_key_t);
     if (revoked_at >= iat)
         iat = revoked_at + 1;
-    return sign(p, email, iat, lifetime > 0 ? iat + lifetime : 0, k->kid,
+    if (course && !aiproxy_course_id_valid(course))
+        return NULL;
+    return sign(p, email, course, iat, lifetime > 0 ? iat + lifetime : 0,
+                k->kid,
                 k->key, k->len);
 }
 

@@ -10,6 +10,7 @@ typedef struct {
     int has_iat;
     apr_int64_t exp, nbf; /* seconds, when has_exp / has_nbf */
     int has_exp, has_nbf;
+    const char *course;  /* the course charged with the caller; NULL: none */
 } aiproxy_claims_t;
 
 /* One HS256 secret (AIProxyTokenSecret [KID] SPEC). */
@@ -54,13 +55,14 @@ char *aiproxy_token_sign(apr_pool_t *p, const char *email, apr_int64_t iat,
                          apr_int64_t exp, const unsigned char *key,
                          apr_size_t keylen);
 
-/* Issues a token for email: signed with the last of keys and carrying its
+/* Issues a token for email (and course, NULL for none): signed with the last of keys and carrying its
  * kid (none for a secret without an id); iat is now, or just past
  * revoked_at so a revocation within this second does not cover it; exp is
  * iat + lifetime, none when lifetime <= 0. NULL on failure. */
 char *aiproxy_token_issue(apr_pool_t *p, const apr_array_header_t *keys,
-                          const char *email, apr_int64_t now,
-                          apr_int64_t revoked_at, apr_int64_t lifetime);
+                          const char *email, const char *course,
+                          apr_int64_t now, apr_int64_t revoked_at,
+                          apr_int64_t lifetime);
 
 /* Reads `alg` and `kid` from a compact JWS header WITHOUT checking its
  * signature: only to choose a key, never to trust. Either may come back

@@ -274,7 +274,16 @@ static void test_token_shape(apr_pool_t *p)
 static void test_token_claims(apr_pool_t *p)
 {
     aiproxy_claims_t c;
-    char *tok;
+    char *tok, *ctok;
+
+    /* A signed course claim that is no course id refuses the ctoken. */
+    ctok = make_token(p, JWT_ALG_HS256, KEY, KEYLEN,
+                     "{\"email\":\"a@example.com\",\"course\":\"x|y\"}");
+    CHECK_REJECT(verify(p, ctok, &c), "course");
+    ctok = make_token(p, JWT_ALG_HS256, KEY, KEYLEN,
+                     "{\"email\":\"a@example.com\",\"course\":\"cs-1\"}");
+    CHECK(verify(p, ctok, &c) == NULL);
+    CHECK_STR(c.course, "cs-1");
 
     /* exp: past beyond leeway refused, within leeway accepted. */
     tok = aiproxy_token_sign(p, "a@example.com", NOW - 7200, NOW - LEEWAY - 1,
@@ -464,7 +473,7 @@ static void test_token_issue(apr_pool_t *p)
     char *tok;
 
     /* The last secret signs and names itself. */
-    tok = aiproxy_token_issue(p, keys, "a@example.com", NOW, 0, 3600);
+    tok = aiproxy_token_issue(p, keys, "a@example.com", NULL, NOW, 0, 3600);
     CHECK(tok != NULL);
     CHECK_STR(kid_of(p, tok, &iat, &exp), "k2");
     CHECK_INT(iat, NOW);
@@ -475,7 +484,7 @@ static void test_token_issue(apr_pool_t *p)
     CHECK(aiproxy_token_verify(p, tok, KEY_OLD, strlen((char *)KEY_OLD), NOW,
                                LEEWAY, MAXLEN, &c) != NULL);
     /* Revoked in this very second: issued just after it. */
-    tok = aiproxy_token_issue(p, keys, "a@example.com", NOW, NOW, 0);
+    tok = aiproxy_token_issue(p, keys, "a@example.com", NULL, NOW, NOW, 0);
     kid_of(p, tok, &iat, &exp);
     CHECK_INT(iat, NOW + 1);
     CHECK_INT(exp, 0);        /* lifetime 0: no exp claim at all */
@@ -484,11 +493,26 @@ static void test_token_issue(apr_pool_t *p)
           == NULL && !c.has_exp && c.iat == NOW + 1);
     /* A secret without an id signs tokens without kid, as before. */
     tok = aiproxy_token_issue(p, ring(p, 1, NULL, KEY_OLD), "a@example.com",
-                              NOW, 0, 0);
+                              NULL, NOW, 0, 0);
     CHECK(tok && kid_of(p, tok, &iat, &exp) == NULL);
-    CHECK(aiproxy_token_issue(p, ring(p, 0), "a@example.com", NOW, 0, 0)
+    CHECK(aiproxy_token_issue(p, ring(p, 0), "a@example.com", NULL, NOW, 0, 0)
           == NULL);
-    CHECK(aiproxy_token_issue(p, NULL, "a@example.com", NOW, 0, 0) == NULL);
+    CHECK(aiproxy_token_issue(p, NULL, "a@example.com", NULL, NOW, 0, 0)
+          == NULL);
+    /* A course claim goes into the token and comes back verified. */
+    tok = aiproxy_token_issue(p, keys, "a@example.com", "cs101", NOW, 0, 60);
+    memset(&c, 0, sizeof(c));
+    CHECK(aiproxy_token_verify_keys(p, tok, keys, NOW, LEEWAY, MAXLEN, &c)
+          == NULL);
+    CHECK_STR(c.course, "cs101");
+    tok = aiproxy_token_issue(p, keys, "a@example.com", NULL, NOW, 0, 60);
+    CHECK(aiproxy_token_verify_keys(p, tok, keys, NOW, LEEWAY, MAXLEN, &c)
+          == NULL && c.course == NULL);
+    /* Never a course id that could name something else in the store. */
+    CHECK(aiproxy_token_issue(p, keys, "a@example.com", "CS 101", NOW, 0, 60)
+          == NULL);
+    CHECK(aiproxy_token_issue(p, keys, "a@example.com", "a|b", NOW, 0, 60)
+          == NULL);
 }
 
 static void test_token_verify_keys(apr_pool_t *p)
@@ -498,8 +522,8 @@ static void test_token_verify_keys(apr_pool_t *p)
     apr_array_header_t *new_only = ring(p, 1, "k2", KEY_NEW);
     apr_array_header_t *legacy = ring(p, 2, NULL, KEY, "k2", KEY_NEW);
     aiproxy_claims_t c;
-    char *t1 = aiproxy_token_issue(p, old, "a@example.com", NOW, 0, 0);
-    char *t2 = aiproxy_token_issue(p, both, "b@example.com", NOW, 0, 0);
+    char *t1 = aiproxy_token_issue(p, old, "a@example.com", NULL, NOW, 0, 0);
+    char *t2 = aiproxy_token_issue(p, both, "b@example.com", NULL, NOW, 0, 0);
     char *bare = aiproxy_token_sign(p, "c@example.com", NOW, 0, KEY, KEYLEN);
     char *forged;
 
@@ -514,8 +538,8 @@ static void test_token_verify_keys(apr_pool_t *p)
     CHECK(VK(t2, new_only) == NULL);
     CHECK_REJECT(VK(t2, old), "key id");
     /* A known kid does not lend its name to another secret's token. */
-    forged = aiproxy_token_issue(p, ring(p, 1, "k2", KEY_OLD), "x@example.com",
-                                 NOW, 0, 0);
+    forged = aiproxy_token_issue(p, ring(p, 1, "k2", KEY_OLD),
+                                 "x@example.com", NULL, NOW, 0, 0);
     CHECK_REJECT(VK(forged, both), "signature");
     /* No kid: the secret without an id, else the first. */
     CHECK(VK(bare, legacy) == NULL);
@@ -538,7 +562,7 @@ static void test_token_verify_keys(apr_pool_t *p)
     CHECK_REJECT(aiproxy_token_verify_keys(p, t1, NULL, NOW, LEEWAY, MAXLEN,
                                            &c), "no token secret");
     /* exp is still checked with the chosen secret. */
-    t1 = aiproxy_token_issue(p, old, "a@example.com", NOW - 7200, 0, 3600);
+    t1 = aiproxy_token_issue(p, old, "a@example.com", NULL, NOW - 7200, 0, 3600);
     CHECK_REJECT(VK(t1, both), "expired");
 #undef VK
 }
