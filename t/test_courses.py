@@ -354,3 +354,68 @@ def test_which_cap_a_member_gets(gateway, up):
     assert admitted(own_cap, cid) == 4
     # Outside the course the domain's cap applies to the same month.
     assert post(gateway, default_user, None, b, full_usage(b)).status == 200
+
+
+# ------------------------------------------------------------ a child dies
+
+@pytest.mark.parametrize("lease", ["off", "on"])
+def test_child_killed_with_course_requests_in_flight(make_gateway, up, lease):
+    """kill -9 of the child holding most of a student's slow course
+    requests: each request that died is charged its ceiling to the student
+    and to the course alike (the student's as an estimated record, the
+    course's without a request record under the student's id), so the two
+    months still agree exactly with what was paid plus the dead ceilings."""
+    from test_leases import (connections_by_child, post_once, random_usage,
+                             sweep_expired_holds, wait_for)
+    import random
+    [gw] = start_hosts(make_gateway, lease, extra="AIProxyHoldTTL 10\n")
+    db = database(gw)
+    rng = random.Random(15)
+    b = body("course child killed")
+    c = ceiling(b)
+    cid = new_course(db, pico("50"))
+    email = student("killed")
+    enrol(db, cid, email)
+    n = 12
+    extra = [dict(random_usage(rng, b), **{"X-Fake-Delay-Ms": "6000"}) for _ in range(n)]
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(post, gw, email, cid, b, e) for e in extra]
+        wait_for(lambda: len(chats_seen(up, "X-Fake-Delay-Ms")) == n, 10,
+                 "the slow requests to reach the provider")
+        by_child = connections_by_child(gw)
+        victim = max(by_child, key=by_child.get)
+        if lease == "on":
+            gw.expect_log(r"AIP02303: request \w+ of \S+ was in flight in a child that died")
+        gw.kill_child(victim)
+        answers = [f.result(timeout=30) for f in futures]
+    dead = [a for a in answers if a.error]
+    paid = [a.cost for a in answers if not a.error]
+    assert len(dead) == by_child[victim], (by_child, answers)
+    assert all(a.status == 200 for a in answers if not a.error)
+    if lease == "off":
+        sweep_expired_holds(gw, db, [email])
+        # The course's holds too: a course request that finds it full.
+        db.courses.update_one({"_id": cid}, {"$set": {"budget": Int64(1)}})
+        db.users.update_one({"_id": email}, {"$unset": {"cap": ""}})
+        x = post(gw, email, cid, body("sweep the course"))
+        assert (x.status, x.code) == (429, "course_budget_exceeded"), x
+    spent = sum(paid) + len(dead) * c
+    k = len(paid) + len(dead)
+    u = settled_month(lambda: user_month(db, email), spent, k, timeout=20)
+    cm = settled_month(lambda: course_month(db, cid), spent, k, timeout=20)
+    assert (u["spent"], u["requests"]) == (spent, k)
+    assert (cm["spent"], cm["requests"]) == (spent, k)
+    wait_for(lambda: db.requests.count_documents({"email": email}) >= k, 10,
+             "the student's records")
+    recs = list(db.requests.find({"email": email}))
+    assert sorted(r["cost"] for r in recs if r["estimated"]) == [c] * len(dead)
+    assert all(r.get("course") == cid for r in recs if not r["estimated"])
+    swept = list(db.requests.find({"email": "#" + cid}))
+    if lease == "off":
+        # The course's swept holds' records, each under an id of its own.
+        assert sorted(r["cost"] for r in swept) == [c] * len(dead)
+        assert all(r["_id"].endswith("#" + cid) for r in swept)
+    else:
+        assert swept == []
+    gw.stop()
+    assert course_month(db, cid)["reserved"] == 0
