@@ -419,3 +419,27 @@ def test_child_killed_with_course_requests_in_flight(make_gateway, up, lease):
         assert swept == []
     gw.stop()
     assert course_month(db, cid)["reserved"] == 0
+
+
+@pytest.mark.parametrize("lease", ["off", "on"])
+def test_cache_hit_counts_on_the_course_at_no_cost(make_gateway, up, lease):
+    """A cached answer costs nothing and counts as a request, for the
+    course as for its student."""
+    [gw] = start_hosts(make_gateway, lease)
+    db = database(gw)
+    cid = new_course(db, pico("5"))
+    email = student("cached")
+    enrol(db, cid, email)
+    client = sdk(gw, email, cid)
+    text = "embed for the course " + secrets.token_hex(4)
+    first = client.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=text)
+    second = client.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=text)
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+    cost = pico(first.headers["cost"])
+    assert cost > 0 and second.headers["cost"] == "0"
+    cm = settled_month(lambda: course_month(db, cid), cost, 2)
+    assert (cm["spent"], cm["requests"]) == (cost, 2)
+    u = settled_month(lambda: user_month(db, email), cost, 2)
+    assert (u["spent"], u["requests"]) == (cost, 2)
