@@ -305,11 +305,12 @@ static int signin_course(request_rec *r, aiproxy_req_t *st, const char *email,
                                       &has_cap, &cap, &err);
     if (rc == AIPROXY_LEDGER_DOWN)
         return aiproxy_admin_store_down(r, st, err);
-    if (!member)
-        return aiproxy_handler_fail(r, st, HTTP_FORBIDDEN, "not_in_course",
-                                    apr_psprintf(r->pool, "You are not a "
-                                                 "member of course %s.",
-                                                 *course));
+    if (!member) {
+        aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "permission_error",
+                            "not_in_course", apr_psprintf(r->pool, "You are "
+                            "not a member of course %s.", *course));
+        return aiproxy_reply_handler(r);
+    }
     return DECLINED;
 }
 

@@ -67,13 +67,16 @@ const char *aiproxy_scope_role_name(aiproxy_role_t role)
 int aiproxy_scope_forbidden(request_rec *r, aiproxy_req_t *st,
                             const char *message)
 {
-    return aiproxy_handler_fail(r, st, HTTP_FORBIDDEN, "forbidden", message);
+    aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "permission_error",
+                        "forbidden", message);
+    return aiproxy_reply_handler(r);
 }
 
 int aiproxy_scope_not_admin(request_rec *r, aiproxy_req_t *st)
 {
-    return aiproxy_handler_fail(r, st, HTTP_FORBIDDEN, "not_admin",
-                                "Only administrators may do this.");
+    aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "permission_error",
+                        "not_admin", "Only administrators may do this.");
+    return aiproxy_reply_handler(r);
 }
 
 static int member_check(request_rec *r, aiproxy_req_t *st,
