@@ -170,8 +170,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_alert_sent(aiproxy_ledger_t *l,
                                               const char **err)
 {
     bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
-    bson_t *update = BCON_NEW("$set", "{", "sent", BCON_DATE_TIME(now_ms),
-                              "last_error", BCON_UTF8(""), "}",
+    bson_t *update = BCON_NEW("$set", "{", "sent", BCON_DATE_TIME(now_ms), "}",
                               "$inc", "{", "attempts", BCON_INT32(1), "}");
     aiproxy_ledger_rc_t rc = alert_update(l, p, filter, update, err);
 
