@@ -370,7 +370,7 @@ static int deliver_one(apr_pool_t *p, aiproxy_alert_t *a)
     /* Never log the URL: it may carry a secret; its host says enough. */
     why = aiproxy_fetch_post(p, conf->alert_webhook, "application/json",
                              body, strlen(body), POST_TIMEOUT_MS, REPLY_MAX,
-                             &reply);
+                             &stopping, &reply);
     now = now_ms();
     if (!why && reply.status >= 200 && reply.status < 300) {
         if (aiproxy_ledger_alert_sent(l, p, a->id, now, &err)
@@ -389,7 +389,14 @@ static int deliver_one(apr_pool_t *p, aiproxy_alert_t *a)
         why = apr_psprintf(p, "HTTP status %ld", reply.status);
     give_up = now - a->created_ms >= GIVE_UP_MS;
     next = now + backoff_ms(a->attempts + 1);
-    if (give_up)
+    if (stopping) {
+        /* Cut short by the child's exit: due again at once, for whichever
+         * child or host is next. */
+        give_up = 0;
+        next = now;
+        why = "cut short: the sending process stopped";
+    }
+    else if (give_up)
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, alert_server, AIPLOGNO(15507)
                      "alert %s not delivered to %s after %" APR_INT64_T_FMT
                      " attempts over 24 hours (%s): given up", a->id,

@@ -9,6 +9,7 @@ through the gateway to the fake upstream); course months, which the course
 request path writes, are seeded in the store directly."""
 import datetime
 import json
+import re
 import secrets
 import threading
 import time
@@ -244,6 +245,9 @@ def test_exactly_once_over_children_and_two_hosts(make_gateway, receiver, up):
     rx = receiver()
     a = make_gateway(rx.conf()).start()
     b = make_gateway(rx.conf(), db=a.db_name).start()
+    deadline = time.time() + 10
+    while time.time() < deadline and (len(a.children()) < 2 or len(b.children()) < 2):
+        time.sleep(0.1)
     assert len(a.children()) >= 2 and len(b.children()) >= 2
     users = [new_user("twohost") for _ in range(4)]
     db = db_of(a)
@@ -406,3 +410,78 @@ def test_no_webhook_no_alerts(make_gateway, up):
     chat(client)
     time.sleep(3)
     assert db.alerts.count_documents({}) == 0
+
+
+# ------------------------------------------------------------------ claims
+
+def seed_alert(db, account, pct, created, next_try, sent=None, attempts=0):
+    aid = "%s|%s|%d" % (account, MONTH, pct)
+    db.alerts.insert_one({"_id": aid, "account": account, "kind": "user",
+                          "month": MONTH, "pct": pct, "spent": Int64(2 * 10 ** 12),
+                          "cap": Int64(2 * 10 ** 12), "created": created,
+                          "sent": sent, "attempts": attempts, "next_try": next_try,
+                          "last_error": ""})
+    return aid
+
+
+def test_a_dead_senders_claim_is_taken_over(make_gateway, receiver, up):
+    """An alert claimed by a sender that died (its claim, next_try, has
+    passed) is delivered; one whose claim still runs is left alone."""
+    rx = receiver()
+    gw = make_gateway(rx.conf()).start()
+    db = db_of(gw)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    dead, live = new_user("deadclaim"), new_user("liveclaim")
+    seed_alert(db, dead, 100, now - datetime.timedelta(minutes=2),
+               now - datetime.timedelta(seconds=1), attempts=1)
+    live_id = seed_alert(db, live, 100, now, now + datetime.timedelta(minutes=5))
+    rx.wait(lambda b: by_threshold(b, dead) == [100])
+    time.sleep(2)
+    assert by_threshold(rx.delivered(), live) == []
+    assert db.alerts.find_one({"_id": live_id})["sent"] is None
+
+
+@pytest.mark.expect_log(r"AIP15507")
+def test_given_up_after_a_day(make_gateway, receiver, up):
+    """An alert the webhook has refused for 24 hours is given up, with a
+    log line, and not tried again."""
+    rx = receiver(fail_first=1000)
+    gw = make_gateway(rx.conf()).start()
+    db = db_of(gw)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    email = new_user("old")
+    aid = seed_alert(db, email, 100, now - datetime.timedelta(hours=25),
+                     now - datetime.timedelta(seconds=1), attempts=40)
+    deadline = time.time() + 10
+    while time.time() < deadline and not db.alerts.find_one({"_id": aid}).get("gave_up"):
+        time.sleep(0.1)
+    doc = db.alerts.find_one({"_id": aid})
+    assert doc.get("gave_up") and doc["sent"] is None and doc["attempts"] == 41
+    time.sleep(3)
+    assert len(rx.posts) == 1
+    assert re.search(r"AIP15507: alert %s not delivered to 127\.0\.0\.1 after 41 "
+                     r"attempts" % re.escape(aid), gw.error_log())
+
+
+# ------------------------------------------------------------------ the store
+
+@pytest.mark.expect_log(r"AIP15504", r"AIP01001", r"AIP15502")
+def test_store_down_then_back_delivers_once(make_toxic_gateway, toxiproxy, store,
+                                            receiver, up):
+    """With the store gone the scans fail (logged) and send nothing; once
+    it is back the crossing made meanwhile is delivered, once."""
+    rx = receiver()
+    gw = make_toxic_gateway(rx.conf()).start()
+    db = store.client()[gw.db_name]
+    email = new_user("storedown")
+    toxiproxy.disable("store")
+    try:
+        seed_month(db, email, MONTH, 17 * 10 ** 11)     # 1.70 of 2.00
+        time.sleep(4)
+        assert rx.posts == []
+    finally:
+        toxiproxy.enable("store")
+    rx.wait(lambda b: by_threshold(b, email) == [80], timeout=30)
+    time.sleep(3)
+    assert by_threshold(rx.delivered(), email) == [80]
+    assert "AIP15504" in gw.error_log()

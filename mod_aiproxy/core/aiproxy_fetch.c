@@ -81,11 +81,24 @@ static size_t on_header(char *line, size_t size, size_t n, void *v)
     return len;
 }
 
+/* libcurl calls this about once a second, and more often while data
+ * moves: a nonzero *cancel aborts the transfer. */
+static int on_progress(void *v, curl_off_t dlt, curl_off_t dln,
+                       curl_off_t ult, curl_off_t uln)
+{
+    (void)dlt;
+    (void)dln;
+    (void)ult;
+    (void)uln;
+    return *(const volatile int *)v ? 1 : 0;
+}
+
 /* One request: a GET, or a POST of body when content_type is set. */
 static const char *perform(apr_pool_t *p, const char *url,
                            const char *content_type, const char *body,
                            apr_size_t body_len, long timeout_ms,
-                           apr_size_t max, aiproxy_fetch_reply_t *out)
+                           apr_size_t max, const volatile int *cancel,
+                           aiproxy_fetch_reply_t *out)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *headers = NULL;
@@ -120,6 +133,11 @@ static const char *perform(apr_pool_t *p, const char *url,
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &s);
+    if (cancel) {
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)cancel);
+    }
     if (content_type) {
         headers = curl_slist_append(headers, apr_pstrcat(p, "Content-Type: ",
                                                          content_type, NULL));
@@ -148,13 +166,15 @@ static const char *perform(apr_pool_t *p, const char *url,
 const char *aiproxy_fetch_get(apr_pool_t *p, const char *url, long timeout_ms,
                               apr_size_t max, aiproxy_fetch_reply_t *out)
 {
-    return perform(p, url, NULL, NULL, 0, timeout_ms, max, out);
+    return perform(p, url, NULL, NULL, 0, timeout_ms, max, NULL, out);
 }
 
 const char *aiproxy_fetch_post(apr_pool_t *p, const char *url,
                                const char *content_type, const char *body,
                                apr_size_t len, long timeout_ms,
-                               apr_size_t max, aiproxy_fetch_reply_t *out)
+                               apr_size_t max, const volatile int *cancel,
+                               aiproxy_fetch_reply_t *out)
 {
-    return perform(p, url, content_type, body, len, timeout_ms, max, out);
+    return perform(p, url, content_type, body, len, timeout_ms, max, cancel,
+                   out);
 }
