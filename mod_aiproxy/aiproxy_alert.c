@@ -191,12 +191,13 @@ static int my_turn(void)
 /* ---- Scanning ---- */
 
 /* Whether spent reached pct% of cap, exactly and without overflow:
- * spent * 100 >= cap * pct. */
+ * spent * 100 >= cap * pct. A course's own percentages come from the
+ * store: one outside 1-1000 counts as never reached. */
 static int crossed(aiproxy_money_t spent, aiproxy_money_t cap, int pct)
 {
     apr_int64_t q = cap / 100, r = cap % 100;
 
-    if (cap <= 0 || q > APR_INT64_MAX / pct - 1)
+    if (pct < 1 || pct > 1000 || cap <= 0 || q > APR_INT64_MAX / pct - 1)
         return 0;
     return spent >= q * pct + (r * pct + 99) / 100;
 }

@@ -355,19 +355,25 @@ def test_course_budget_crossing_is_posted_as_course(make_gateway, receiver, up):
 
 def test_course_gone_or_without_budget_posts_nothing(make_gateway, receiver, up):
     """A course month whose course was deleted, or whose budget is 0, has
-    no percentage to cross."""
+    no percentage to cross; a course's own percentages out of range are
+    skipped (and crash nothing)."""
     rx = receiver()
     gw = make_gateway(rx.conf()).start()
     db = db_of(gw)
     zero = seed_course(db, 0)
     seed_month(db, "#" + zero, MONTH, 10 ** 12)
     seed_month(db, "#gone-" + secrets.token_hex(3), MONTH, 10 ** 12)
+    # Percentages written to the store by hand outside 1-1000 are ignored.
+    odd = seed_course(db, 10 * 10 ** 12, alerts=[0, -5, 5000, 50])
+    seed_month(db, "#" + odd, MONTH, 6 * 10 ** 12)
     marker = new_user("marker")
     seed_month(db, marker, MONTH, 3 * 10 ** 12)
-    rx.wait(lambda b: by_threshold(b, marker) == [80, 100])
+    rx.wait(lambda b: by_threshold(b, marker) == [80, 100]
+            and by_threshold(b, "#" + odd) == [50])
     time.sleep(2)
-    assert {b["account"] for b in rx.delivered()} == {marker}
-    assert db.alerts.count_documents({"kind": "course"}) == 0
+    assert {b["account"] for b in rx.delivered()} == {marker, "#" + odd}
+    assert by_threshold(rx.delivered(), "#" + odd) == [50]
+    assert db.alerts.count_documents({"kind": "course"}) == 1
 
 
 # ------------------------------------------------------------------ months
