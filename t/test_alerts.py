@@ -218,6 +218,9 @@ def test_user_crossing_80_then_100_is_posted_once_each(make_gateway, receiver, u
     log = gw.error_log()
     assert HOOK_SECRET not in log
     assert "delivered to 127.0.0.1" in log
+    # One child works at a time: both came from the same process.
+    pids = set(re.findall(r"\[pid (\d+):tid \d+\] AIP15506", log))
+    assert len(pids) == 1, pids
 
 
 def test_domain_cap_and_default_cap_apply(make_gateway, receiver, up):
@@ -315,7 +318,7 @@ def test_a_hanging_webhook_never_slows_requests(make_gateway, receiver, up):
         t0 = time.time()
         chat(client)
         times.append(time.time() - t0)
-    assert len(times) >= 10 and max(times) < 2.0, times
+    assert len(times) >= 10 and max(times) < 3.0, times
     # The hung POST timed out (5 s) and was recorded as a failure.
     deadline = time.time() + 10
     while time.time() < deadline:
