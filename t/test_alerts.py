@@ -494,3 +494,22 @@ def test_store_down_then_back_delivers_once(make_toxic_gateway, toxiproxy, store
     time.sleep(3)
     assert by_threshold(rx.delivered(), email) == [80]
     assert "AIP15504" in gw.error_log()
+
+
+def test_another_child_takes_over_when_the_working_one_dies(make_gateway, receiver, up):
+    """The child that scans is killed (-9): another child of the host sees
+    its pid gone and takes the work over."""
+    rx = receiver()
+    gw = make_gateway(rx.conf()).start()
+    db = db_of(gw)
+    first, second = new_user("first"), new_user("second")
+    seed_month(db, first, MONTH, 17 * 10 ** 11)
+    rx.wait(lambda b: by_threshold(b, first) == [80])
+    worker = int(re.findall(r"\[pid (\d+):tid \d+\] AIP15506", gw.error_log())[0])
+    gw.kill_child(worker)
+    seed_month(db, second, MONTH, 17 * 10 ** 11)
+    rx.wait(lambda b: by_threshold(b, second) == [80], timeout=20)
+    pids = re.findall(r"\[pid (\d+):tid \d+\] AIP15506: alert %s" % re.escape(second),
+                      gw.error_log())
+    assert pids and int(pids[0]) != worker
+    assert by_threshold(rx.delivered(), first) == [80]
