@@ -403,3 +403,33 @@ def test_signin_course(store, upstream, google):
         assert TOKEN_SECRET not in gw.error_log()
     finally:
         gw.stop()
+
+
+# ---- store down -------------------------------------------------------------------
+
+@pytest.mark.expect_log(r"AIP01106", r"AIP01001", r"AIP04100", r"AIP04003")
+def test_store_down_is_503_everywhere(upstream):
+    from conftest import Store
+    s = Store()
+    if not s.local:
+        pytest.skip("needs the local store to stop it (MONGODB_URI is set)")
+    s.start()
+    gw = Gateway(s, upstream).start()
+    try:
+        cid = new_course(gw, instructors=["prof-down@uni.test"])
+        ok(api(gw, "GET", "me"))       # the caller's settings may be remembered
+        s.stop()
+        for method, path, body, params in [
+                ("GET", "me", None, None), ("GET", "courses", None, None),
+                ("POST", "courses", {"id": "x1", "name": "x", "budget": "1"}, None),
+                ("GET", "members", None, {"course": cid}),
+                ("POST", "members", {"course": cid, "add": ["a@b.c"]}, None),
+                ("POST", "reset", {"email": "a@b.c"}, None),
+                ("POST", "tokens", {"email": "a@b.c", "course": cid}, None),
+                ("GET", "audit", None, None)]:
+            r = api(gw, method, path, body, params=params)
+            assert r.status_code == 503, "%s %s: %s" % (method, path, r.text)
+            assert r.json()["error"]["code"] == "store_unavailable"
+    finally:
+        gw.stop()
+        s.stop()
