@@ -130,7 +130,8 @@ static int tokens(request_rec *r, aiproxy_req_t *st,
     if (sc->role != AIPROXY_ROLE_ADMIN && !course)
         return bad(r, st, "course is required: the course you teach that "
                    "the token is for.");
-    if (course && aiproxy_scope_may_act(r, st, sc, course, email) != DECLINED)
+    if (course && aiproxy_scope_may_act(r, st, sc, course, email, &course)
+        != DECLINED)
         return OK;
     if (course) {
         rc = aiproxy_ledger_course_get(l, r->pool, course, &c, &err);
