@@ -269,7 +269,57 @@
         renderUsage(r[1]);
         renderChart(r[2]);
         document.body.setAttribute("data-loaded", "true");
+        return loadAudit();
       }, fail);
+  }
+
+  /* ---- admins: near the cap, the whole audit log --------------------------- */
+
+  var near = 80, auditSkip = 0, AUDIT_PAGE = 50;
+
+  function loadNear() {
+    return A.api("/admin/api/near?" + query({ threshold: near })).then(function (r) {
+      var body = $("#near-rows"), rows = r.data || [];
+      body.textContent = "";
+      rows.forEach(function (u) {
+        var p = u.pct !== undefined ? u.pct : A.pct(u.spent, u.cap);
+        body.appendChild(el("tr", { class: p >= 100 ? "near" : null }, [
+          el("td", { "data-label": "Email", text: u.email || u.who || u.account }),
+          el("td", { class: "num", "data-label": "Spent", text: A.usd(u.spent) }),
+          el("td", { class: "num", "data-label": "Cap", text: A.usd(u.cap) }),
+          el("td", { class: "num", "data-label": "Used", text: p + "%" })
+        ]));
+      });
+      $("#near-empty").hidden = rows.length > 0;
+      $("#near").hidden = rows.length === 0;
+    }, fail);
+  }
+
+  function loadAudit() {
+    return A.api("/admin/api/audit?" + query({ skip: auditSkip, limit: AUDIT_PAGE })).then(function (r) {
+      var rows = r.data || [];
+      A.auditRows($("#audit-all-rows"), rows, true);
+      $("#audit-all-empty").hidden = rows.length > 0 || auditSkip > 0;
+      $("#audit-all").hidden = rows.length === 0;
+      $("#audit-all-prev").disabled = auditSkip === 0;
+      $("#audit-all-next").disabled = rows.length < AUDIT_PAGE;
+    }, fail);
+  }
+
+  function wireSite() {
+    $("#near-form").addEventListener("submit", function (e) {
+      e.preventDefault();
+      near = Number($("#near-threshold").value) || 80;
+      loadNear();
+    });
+    $("#audit-all-prev").addEventListener("click", function () {
+      auditSkip = Math.max(0, auditSkip - AUDIT_PAGE);
+      loadAudit();
+    });
+    $("#audit-all-next").addEventListener("click", function () {
+      auditSkip += AUDIT_PAGE;
+      loadAudit();
+    });
   }
 
   function filterEmail(email) {
@@ -340,20 +390,20 @@
       return;
     }
     A.api("/admin/api/me").then(function (me) {
-      /* Everyone with a token has a `me`; its role says who is an admin. */
-      if (!me.admin) {
-        deny("You are signed in as " + s.email + ", who is not an administrator.");
-        return;
+      if (me.role !== "admin" && me.role !== "instructor") {
+        deny("You are signed in as " + s.email + ", who is not an administrator or an " +
+             "instructor. Your own usage is on the sign-in page.");
+        return null;
       }
       $("#admin").hidden = false;
-      return refresh();
+      var courses = window.AIProxyCourses.start(me, fail);
+      if (me.role !== "admin") return courses;
+      $("#site").hidden = false;
+      wireSite();
+      return Promise.all([courses, refresh(), loadNear()]);
     }, function (err) {
-      if (err.status === 403) {
-        deny("You are signed in as " + s.email + ", who is not an administrator.");
-      } else {
-        fail(err);
-        if (err.status !== 401) deny(err.message);
-      }
+      fail(err);
+      if (err.status !== 401) deny(err.message);
     });
   });
 })();

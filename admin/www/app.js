@@ -16,7 +16,8 @@
   }
 
   function setSession(s) {
-    sessionStorage.setItem(KEY, JSON.stringify({ token: s.token, email: s.email }));
+    sessionStorage.setItem(KEY, JSON.stringify({ token: s.token, email: s.email,
+                                               course: s.course || null }));
   }
 
   function clearSession() {
@@ -156,6 +157,126 @@
     }
   }
 
+  /* GET path with the session's token and save the answer (CSV) as a
+   * file: a plain link could not carry the token. */
+  function download(path, filename) {
+    var s = session();
+    var headers = { Accept: "text/csv" };
+    if (s) headers.Authorization = "Bearer " + s.token;
+    return fetch(path, { headers: headers, cache: "no-store" }).then(function (r) {
+      if (!r.ok) {
+        return r.text().then(function (text) {
+          var body = null;
+          try { body = JSON.parse(text); } catch (e) { body = null; }
+          throw apiError(r.status, body);
+        });
+      }
+      return r.blob().then(function (blob) {
+        var url = URL.createObjectURL(blob);
+        var a = el("a", { href: url, download: filename, class: "offscreen", text: filename });
+        document.body.appendChild(a);
+        a.click();
+        document.body.removeChild(a);
+        window.setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
+        return blob;
+      });
+    }, function (err) {
+      if (err && err.status !== undefined) throw err;
+      throw apiError(0, { error: { message: "The gateway cannot be reached." } });
+    });
+  }
+
+  /* URL query from an object, leaving out empty values. */
+  function query(params) {
+    var q = new URLSearchParams();
+    Object.keys(params).forEach(function (k) {
+      if (params[k] !== "" && params[k] !== null && params[k] !== undefined) q.set(k, params[k]);
+    });
+    return q.toString();
+  }
+
+  function when(iso) {
+    if (!iso) return "";
+    if (typeof iso === "number") iso = new Date(iso * 1000).toISOString();
+    return String(iso).replace("T", " ").slice(0, 19);
+  }
+
+  /* A percentage of a cap from two decimal strings, for display only. */
+  function pct(spent, cap) {
+    if (cap === null || cap === undefined || Number(cap) <= 0) return Number(spent) > 0 ? 100 : 0;
+    return Math.round(Number(spent) / Number(cap) * 100);
+  }
+
+  /* Audit entries as table rows (an entry's before and after as short
+   * JSON; the log never holds a token). */
+  function auditRows(body, entries, withCourse) {
+    function short(v) {
+      return v === null || v === undefined ? "—" : (typeof v === "string" ? v : JSON.stringify(v));
+    }
+    body.textContent = "";
+    entries.forEach(function (e) {
+      body.appendChild(el("tr", {}, [
+        el("td", { "data-label": "Time", text: when(e.time) }),
+        el("td", { "data-label": "Who", text: e.who + (e.role ? " (" + e.role + ")" : "") }),
+        el("td", { "data-label": "Action", text: e.action }),
+        el("td", { "data-label": "Target", text: e.target || "" }),
+        withCourse ? el("td", { "data-label": "Course", text: e.course || "—" }) : null,
+        el("td", { "data-label": "Change", class: "change",
+                   text: short(e.before) + " → " + short(e.after) })
+      ]));
+    });
+  }
+
+  /* a - b for two decimal money strings, floored at 0, exact (as
+   * pico-dollar BigInts). */
+  function minus(a, b) {
+    function pico(x) {
+      var parts = String(x || "0").split(".");
+      return BigInt(parts[0] || "0") * 1000000000000n +
+             BigInt(((parts[1] || "") + "000000000000").slice(0, 12));
+    }
+    var d = pico(a) - pico(b);
+    if (d < 0n) d = 0n;
+    var whole = d / 1000000000000n, frac = String(d % 1000000000000n).padStart(12, "0")
+      .replace(/0+$/, "");
+    return String(whole) + (frac ? "." + frac : "");
+  }
+
+  function tokens(n) {
+    return n === undefined || n === null ? "—" : Number(n).toLocaleString("en-US");
+  }
+
+  /* Request records (the reports API's `requests`) as table rows. */
+  function renderRequests(body, rows) {
+    body.textContent = "";
+    rows.forEach(function (q) {
+      body.appendChild(el("tr", {}, [
+        el("td", { "data-label": "Time", text: when(q.time) }),
+        el("td", { "data-label": "Endpoint", text: q.endpoint || "" }),
+        el("td", { "data-label": "Model", text: q.model || "" }),
+        el("td", { class: "num", "data-label": "Tokens in/out",
+                   text: tokens(q.input_tokens) + " / " + tokens(q.output_tokens) }),
+        el("td", { class: "num", "data-label": "Cost", title: "$" + q.cost },
+           [usd(q.cost), q.estimated ? el("span", { class: "tag", text: "estimated" }) : null]),
+        el("td", { class: "num", "data-label": "Status", text: String(q.status || "") })
+      ]));
+    });
+  }
+
+  /* Per-model totals (the reports API's `models`) as table rows. */
+  function renderModels(body, rows) {
+    body.textContent = "";
+    rows.forEach(function (m) {
+      body.appendChild(el("tr", {}, [
+        el("td", { "data-label": "Model", text: m.model || "" }),
+        el("td", { class: "num", "data-label": "Requests", text: String(m.requests || 0) }),
+        el("td", { class: "num", "data-label": "Tokens in", text: tokens(m.input_tokens) }),
+        el("td", { class: "num", "data-label": "Tokens out", text: tokens(m.output_tokens) }),
+        el("td", { class: "num", "data-label": "Cost", title: "$" + m.cost, text: usd(m.cost) })
+      ]));
+    });
+  }
+
   function signOut() {
     clearSession();
     if (window.google && google.accounts && google.accounts.id) {
@@ -167,6 +288,8 @@
   window.AIProxy = {
     session: session, setSession: setSession, clearSession: clearSession,
     api: api, el: el, $: $, usd: usd, ratio: ratio, monthNow: monthNow,
-    announce: announce, copyText: copyText, signOut: signOut
+    announce: announce, copyText: copyText, signOut: signOut, download: download,
+    query: query, when: when, pct: pct, auditRows: auditRows, minus: minus,
+    renderRequests: renderRequests, renderModels: renderModels
   };
 })();

@@ -35,6 +35,9 @@
     return A.api("/token", { method: "POST", form: { credential: response.credential },
                             anonymous: true })
       .then(function (r) {
+        /* Kept in this page's memory only, to ask /token for a token per
+         * course while Google's credential is valid; never stored. */
+        if (window.AIProxyMine) window.AIProxyMine.credential(response.credential);
         A.setSession(r);
         A.announce("Signed in as " + r.email + ".", "ok");
         render();
@@ -107,7 +110,9 @@
       A.announce("Usage unavailable: " + err.message, "error");
     });
     A.api("/admin/api/me").then(function (me) {
-      $("#nav-admin").hidden = !me.admin;
+      $("#nav-admin").hidden = me.role !== "admin" && me.role !== "instructor";
+      $("#nav-admin").textContent = me.role === "admin" ? "Admin" : "Courses";
+      if (window.AIProxyMine) window.AIProxyMine.render(me);
     }, function () {
       $("#nav-admin").hidden = true;
     });
