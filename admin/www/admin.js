@@ -290,9 +290,16 @@
           el("td", { class: "num", "data-label": "Used", text: p + "%" })
         ]));
       });
+      $("#near-empty").textContent = "Nobody is at or above this share of their cap.";
       $("#near-empty").hidden = rows.length > 0;
       $("#near").hidden = rows.length === 0;
-    }, fail);
+    }, function (err) {
+      /* Said in the panel: the page's status is for the user's actions. */
+      if (err.status === 401) return fail(err);
+      $("#near").hidden = true;
+      $("#near-empty").textContent = "Unavailable: " + err.message;
+      $("#near-empty").hidden = false;
+    });
   }
 
   function loadAudit() {
@@ -307,6 +314,7 @@
   }
 
   function wireSite() {
+    document.addEventListener("aiproxy:changed", function () { loadAudit(); });
     $("#near-form").addEventListener("submit", function (e) {
       e.preventDefault();
       near = Number($("#near-threshold").value) || 80;

@@ -17,6 +17,11 @@
     return text.split(",").map(function (x) { return x.trim(); }).filter(Boolean);
   }
 
+  /* Tells the rest of the page (the site's audit log) that something changed. */
+  function changed() {
+    document.dispatchEvent(new CustomEvent("aiproxy:changed"));
+  }
+
   function current() {
     return st.courses.filter(function (c) { return c.id === st.course; })[0] || null;
   }
@@ -74,7 +79,8 @@
   function memberAction(path, body, done) {
     return A.api("/admin/api/" + path, { method: "POST", json: body }).then(function (r) {
       A.announce(done(r), "ok");
-      return Promise.all([loadCourses(true)]);
+      changed();
+      return loadCourses(true);
     }, st.fail);
   }
 
@@ -146,6 +152,7 @@
         $("#issued-token").textContent = r.token;
         $("#issued").hidden = false;
         $("#issued-copy").focus();
+        changed();
         A.announce("Token issued for " + r.email + (r.exp ? ", valid until " + A.when(r.exp) + " UTC." : "."), "ok");
       }, st.fail);
   }
@@ -230,10 +237,15 @@
         A.renderRequests($("#drill-requests-rows"), r[0].data || []);
         A.renderModels($("#drill-models-rows"), r[1].data || []);
         var n = (r[0].data || []).length;
+        $("#drill-empty").textContent = "No requests in " + st.month + ".";
         $("#drill-empty").hidden = n > 0 || st.dskip > 0;
         $("#d-prev").disabled = st.dskip === 0;
         $("#d-next").disabled = n < st.dlimit;
-      }, st.fail);
+      }, function (err) {
+        if (err.status === 401) return st.fail(err);
+        $("#drill-empty").textContent = "Unavailable: " + err.message;
+        $("#drill-empty").hidden = false;
+      });
   }
 
   /* ---- roster, export, audit ------------------------------------------------ */
@@ -253,6 +265,7 @@
         });
         $("#roster-report").hidden = false;
         A.announce("Roster imported into " + st.course + ".", "ok");
+        changed();
         return loadCourses(true);
       }, st.fail);
   }
@@ -288,6 +301,7 @@
     if ($("#cf-alerts").value.trim()) body.alerts = list($("#cf-alerts").value).map(Number);
     return A.api("/admin/api/courses", { method: "POST", json: body }).then(function (r) {
       A.announce("Course " + r.id + " saved.", "ok");
+      changed();
       st.course = r.id;
       return loadCourses(true);
     }, st.fail);
@@ -300,6 +314,7 @@
     }
     return A.api("/admin/api/courses?" + A.query({ id: id }), { method: "DELETE" }).then(function () {
       A.announce("Course " + id + " deleted.", "ok");
+      changed();
       return loadCourses(false);
     }, st.fail);
   }

@@ -73,7 +73,9 @@
       $("#my-prev").disabled = st.skip === 0;
       $("#my-next").disabled = rows.length < PAGE;
     }, function (err) {
-      A.announce("Requests unavailable: " + err.message, "error");
+      $("#my-requests").hidden = true;
+      $("#my-requests-empty").textContent = "Requests unavailable: " + err.message;
+      $("#my-requests-empty").hidden = false;
     });
   }
 
@@ -84,7 +86,9 @@
       $("#my-models-empty").hidden = rows.length > 0;
       $("#my-models").hidden = rows.length === 0;
     }, function (err) {
-      A.announce("Per-model totals unavailable: " + err.message, "error");
+      $("#my-models").hidden = true;
+      $("#my-models-empty").textContent = "Per-model totals unavailable: " + err.message;
+      $("#my-models-empty").hidden = false;
     });
   }
 
