@@ -184,7 +184,7 @@
         capCell,
         el("td", { class: "num", "data-label": "Effective cap", text: A.usd(m.effective_cap) }),
         el("td", { class: "num", "data-label": "Used", text: p + "%" }),
-        el("td", { class: "row-actions" }, [
+        el("td", { class: "row-actions wrap" }, [el("div", { class: "btns" }, [
           el("button", { type: "button", class: "secondary small-btn", text: "Set cap",
                          "aria-label": "Set the cap of " + m.who,
                          onclick: function () { capEditor(capCell, m); } }),
@@ -200,7 +200,7 @@
           el("button", { type: "button", class: "danger small-btn", text: "Remove",
                          "aria-label": "Remove " + m.who + " from the course",
                          onclick: function () { remove(m.who); } })
-        ])
+        ])])
       ]);
       body.appendChild(tr);
     });
