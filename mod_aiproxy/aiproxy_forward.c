@@ -157,7 +157,7 @@ int aiproxy_forward_handler(request_rec *r)
 
     if (strcmp(r->handler, FORWARD_HANDLER) || !(st = aiproxy_req_get(r)))
         return DECLINED;
-    now = apr_time_now();
+    st->fwd.sent_at = now = apr_time_now();
     attempts = aiproxy_route_attempts(r->pool, st->fwd.targets,
                                       st->g->max_attempts, now);
     headers = apr_table_copy(r->pool, r->headers_in);
