@@ -13,7 +13,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ADMIN, Gateway, make_token
+from conftest import ADMIN, Gateway, Store, make_token
 from helpers import auth, new_email
 
 CHAT = "/openai/v1/chat/completions"
@@ -342,3 +342,53 @@ def test_full_table_counts_under_other(make_gateway):
     assert "other" in models
     assert models <= {"gpt-4o-mini", "text-embedding-3-small", "other"}
     assert set(s.series("aiproxy_cost_dollars_total")) == set(series)
+
+
+def test_label_values_escaped(make_gateway):
+    """A label value with a quote and a backslash (here a <Location> path)
+    is written escaped, and the format's parser reads it back whole."""
+    g = make_gateway(r'''
+<Location "/q\"x\y">
+    AIProxyRoute openai
+    AIProxyEndpoints chat/completions
+    AIProxyModels gpt-4o-mini
+</Location>
+''').start()
+    r = httpx.post(g.url("/q%22x%5Cy/chat/completions"), headers=auth(new_email("esc")),
+                   json={"model": "gpt-4o-mini", "messages": MSG}, timeout=10)
+    assert r.status_code == 200, r.text
+    s = scrape(g)
+    assert 'route="/q\\"x\\\\y"' in s.text
+    assert s.series("aiproxy_requests_total") == {
+        req_key("gpt-4o-mini", 200, route='/q"x\\y'): 1}
+
+
+# ------------------------------------------------------------ store down
+
+@pytest.mark.expect_log(r"AIP01001", r"AIP01101", r"AIP01106", r"AIP01104")
+def test_store_down_shows(upstream):
+    s = Store()
+    if not s.local:
+        pytest.skip("needs the local store to stop it (MONGODB_URI is set)")
+    s.start()
+    try:
+        with Gateway(s, upstream, extra_conf=EXTRA) as g:
+            c = client(g, new_email("down"))
+            c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            before = scrape(g, "/metrics-public", headers={})
+            assert before.get("aiproxy_store_up") == 1
+            s.stop()
+            with pytest.raises(openai.InternalServerError) as e:
+                c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            assert e.value.status_code == 503
+            after = scrape(g, "/metrics-public", headers={})
+            assert after.get("aiproxy_store_up") == 0
+            assert delta(before, after, "aiproxy_refusals_total") == {
+                (("reason", "store_unavailable"),): 1}
+            assert delta(before, after, "aiproxy_requests_total") == {
+                req_key("none", 503): 1}
+            # Its failed round trips were timed too.
+            assert (after.get("aiproxy_store_latency_seconds_count")
+                    > before.get("aiproxy_store_latency_seconds_count"))
+    finally:
+        s.stop()
