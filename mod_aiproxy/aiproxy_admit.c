@@ -72,6 +72,7 @@ void aiproxy_admit_child_init(apr_pool_t *p, server_rec *s)
     aiproxy_global_t *g = aiproxy_global(s);
 
     aiproxy_identify_child_init(p, s);
+    aiproxy_admit_course_child_init(p, s);
     spent_memo = g->user_memo_ttl > 0 ? aiproxy_memo_create(p, SPENT_MEMO_MAX)
                                       : NULL;
 }
@@ -177,7 +178,8 @@ static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
         /* Charged nothing, counted as a request (no hold: by its id; on
          * a lease, by the host with its next write). */
         aiproxy_req_record(st, "cache", HTTP_OK, &rec);
-        if (aiproxy_lease_count(st, &st->month_state)) {
+        aiproxy_admit_course_count(r, st, &rec);
+        if (aiproxy_lease_count(st, st->email, &st->month_state)) {
             if (aiproxy_ledger_put_record(aiproxy_child_ledger(), r->pool,
                                           &rec, &err) != AIPROXY_LEDGER_OK)
                 ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01107)
@@ -251,10 +253,9 @@ static const char *spent_key(apr_pool_t *p, const aiproxy_req_t *st)
 /* A month this child saw spent is refused before the body is read: the
  * cheap refusal a client cannot make us parse megabytes for. So is a cap
  * of 0, which no request fits. */
-static int spent_already(request_rec *r, aiproxy_req_t *st,
-                         const aiproxy_user_t *u)
+static int spent_already(request_rec *r, aiproxy_req_t *st)
 {
-    aiproxy_money_t cap = aiproxy_policy_cap(u, st->g->default_cap);
+    aiproxy_money_t cap = st->cap;
     apr_int64_t now_ms = apr_time_as_msec(apr_time_now());
     spent_entry_t *e;
     apr_size_t len;
@@ -273,14 +274,13 @@ static int spent_already(request_rec *r, aiproxy_req_t *st,
     return over_cap(r, st, cap);
 }
 
-static int reserve(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *u)
+static int reserve(request_rec *r, aiproxy_req_t *st)
 {
     aiproxy_global_t *g = st->g;
     apr_int64_t now_ms = apr_time_as_msec(apr_time_now());
     const char *err = "";
     aiproxy_ledger_rc_t rc;
 
-    st->cap = aiproxy_policy_cap(u, g->default_cap);
     switch (aiproxy_lease_take(r, st, &st->month_state, &err)) {
     case AIPROXY_LEASE_TAKEN:
         st->held = 1;
@@ -462,6 +462,8 @@ int aiproxy_admit(request_rec *r)
     if (aiproxy_identify(r, st, st->api, &user) != DECLINED)
         return OK;
     apr_table_setn(r->notes, "aiproxy-email", st->email);
+    if (aiproxy_admit_course(r, st, &user) != DECLINED)
+        return OK;
     if (is_models) {
         const char *id = st->endpoint[6] ? st->endpoint + 7 : NULL;
 
@@ -482,8 +484,9 @@ int aiproxy_admit(request_rec *r)
     /* The rate limit and a spent month before the body is read and
      * parsed: a refused client costs a store round trip, not a parse. */
     st->month = aiproxy_month_of(r->pool, r->request_time);
-    if (rate_limit(r, st) != DECLINED || spent_already(r, st, &user) != DECLINED
-        || aiproxy_admit_body(r, st) != DECLINED)
+    if (rate_limit(r, st) != DECLINED || spent_already(r, st) != DECLINED
+        || aiproxy_admit_body(r, st) != DECLINED ||
+        aiproxy_admit_course_model(r, st) != DECLINED)
         return OK;
     st->fwd.targets = targets_for(r->pool, st, pv, st->info.model);
     if (!st->fwd.targets->nelts)
@@ -497,7 +500,8 @@ int aiproxy_admit(request_rec *r)
     if (cacheable(st, 0) && !st->info.stream &&
         cache_lookup(r, st, st->body, st->body_out_len) != DECLINED)
         return OK;
-    if (reserve(r, st, &user) != DECLINED)
+    if (reserve(r, st) != DECLINED ||
+        aiproxy_admit_course_reserve(r, st) != DECLINED)
         return OK;
     prepare_forward(r, st);
     return OK;

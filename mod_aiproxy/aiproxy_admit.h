@@ -11,4 +11,9 @@ int aiproxy_admit_map_to_storage(request_rec *r);
 /* Per-child memos of verified tokens and user settings (aiproxy_admit.c). */
 void aiproxy_admit_child_init(apr_pool_t *p, server_rec *s);
 
+/* Charges the request's course what rec charges its user (at settlement,
+ * by the meter); nothing when no course was held. */
+void aiproxy_admit_course_settle(request_rec *r, aiproxy_req_t *st,
+                                 const aiproxy_record_t *rec);
+
 #endif

@@ -15,4 +15,18 @@ apr_array_header_t *aiproxy_admit_model_names(apr_pool_t *p,
  * reservation set. DECLINED to go on, else the request was answered. */
 int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st);
 
+/* A course's part (aiproxy_admit_course.c). After the caller is known:
+ * sets st->cap (the user's, or the course's for its members) and, when the
+ * token names a course, checks the course and the enrolment. */
+void aiproxy_admit_course_child_init(apr_pool_t *p, server_rec *s);
+int aiproxy_admit_course(request_rec *r, aiproxy_req_t *st,
+                         const aiproxy_user_t *u);
+/* Once the model is known: the course's models. */
+int aiproxy_admit_course_model(request_rec *r, aiproxy_req_t *st);
+/* After the user's hold: the course's, else the user's given back. */
+int aiproxy_admit_course_reserve(request_rec *r, aiproxy_req_t *st);
+/* Counts a cache hit on the course. */
+void aiproxy_admit_course_count(request_rec *r, aiproxy_req_t *st,
+                                const aiproxy_record_t *rec);
+
 #endif

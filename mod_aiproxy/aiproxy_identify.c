@@ -64,20 +64,24 @@ void aiproxy_identify_child_init(apr_pool_t *p, server_rec *s)
                                      : NULL;
 }
 
-/* A remembered verification is the claims (their email pointer unused)
- * followed by the email and its NUL. */
+/* A remembered verification is the claims (their pointers unused)
+ * followed by the email and its NUL, then the course and its NUL (empty:
+ * none). */
 static const char *verify_token(request_rec *r, aiproxy_global_t *g,
                                 const char *token, aiproxy_claims_t *c)
 {
     apr_int64_t now = apr_time_sec(apr_time_now());
     aiproxy_claims_t *e;
     const char *why;
-    apr_size_t len, n;
+    apr_size_t len, n, k;
 
     e = aiproxy_memo_get(token_memo, r->pool, token, 0, &len);
     if (e && len > sizeof(*e)) {
         *c = *e;
         c->email = (const char *)(e + 1);
+        c->course = c->email + strlen(c->email) + 1;
+        if (!*c->course)
+            c->course = NULL;
         return aiproxy_token_check_time(c, now, g->token_leeway);
     }
     why = aiproxy_token_verify_keys(r->pool, token, g->token_keys, now,
@@ -85,10 +89,12 @@ static const char *verify_token(request_rec *r, aiproxy_global_t *g,
     if (why || !token_memo)
         return why;
     n = strlen(c->email) + 1;
-    e = apr_palloc(r->pool, sizeof(*e) + n);
+    k = c->course ? strlen(c->course) + 1 : 1;
+    e = apr_palloc(r->pool, sizeof(*e) + n + k);
     *e = *c;
     memcpy(e + 1, c->email, n);
-    aiproxy_memo_put(token_memo, token, 0, e, sizeof(*e) + n);
+    memcpy((char *)(e + 1) + n, c->course ? c->course : "", k);
+    aiproxy_memo_put(token_memo, token, 0, e, sizeof(*e) + n + k);
     return NULL;
 }
 
@@ -147,6 +153,7 @@ int aiproxy_identify(request_rec *r, aiproxy_req_t *st, aiproxy_api_t api,
                                                ".", NULL));
     }
     st->email = claims.email;
+    st->course = claims.course;
     if (!ledger || user_settings(r, g, ledger, st->email, user, &err)
                    != AIPROXY_LEDGER_OK)
     {

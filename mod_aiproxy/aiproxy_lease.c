@@ -28,6 +28,7 @@
 #include "util_mutex.h"
 
 #include "aiproxy_counters.h"
+#include "aiproxy_course.h"
 #include "aiproxy_lease.h"
 
 APLOG_USE_MODULE(aiproxy);
@@ -414,8 +415,12 @@ static int adopt_write(slot_t *sl, write_t *w)
 
 /* ---- Requests ---- */
 
-aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
-                                      aiproxy_month_t *m, const char **err)
+/* Takes st->reserved for the request from the lease of account (a user's
+ * email or a course's "#id") under cap; *ticket names what it took. */
+static aiproxy_lease_rc_t take(request_rec *r, aiproxy_req_t *st,
+                               const char *account, aiproxy_money_t cap,
+                               int *ticket, aiproxy_month_t *m,
+                               const char **err)
 {
     const char *key;
     apr_int64_t deadline;
@@ -424,7 +429,7 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
 
     if (!table)
         return AIPROXY_LEASE_NONE;
-    key = apr_pstrcat(r->pool, st->email, "|", st->month, NULL);
+    key = apr_pstrcat(r->pool, account, "|", st->month, NULL);
     if (strlen(key) >= KEY_MAX)
         return AIPROXY_LEASE_NONE;
     deadline = now_ms() + 2 * (apr_int64_t)conf->store_timeout_ms + 1000;
@@ -442,9 +447,9 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
         }
         sl = &slots[i];
         sl->last_use_ms = now_ms();
-        if (sl->cap >= 0 && st->cap > sl->cap)
-            sl->cap = st->cap;      /* raised: what it holds still fits */
-        if (sl->cap == st->cap && sl->free >= st->reserved) {
+        if (sl->cap >= 0 && cap > sl->cap)
+            sl->cap = cap;      /* raised: what it holds still fits */
+        if (sl->cap == cap && sl->free >= st->reserved) {
             ticket_t *t = ticket_take(i, st);
 
             if (!t) {
@@ -454,7 +459,7 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
             sl->free -= st->reserved;
             sl->inflight += st->reserved;
             sl->inflight_n += 1;
-            st->ticket = (int)(t - tickets) + 1;
+            *ticket = (int)(t - tickets) + 1;
             view(sl, m);
             unlock();
             aiproxy_stat_inc(AIPROXY_STAT_LEASED);
@@ -464,7 +469,7 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
             /* Another request or the flusher is writing this lease. */
             unlock();
             if (now_ms() > deadline) {
-                *err = "the user's lease stayed busy";
+                *err = "the lease stayed busy";
                 return AIPROXY_LEASE_DOWN;
             }
             apr_sleep(apr_time_from_msec(1));
@@ -474,7 +479,7 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
             write_begin(sl, 0, &w);
         }
         else if (!sl->busy) {
-            if (st->cap < sl->cap) {
+            if (cap < sl->cap) {
                 /* The cap went down: give back what was taken under the
                  * old one, then grow under the new. */
                 grow = -sl->free;
@@ -486,7 +491,7 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
                                        ? conf->lease_size : st->reserved;
 
                 grow = want >= need ? want : full - sl->free;
-                sl->cap = st->cap;
+                sl->cap = cap;
             }
             write_begin(sl, grow, &w);
         }
@@ -496,7 +501,7 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
          * adopted write before it left free as the old cap granted it. */
         if (rc == AIPROXY_LEDGER_OK && gave_back) {
             lock();
-            slots[i].cap = st->cap;
+            slots[i].cap = cap;
             unlock();
         }
         if (rc == AIPROXY_LEDGER_OVER_CAP) {
@@ -510,7 +515,7 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
             unlock();
             /* Near the cap: exactly what this request needs, if that
              * fits; else refused, as a hold would have been. */
-            if (want == 0 && need > 0 && need <= st->cap - load) {
+            if (want == 0 && need > 0 && need <= cap - load) {
                 want = need;
                 continue;
             }
@@ -524,16 +529,30 @@ aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
             unlock();
         }
         if (++tries > 8) {
-            *err = "the user's lease kept changing";
+            *err = "the lease kept changing";
             return AIPROXY_LEASE_DOWN;
         }
     }
 }
 
-void aiproxy_lease_settle(aiproxy_req_t *st, aiproxy_money_t cost,
-                          int counts, aiproxy_month_t *m)
+aiproxy_lease_rc_t aiproxy_lease_take(request_rec *r, aiproxy_req_t *st,
+                                      aiproxy_month_t *m, const char **err)
 {
-    ticket_t *t = &tickets[st->ticket - 1];
+    return take(r, st, st->email, st->cap, &st->ticket, m, err);
+}
+
+aiproxy_lease_rc_t aiproxy_lease_take_course(request_rec *r,
+                                             aiproxy_req_t *st,
+                                             const char **err)
+{
+    return take(r, st, st->course_account, st->course_budget,
+                &st->course_ticket, &st->course_month, err);
+}
+
+static void settle(int *ticket, aiproxy_money_t cost, int counts,
+                   aiproxy_month_t *m)
+{
+    ticket_t *t = &tickets[*ticket - 1];
     slot_t *sl;
 
     lock();
@@ -541,15 +560,28 @@ void aiproxy_lease_settle(aiproxy_req_t *st, aiproxy_money_t cost,
     ticket_settle(t, cost, counts);
     view(sl, m);
     unlock();
-    st->ticket = 0;
+    *ticket = 0;
 }
 
-int aiproxy_lease_count(aiproxy_req_t *st, aiproxy_month_t *m)
+void aiproxy_lease_settle(aiproxy_req_t *st, aiproxy_money_t cost,
+                          int counts, aiproxy_month_t *m)
+{
+    settle(&st->ticket, cost, counts, m);
+}
+
+void aiproxy_lease_settle_course(aiproxy_req_t *st, aiproxy_money_t cost,
+                                 int counts)
+{
+    settle(&st->course_ticket, cost, counts, &st->course_month);
+}
+
+int aiproxy_lease_count(aiproxy_req_t *st, const char *account,
+                        aiproxy_month_t *m)
 {
     char key[KEY_MAX];
     int i;
 
-    if (!table || apr_snprintf(key, sizeof(key), "%s|%s", st->email,
+    if (!table || apr_snprintf(key, sizeof(key), "%s|%s", account,
                                st->month) >= (int)sizeof(key) - 1)
         return 0;
     lock();
@@ -601,6 +633,11 @@ static void charge_dead_tickets(apr_pool_t *p)
 
         if (!t->slot || !pid_dead(t->pid))
             continue;
+        if (aiproxy_course_is_account(slots[t->slot - 1].key)) {
+            /* Its user's ticket records the request. */
+            ticket_settle(t, t->amount, 1);
+            continue;
+        }
         rec = apr_array_push(recs);
         memset(rec, 0, sizeof(*rec));
         rec->id = apr_pstrdup(p, t->id);

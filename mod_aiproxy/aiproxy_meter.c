@@ -11,6 +11,7 @@
 #include "http_request.h"
 #include "util_filter.h"
 
+#include "aiproxy_admit.h"
 #include "aiproxy_cache.h"
 #include "aiproxy_jscan.h"
 #include "aiproxy_lease.h"
@@ -100,6 +101,7 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
     rec.held = 1;
     apr_table_setn(r->notes, "aiproxy-cost",
                    aiproxy_money_format(r->pool, rec.cost));
+    aiproxy_admit_course_settle(r, st, &rec);
     if (st->ticket) {
         /* On a lease: settled here, written with the lease's next write;
          * the record goes to the writer now. */

@@ -57,6 +57,7 @@ void aiproxy_req_record(const aiproxy_req_t *st, const char *provider,
     rec->endpoint = st->endpoint;
     rec->model = st->info.model;
     rec->provider = provider;
+    rec->course = st->course;
     rec->time_ms = st->start_ms;
     rec->status = status;
 }

@@ -78,6 +78,13 @@ typedef struct {
     int held;                       /* a hold exists in the store, or: */
     int ticket;                     /* taken from a lease: its ticket + 1 */
     aiproxy_month_t month_state;    /* as of admission, then settlement */
+    /* The course the token names, charged the same as its user. */
+    const char *course;
+    const char *course_account;     /* "#id": its ledger account */
+    aiproxy_money_t course_budget;
+    const char *course_models;      /* "\nm1\nm2\n", "": any */
+    int course_held, course_ticket; /* as held and ticket, for the course */
+    aiproxy_month_t course_month;
     apr_int64_t start_ms;
     aiproxy_fwd_t fwd;
     aiproxy_metering_t meter;

@@ -61,6 +61,7 @@ const char *aiproxy_ledger_check_uri(apr_pool_t *p, const char *uri);
 
 typedef struct {
     int has_cap;
+    int cap_own;             /* the cap is the email's own, not its domain's */
     aiproxy_money_t cap;
     apr_int64_t revoked_at;  /* seconds; 0 when never revoked */
 } aiproxy_user_t;
@@ -92,6 +93,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
 
 typedef struct {
     const char *id, *email, *month, *endpoint, *model, *provider;
+    const char *course;         /* the course also charged; NULL: none */
     apr_int64_t time_ms;
     aiproxy_usage_t usage;
     aiproxy_money_t cost;
@@ -107,7 +109,8 @@ typedef struct {
 int aiproxy_ledger_counts(const aiproxy_record_t *r);
 
 /* Charges the real cost, releases the rest of the hold and writes (or,
- * with a writer, queues) the request document. Exactly once per id, even
+ * with a writer, queues) the request document (not for a course's account,
+ * "#id": its user's settlement records the request). Exactly once per id, even
  * when a reply is lost and the update is sent again: the month keeps the
  * ids it settled last, and a second settlement of one of them (or of a
  * hold already swept and charged) charges nothing and returns the month as
@@ -116,6 +119,14 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
                                           const aiproxy_record_t *rec,
                                           aiproxy_month_t *m,
                                           const char **err);
+
+/* Gives back a hold of amount unused: the request never went out (its
+ * course refused it). Charges nothing, counts nothing, writes no record. */
+aiproxy_ledger_rc_t aiproxy_ledger_release(aiproxy_ledger_t *l, apr_pool_t *p,
+                                           const char *email,
+                                           const char *month, const char *id,
+                                           aiproxy_money_t amount,
+                                           const char **err);
 
 /* ---- Budget leases (aiproxy_ledger_lease.c) ----
  * A host's lease is a hold in the month document named by the host (and

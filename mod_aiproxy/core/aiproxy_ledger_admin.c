@@ -33,6 +33,7 @@ static void user_each(apr_pool_t *p, const bson_t *doc, void *baton)
     if (aiproxy_ledger_has_int(doc, "cap") && (is_email || !u->email_cap)) {
         u->out->cap = aiproxy_ledger_i64(doc, "cap");
         u->out->has_cap = 1;
+        u->out->cap_own = is_email;
         u->email_cap |= is_email;
     }
 }

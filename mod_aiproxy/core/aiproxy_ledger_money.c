@@ -5,6 +5,7 @@
 #include <apr_strings.h>
 
 #include "aiproxy_ledger_int.h"
+#include "aiproxy_course.h"
 
 /* Settled request ids a month remembers, newest last: a settlement replayed
  * (a lost reply retried, a request that outlived its swept hold) finds its
@@ -29,7 +30,7 @@ int aiproxy_ledger_create_month(apr_pool_t *p, mongoc_collection_t *coll,
 
 bson_t *aiproxy_ledger_record_doc(const aiproxy_record_t *r)
 {
-    return BCON_NEW("_id", BCON_UTF8(r->id),
+    bson_t *doc = BCON_NEW("_id", BCON_UTF8(r->id),
                     "email", BCON_UTF8(r->email),
                     "month", BCON_UTF8(r->month),
                     "time", BCON_DATE_TIME(r->time_ms),
@@ -45,6 +46,18 @@ bson_t *aiproxy_ledger_record_doc(const aiproxy_record_t *r)
                     "reserved", BCON_INT64(r->reserved),
                     "status", BCON_INT32(r->status),
                     "estimated", BCON_BOOL(r->estimated != 0));
+
+    if (r->course)
+        BSON_APPEND_UTF8(doc, "course", r->course);
+    return doc;
+}
+
+/* The id of what a course account's swept hold leaves in `requests`: not
+ * the request's own id, which its user's record holds. */
+static const char *swept_id(apr_pool_t *p, const char *id, const char *account)
+{
+    return aiproxy_course_is_account(account)
+           ? apr_pstrcat(p, id, account, NULL) : id;
 }
 
 /* What a settling update returns: the money, not the holds or done list. */
@@ -186,10 +199,10 @@ aiproxy_money_t aiproxy_ledger_sweep(apr_pool_t *p, aiproxy_conn_t *ls, const ch
             m->requests += counted;
             if (charged > 0 || !is_lease) {
                 memset(&rec, 0, sizeof(rec));
+                rec.email = aiproxy_ledger_str(p, doc, "email");
                 rec.id = is_lease ? apr_psprintf(p, "%s-%" APR_INT64_T_FMT,
                                         id, aiproxy_ledger_i64(&hold, "s"))
-                                  : id;
-                rec.email = aiproxy_ledger_str(p, doc, "email");
+                                  : swept_id(p, id, rec.email);
                 rec.month = aiproxy_ledger_str(p, doc, "month");
                 rec.endpoint = is_lease ? "lease"
                                         : aiproxy_ledger_str(p, &hold, "e");
@@ -427,7 +440,8 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
          * settled by a try whose reply was lost. `done` remembers the last
          * settlements only; the sweep's record, written at once, is the
          * lasting proof that this one was charged. */
-        int swept = record_exists(p, &ls, r->id, err);
+        int swept = record_exists(p, &ls, swept_id(p, r->id, r->email),
+                                  err);
 
         if (swept < 0)
             goto done;
@@ -447,13 +461,46 @@ aiproxy_ledger_rc_t aiproxy_ledger_settle(aiproxy_ledger_t *l, apr_pool_t *p,
     if (!found && !charge_unheld(p, ls.coll, key, r, fields, m, err))
         goto done;
     /* Also when already settled: the try whose reply was lost wrote no
-     * record, and a record already there (a swept hold's) is kept. */
-    if (aiproxy_ledger_insert_record(p, &ls, r, err))
+     * record, and a record already there (a swept hold's) is kept. A
+     * course's share is recorded by its user's settlement. */
+    if (aiproxy_course_is_account(r->email) ||
+        aiproxy_ledger_insert_record(p, &ls, r, err))
         rc = AIPROXY_LEDGER_OK;
 done:
     aiproxy_ledger_conn_done(&ls);
 out:
     bson_destroy(fields);
+    bson_destroy(update);
+    bson_destroy(filter);
+    return rc;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_release(aiproxy_ledger_t *l, apr_pool_t *p,
+                                           const char *email,
+                                           const char *month, const char *id,
+                                           aiproxy_money_t amount,
+                                           const char **err)
+{
+    const char *hold = apr_pstrcat(p, "holds.", id, NULL);
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(aiproxy_ledger_month_key(
+                                  p, email, month)),
+                              hold, "{", "$exists", BCON_BOOL(true), "}");
+    bson_t *update = BCON_NEW("$inc", "{", "reserved", BCON_INT64(-amount),
+                              "load", BCON_INT64(-amount), "}",
+                              "$unset", "{", hold, BCON_UTF8(""), "}");
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
+    bson_error_t error;
+    aiproxy_conn_t ls;
+
+    if (aiproxy_ledger_conn(l, AIPROXY_LEDGER_MONTHS, &ls, err)) {
+        /* Gone already (swept): the sweep charged it, nothing to give. */
+        if (aiproxy_ledger_update(ls.coll, filter, update, 0, 0, NULL, NULL,
+                                  &error))
+            rc = AIPROXY_LEDGER_OK;
+        else
+            *err = aiproxy_ledger_describe(p, &error);
+        aiproxy_ledger_conn_done(&ls);
+    }
     bson_destroy(update);
     bson_destroy(filter);
     return rc;

@@ -39,7 +39,7 @@ void aiproxy_policy_user_in(apr_hash_t *settings, const char *email,
         dom = apr_hash_get(settings, at, APR_HASH_KEY_STRING);
     if (own) {
         out->revoked_at = own->revoked_at;
-        out->has_cap = own->has_cap;
+        out->has_cap = out->cap_own = own->has_cap;
         out->cap = own->cap;
     }
     if (!out->has_cap && dom && dom->has_cap) {

@@ -402,6 +402,71 @@ static void test_sweep(apr_pool_t *p)
     }
 }
 
+/* A course's account ("#id") holds the same request id as its user's:
+ * the sweep of the course's hold must not take the user's record id, its
+ * late settlement charges nothing more, a course settlement writes no
+ * record, and a released hold gives everything back. */
+static void day_totals(apr_pool_t *p, const char *who, aiproxy_money_t *cost,
+                       apr_int64_t *n)
+{
+    apr_array_header_t *days;
+    const char *err = NULL;
+    int i;
+
+    *cost = 0;
+    *n = 0;
+    CHECK_EQ(aiproxy_ledger_daily(ledger, p, MONTH, who, &days, &err),
+             AIPROXY_LEDGER_OK);
+    for (i = 0; i < days->nelts; i++) {
+        *cost += APR_ARRAY_IDX(days, i, aiproxy_day_row_t).cost;
+        *n += APR_ARRAY_IDX(days, i, aiproxy_day_row_t).requests;
+    }
+}
+
+static void test_course_account(apr_pool_t *p)
+{
+    const char *who = "course-user@example.org", *course = "#c1";
+    aiproxy_month_t m;
+    aiproxy_money_t cost;
+    apr_int64_t n;
+    const char *err = NULL;
+
+    CHECK_EQ(reserve(p, who, "r1", 40, 100, LATER, &m), AIPROXY_LEDGER_OK);
+    CHECK_EQ(reserve(p, course, "r1", 40, 100, NOW_MS - 1, &m),
+             AIPROXY_LEDGER_OK);
+    /* The course's hold outlives its TTL and is swept by the next. */
+    CHECK_EQ(reserve(p, course, "r2", 70, 100, LATER, &m),
+             AIPROXY_LEDGER_OVER_CAP);
+    CHECK_EQ(m.spent, 40);
+    CHECK_EQ(settle(p, who, "r1", 5, 40, 1, &m), AIPROXY_LEDGER_OK);
+    CHECK_EQ(m.spent, 5);
+    CHECK_EQ(settle(p, course, "r1", 5, 40, 1, &m), AIPROXY_LEDGER_OK);
+    CHECK_EQ(m.spent, 40);              /* charged by the sweep, once */
+    day_totals(p, who, &cost, &n);
+    CHECK_EQ(cost, 5);                  /* the user's own record */
+    CHECK_EQ(n, 1);
+    day_totals(p, course, &cost, &n);
+    CHECK_EQ(cost, 40);                 /* the sweep's, under its own id */
+    CHECK_EQ(n, 1);
+    /* A settlement of a live course hold: charged, no record. */
+    CHECK_EQ(reserve(p, course, "r3", 30, 100, LATER, &m), AIPROXY_LEDGER_OK);
+    CHECK_EQ(settle(p, course, "r3", 7, 30, 1, &m), AIPROXY_LEDGER_OK);
+    CHECK_EQ(m.spent, 47);
+    CHECK_EQ(m.reserved, 0);
+    day_totals(p, course, &cost, &n);
+    CHECK_EQ(cost, 40);
+    /* Released: nothing spent, nothing held, nothing counted. */
+    CHECK_EQ(reserve(p, course, "r4", 50, 100, LATER, &m), AIPROXY_LEDGER_OK);
+    CHECK_EQ(aiproxy_ledger_release(ledger, p, course, MONTH, "r4", 50, &err),
+             AIPROXY_LEDGER_OK);
+    CHECK_EQ(aiproxy_ledger_release(ledger, p, course, MONTH, "r4", 50, &err),
+             AIPROXY_LEDGER_OK);        /* again: nothing more */
+    CHECK_EQ(reserve(p, course, "r5", 53, 100, LATER, &m), AIPROXY_LEDGER_OK);
+    CHECK_EQ(m.spent, 47);
+    CHECK_EQ(m.reserved, 53);
+    CHECK_EQ(m.requests, 2);
+}
+
 static void test_rate(apr_pool_t *p)
 {
     const char *who = "rate@example.org", *err = NULL;
@@ -644,6 +709,7 @@ int main(int argc, char **argv)
         { "reserve_concurrent", test_reserve_concurrent },
         { "settle_once", test_settle_once },
         { "sweep", test_sweep },
+        { "course_account", test_course_account },
         { "lease_write_once", test_lease_write_once },
         { "lease_sweep", test_lease_sweep },
         { "lease_write_many", test_lease_write_many },
