@@ -5,6 +5,7 @@ client can add series; an admin token guards it unless the location says
 AIProxyMetricsPublic On, and then httpd's Require does."""
 import re
 import secrets
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -381,7 +382,13 @@ def test_store_down_shows(upstream):
             with pytest.raises(openai.InternalServerError) as e:
                 c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
             assert e.value.status_code == 503
-            after = scrape(g, "/metrics-public", headers={})
+            # From the shared probe, at most 2 s old.
+            deadline = time.time() + 5
+            while True:
+                after = scrape(g, "/metrics-public", headers={})
+                if after.get("aiproxy_store_up") == 0 or time.time() > deadline:
+                    break
+                time.sleep(0.2)
             assert after.get("aiproxy_store_up") == 0
             assert delta(before, after, "aiproxy_refusals_total") == {
                 (("reason", "store_unavailable"),): 1}
@@ -392,3 +399,40 @@ def test_store_down_shows(upstream):
                     > before.get("aiproxy_store_latency_seconds_count"))
     finally:
         s.stop()
+
+
+# ------------------------------------------------------------ leases
+
+def test_leases_and_their_flusher_show(make_gateway):
+    """On a lease: requests admitted with no round trip are counted as
+    leased, the flusher's writes as lease writes and timed as store round
+    trips; the cost series still equals what the store ends up charging."""
+    g = make_gateway("AIProxyLeaseSize 0.50\nAIProxyLeaseFlush 100\n"
+                     "AIProxyHostId metrics-a\n").start()
+    email = new_email("leased")
+    before = scrape(g)
+    costs = []
+    for _ in range(4):
+        r = httpx.post(g.url(CHAT), headers=auth(email), timeout=10,
+                       json={"model": "gpt-4o-mini", "max_tokens": 20, "messages": MSG})
+        assert r.status_code == 200, r.text
+        costs.append(Decimal(r.headers["cost"]))
+    # The flusher writes the spending within its period (100 ms).
+    deadline = time.time() + 10
+    while True:
+        doc = g.store.client()[g.db_name].months.find_one({"email": email})
+        if doc and Decimal(doc["spent"]) / PICO == sum(costs):
+            break
+        assert time.time() < deadline, doc
+        time.sleep(0.05)
+    after = scrape(g)
+    assert after.get("aiproxy_leased_total") - before.get("aiproxy_leased_total") == 4
+    assert (after.get("aiproxy_lease_writes_total")
+            - before.get("aiproxy_lease_writes_total")) >= 1
+    labels = cost_labels("gpt-4o-mini")
+    assert exact_cost(after.text, labels) - exact_cost(before.text, labels) == sum(costs)
+    # The lease's take and each of the flusher's writes were round trips.
+    writes = (after.get("aiproxy_lease_writes_total")
+              - before.get("aiproxy_lease_writes_total"))
+    check_histogram(before, after, "aiproxy_store_latency_seconds",
+                    at_least=writes + 1)
