@@ -3,6 +3,7 @@ parsed here by prometheus_client's own parser. Series move by exactly what
 was sent; money is exact; labels come from the configuration only, so no
 client can add series; an admin token guards it unless the location says
 AIProxyMetricsPublic On, and then httpd's Require does."""
+import json
 import re
 import secrets
 import time
@@ -181,9 +182,12 @@ def test_requests_cost_refusals_and_latency_move_exactly(mgw):
                                                           messages=MSG)
         assert raw.status_code == 200
         costs.append(Decimal(raw.headers["cost"]))
-    chunks = list(c.chat.completions.create(model="gpt-4o-mini", messages=MSG,
-                                            stream=True))
-    assert chunks
+    # A stream's cost comes in its final SSE comment (README, Streaming).
+    raw = c.chat.completions.with_raw_response.create(model="gpt-4o-mini",
+                                                      messages=MSG, stream=True)
+    sse = raw.http_response.read().decode()
+    costs.append(Decimal(json.loads(re.search(r"^: aiproxy (\{.*\})$", sse,
+                                              re.M).group(1))["cost"]))
     # Not allowed on the route; an unreadable token; over the cap.
     with pytest.raises(openai.PermissionDeniedError):
         c.chat.completions.create(model="gpt-4o", messages=MSG)
@@ -210,13 +214,13 @@ def test_requests_cost_refusals_and_latency_move_exactly(mgw):
         (("reason", "invalid_api_key"),): 1,
         (("reason", "insufficient_quota"),): 1,
     }
-    # Cost: exactly the store's charge for the user, which is the three
-    # cost headers and the stream's; the refusals cost nothing.
+    # Cost: exactly the three cost headers and the stream's, which is the
+    # store's charge for the user; the refusals cost nothing.
     spent = Decimal(mgw.db().months.find_one({"email": email})["spent"]) / PICO
     moved = (exact_cost(after.text, cost_labels("gpt-4o-mini"))
              - exact_cost(before.text, cost_labels("gpt-4o-mini")))
-    assert moved == spent
-    assert spent > sum(costs) > 0
+    assert moved == sum(costs) == spent
+    assert all(x > 0 for x in costs)
     assert delta(before, after, "aiproxy_cost_dollars_total") == {
         req_key("gpt-4o-mini", 200): pytest.approx(float(spent), abs=1e-12)}
 
