@@ -169,6 +169,7 @@ int aiproxy_forward_handler(request_rec *r)
         st->fwd.last = i == attempts->nelts - 1;
         st->fwd.failed = 0;
         st->fwd.upstream_status = 0;
+        st->fwd.answered_at = 0;
         set_attempt(r, st, a, headers);
         apr_table_unset(r->notes, "proxy_timedout");
         rc = ap_run_handler(r);

@@ -440,3 +440,25 @@ def test_leases_and_their_flusher_show(make_gateway):
               - before.get("aiproxy_lease_writes_total"))
     check_histogram(before, after, "aiproxy_store_latency_seconds",
                     at_least=writes + 1)
+
+
+def test_upstream_latency_is_time_to_headers(mgw):
+    """A provider slow to answer lands in the bucket of its delay; a stream
+    quick to start and slow to finish is timed to its headers only."""
+    c = client(mgw, new_email("slow"))
+    name = "aiproxy_upstream_latency_seconds_bucket"
+    before = scrape(mgw)
+    c.chat.completions.create(model="gpt-4o-mini", messages=MSG,
+                              extra_headers={"X-Fake-Delay-Ms": "600"})
+    mid = scrape(mgw)
+    assert mid.get(name, le="0.5") == before.get(name, le="0.5")
+    assert mid.get(name, le="1") - before.get(name, le="1") == 1
+    t0 = time.monotonic()
+    chunks = list(c.chat.completions.create(
+        model="gpt-4o-mini", messages=MSG, stream=True,
+        extra_headers={"X-Fake-Chunk-Delay-Ms": "200"}))
+    assert time.monotonic() - t0 > 0.6 and len(chunks) >= 4
+    after = scrape(mgw)
+    assert after.get(name, le="0.5") - mid.get(name, le="0.5") == 1
+    assert (after.get("aiproxy_upstream_latency_seconds_count")
+            - before.get("aiproxy_upstream_latency_seconds_count")) == 2
