@@ -16,7 +16,6 @@
 #include "http_protocol.h"
 
 #include "aiproxy_api.h"
-#include "aiproxy_cache.h"
 #include "aiproxy_counters.h"
 #include "aiproxy_handler.h"
 #include "aiproxy_metrics.h"
