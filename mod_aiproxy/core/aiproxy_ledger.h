@@ -197,7 +197,8 @@ typedef struct {
 } aiproxy_month_row_t;
 
 /* Month documents, newest first or by sort (email, month, spent, requests;
- * descending). month and email may be NULL. */
+ * descending). month and email may be NULL; without email, users only
+ * (no course account "#id"). */
 aiproxy_ledger_rc_t aiproxy_ledger_months(aiproxy_ledger_t *l, apr_pool_t *p,
                                           const char *month,
                                           const char *email,
