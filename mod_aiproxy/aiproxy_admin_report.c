@@ -110,9 +110,9 @@ static int read_query(request_rec *r, aiproxy_req_t *st, const char *allowed,
 
 /* Narrows the filter to the caller's scope: an admin any records; the
  * instructor of course= that course's records (of one member when email=
- * names one); anyone else their own (email defaults to them). *all says
- * whether the caller may see every email in the filter. DECLINED, or OK
- * once answered (403, 404, 503). */
+ * names one); anyone else their own records (email defaults to them), and
+ * no course= they do not teach. DECLINED, or OK once answered (403, 404,
+ * 503). */
 static int scope_records(request_rec *r, aiproxy_req_t *st,
                          const aiproxy_scope_t *sc, query_t *q)
 {
@@ -127,11 +127,13 @@ static int scope_records(request_rec *r, aiproxy_req_t *st,
                                                   q->f.email)
                           : DECLINED;
     }
+    if (q->f.course)
+        return aiproxy_scope_forbidden(r, st, apr_psprintf(r->pool,
+                                       "You do not teach course %s.",
+                                       q->f.course));
     if (q->f.email && strcmp(q->f.email, sc->email))
-        return aiproxy_scope_forbidden(r, st, q->f.course
-               ? apr_psprintf(r->pool, "You do not teach course %s.",
-                              q->f.course)
-               : "You may only see your own usage.");
+        return aiproxy_scope_forbidden(r, st, "You may only see your own "
+                                       "usage.");
     q->f.email = sc->email;
     return DECLINED;
 }
