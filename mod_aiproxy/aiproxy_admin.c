@@ -538,14 +538,15 @@ int aiproxy_admin_api_handler(request_rec *r)
     what = last_segment(r);
     get = r->method_number == M_GET;
     post = r->method_number == M_POST || r->method_number == M_PUT;
+    /* usage checks its own scope: instructors may name a course. */
+    if (!strcmp(what, "usage"))
+        return get ? aiproxy_usage_list(r, st)
+               : aiproxy_admin_wrong_method(r, st, "GET");
     /* Site-wide: administrators only. */
-    if (!strcmp(what, "usage") || !strcmp(what, "caps") ||
+    if (!strcmp(what, "caps") ||
         !strcmp(what, "daily")) {
         if (!admin)
             return aiproxy_scope_not_admin(r, st);
-        if (!strcmp(what, "usage"))
-            return get ? aiproxy_usage_list(r, st)
-                   : aiproxy_admin_wrong_method(r, st, "GET");
         if (!strcmp(what, "caps"))
             return get ? aiproxy_admin_caps_list(r, st)
                    : post ? aiproxy_admin_caps_set(r, st, &sc)
@@ -570,5 +571,5 @@ int aiproxy_admin_api_handler(request_rec *r)
     return aiproxy_handler_fail(r, st, HTTP_NOT_FOUND, "unknown_url",
                                 "Admin endpoints: usage, caps, revoke, daily, "
                                 "me, courses, members, roster, reset, tokens, "
-                                "audit.");
+                                "audit, requests, models, near, export.");
 }

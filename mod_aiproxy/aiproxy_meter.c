@@ -195,8 +195,10 @@ static aiproxy_meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     drop_private_headers(r, r->headers_out);
     drop_private_headers(r, r->err_headers_out);
     m->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
-    if (!st->meter.error_generated)
+    if (!st->meter.error_generated) {
         st->fwd.upstream_status = r->status;    /* as answered, for ops */
+        st->fwd.answered_at = apr_time_now();
+    }
     if (st->meter.error_generated)
         m->mode = MODE_ERROR;
     else if (!st->fwd.last &&

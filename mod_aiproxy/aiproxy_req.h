@@ -26,6 +26,8 @@ typedef struct {
     int retries;
     aiproxy_replay_t *replay;
     apr_hash_t *aliased;            /* model name -> aiproxy_aliased_t */
+    apr_time_t sent_at;             /* the first attempt; 0: not forwarded */
+    apr_time_t answered_at;         /* an upstream's headers came: metrics */
 } aiproxy_fwd_t;
 
 /* Metering: what the answer told and how it was charged. */

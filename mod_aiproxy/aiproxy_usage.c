@@ -17,6 +17,9 @@
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
 #include "aiproxy_usage.h"
+#include "aiproxy_course.h"
+#include "aiproxy_ledger_report.h"
+#include "aiproxy_scope.h"
 
 APLOG_USE_MODULE(aiproxy);
 
@@ -102,16 +105,13 @@ int aiproxy_usage_list(request_rec *r, aiproxy_req_t *st)
     const apr_table_entry_t *e;
     apr_int64_t skip = 0, limit = USAGE_MAX_LIMIT;
     const char *month = NULL, *email = NULL, *sort = "monthlyCost";
+    const char *course = NULL;
+    aiproxy_scope_t sc;
+    aiproxy_ledger_rc_t rc;
     const char *err = "";
     apr_array_header_t *rows;
     int i;
 
-    if (!apr_hash_get(st->g->admins, st->email, APR_HASH_KEY_STRING)) {
-        aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "invalid_request_error",
-                            "not_admin", "Only administrators may list "
-                            "usage; see /usage/me for your own.");
-        return aiproxy_reply_handler(r);
-    }
     args = aiproxy_params_parse(r->pool, r->args);
     arr = apr_table_elts(args);
     e = (const apr_table_entry_t *)arr->elts;
@@ -136,6 +136,11 @@ int aiproxy_usage_list(request_rec *r, aiproxy_req_t *st)
             if (!aiproxy_params_email(r->pool, v, &email))
                 return bad_param(r, st, "email must be an email address.");
         }
+        else if (!strcmp(k, "course")) {
+            if (!aiproxy_course_id_valid(v))
+                return bad_param(r, st, "course must be a course id.");
+            course = v;
+        }
         else if (!strcmp(k, "sort")) {
             const char *const *f;
 
@@ -149,12 +154,32 @@ int aiproxy_usage_list(request_rec *r, aiproxy_req_t *st)
         else {
             return bad_param(r, st, apr_psprintf(r->pool, "Unknown parameter "
                                                  "'%s'; use skip, limit, "
-                                                 "month, email, sort.", k));
+                                                 "month, email, course, "
+                                                 "sort.", k));
         }
     }
-    if (aiproxy_ledger_months(aiproxy_child_ledger(), r->pool, month, email,
-                              sort, skip, limit, &rows, &err)
-        != AIPROXY_LEDGER_OK)
+    /* Administrators see everyone; an instructor the members of a course
+     * they teach (course=). */
+    if (aiproxy_scope_of(r, st, &sc) != DECLINED)
+        return OK;
+    if (sc.role != AIPROXY_ROLE_ADMIN && !(course &&
+                                           aiproxy_scope_teaches(&sc, course))) {
+        aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "permission_error",
+                            "not_admin", "Only administrators, and "
+                            "instructors with course=, may list usage; see "
+                            "/usage/me for your own.");
+        return aiproxy_reply_handler(r);
+    }
+    if (course && email &&
+        aiproxy_scope_may_see(r, st, &sc, course, email) != DECLINED)
+        return OK;
+    rc = course && !email
+         ? aiproxy_ledger_course_months(aiproxy_child_ledger(), r->pool,
+                                        course, month, sort, skip, limit,
+                                        &rows, &err)
+         : aiproxy_ledger_months(aiproxy_child_ledger(), r->pool, month,
+                                 email, sort, skip, limit, &rows, &err);
+    if (rc != AIPROXY_LEDGER_OK)
         return unavailable(r, st, err);
     return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool, "{\"data\":%s,\"skip\":%"
                                       APR_INT64_T_FMT ",\"limit\":%"

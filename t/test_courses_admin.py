@@ -212,6 +212,9 @@ def test_roster_api_csv_and_json(gateway):
     # The same as JSON: everyone already there now.
     r = ok(api(gateway, "POST", "roster", {"csv": ROSTER.format(t=t)}, params={"course": cid}))
     assert r["added"] == [] and len(r["already"]) == 4
+    # One entry per import (its counts), one per member added by `members`.
+    adds = [e["target"] for e in audit(gateway, cid) if e["action"] == "member.add"]
+    assert adds == ["carol-%s@uni.test" % t]
     imports = [e for e in audit(gateway, cid) if e["action"] == "roster.import"]
     assert [e["after"] for e in imports] == [{"added": 0, "already": 4, "invalid": 2},
                                              {"added": 3, "already": 1, "invalid": 2}]

@@ -55,6 +55,13 @@ static const char usage_text[] =
 "  reset EMAIL [--month M]     set a month's spent to 0 (holds kept)\n"
 "  audit [--course ID] [--limit N]\n"
 "                              the audit log, newest first (default 50)\n"
+"  export --by user|model|day [--month M | --from DAY --to DAY]\n"
+"         [--course ID] [--email EMAIL]\n"
+"                              totals as CSV on stdout, as the admin API's\n"
+"                              export (days UTC, both inclusive)\n"
+"  requests EMAIL [--month M] [--limit N]\n"
+"                              a user's requests, newest first (default 50;\n"
+"                              * marks an estimated cost)\n"
 "  secret new [FILE]           a new random 32-byte secret, in hex: printed,\n"
 "                              or written to FILE (mode 0600, never over an\n"
 "                              existing file); needs no store\n"
@@ -231,7 +238,7 @@ static void driver_log(int level, const char *domain, const char *message)
 
 static const char *const commands[] = {
     "token", "cap", "revoke", "usage", "purge", "secret", "course", "member",
-    "roster", "reset", "audit", NULL
+    "roster", "reset", "audit", "export", "requests", NULL
 };
 
 static int known(const char *cmd)
@@ -321,6 +328,10 @@ static int run(apr_pool_t *p, int argc, const char *const *argv)
         return aiproxy_cli_reset(&x, argc, argv);
     if (!strcmp(cmd, "audit"))
         return aiproxy_cli_audit_list(&x, argc, argv);
+    if (!strcmp(cmd, "export"))
+        return aiproxy_cli_export(&x, argc, argv);
+    if (!strcmp(cmd, "requests"))
+        return aiproxy_cli_requests(&x, argc, argv);
     return aiproxy_cli_usage(&x, argc, argv);
 }
 

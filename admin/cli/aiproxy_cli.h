@@ -49,6 +49,10 @@ int aiproxy_cli_roster(aiproxy_cli_t *x, int argc, const char *const *argv);
 int aiproxy_cli_reset(aiproxy_cli_t *x, int argc, const char *const *argv);
 int aiproxy_cli_audit_list(aiproxy_cli_t *x, int argc,
                            const char *const *argv);
+/* Reports (aiproxy_cli_report.c). */
+int aiproxy_cli_export(aiproxy_cli_t *x, int argc, const char *const *argv);
+int aiproxy_cli_requests(aiproxy_cli_t *x, int argc,
+                         const char *const *argv);
 /* Appends the audit entry of a change made, as "cli:<unix user>" (before
  * and after JSON texts, NULL: null): 0, or the exit status of a store
  * that failed (reported). */

@@ -24,6 +24,10 @@ typedef void aiproxy_ledger_log_fn(int level, const char *domain,
 
 /* Once per process, after fork. */
 void aiproxy_ledger_driver_init(aiproxy_ledger_log_fn *log);
+/* Called with the time each store round trip took (a retried operation is
+ * two), from any thread: the module's latency histogram. NULL: none. */
+typedef void aiproxy_ledger_timer_fn(apr_interval_time_t took);
+void aiproxy_ledger_set_timer(aiproxy_ledger_timer_fn *fn);
 void aiproxy_ledger_driver_cleanup(void);
 
 /* A connection pool for this process, destroyed with p. The timeout bounds
@@ -84,7 +88,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
         const char *email, const char *month, const char *id,
         aiproxy_money_t amount, aiproxy_money_t cap,
         apr_int64_t now_ms, apr_int64_t expires_ms,
-        const char *endpoint, const char *model,
+        const char *endpoint, const char *model, const char *course,
         aiproxy_month_t *m, const char **err);
 
 typedef struct {
@@ -197,7 +201,8 @@ typedef struct {
 } aiproxy_month_row_t;
 
 /* Month documents, newest first or by sort (email, month, spent, requests;
- * descending). month and email may be NULL. */
+ * descending). month and email may be NULL; without email, users only
+ * (no course account "#id"). */
 aiproxy_ledger_rc_t aiproxy_ledger_months(aiproxy_ledger_t *l, apr_pool_t *p,
                                           const char *month,
                                           const char *email,

@@ -1,6 +1,5 @@
 /* Courses and enrolments written and listed for the admin API and
  * aiproxy-admin (aiproxy_ledger_course_admin.h). */
-#include <stdlib.h>
 #include <string.h>
 #include <apr_hash.h>
 #include <apr_strings.h>
@@ -148,8 +147,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_course_delete(aiproxy_ledger_t *l,
         return AIPROXY_LEDGER_DOWN;
     }
     ok = aiproxy_ledger_delete(ls.coll, filter, &deleted, &error);
-    /* Enrolments go even when the course was gone: a half-done delete
-     * finishes. */
+    /* Enrolments go even without the course: a half-done delete ends. */
     if (ok) {
         mc = aiproxy_ledger_coll(&ls, MEMBERS);
         ok = aiproxy_ledger_delete(mc, of_course, members, &error);

@@ -142,6 +142,19 @@ const char *aiproxy_ledger_str(apr_pool_t *p, const bson_t *doc,
 void aiproxy_ledger_read_month(const bson_t *doc, aiproxy_month_t *m);
 const char *aiproxy_ledger_month_key(apr_pool_t *p, const char *email,
                                      const char *month);
+/* ---- Listings shared with the reports (aiproxy_ledger_list.c) ---- */
+/* Adds to filter: no course account ("#id"). */
+void aiproxy_ledger_users_only(bson_t *filter);
+/* Month rows (aiproxy_month_row_t) matching filter, as
+ * aiproxy_ledger_months sorts and pages them. */
+aiproxy_ledger_rc_t aiproxy_ledger_months_where(aiproxy_ledger_t *l,
+                                                apr_pool_t *p,
+                                                const bson_t *filter,
+                                                const char *sort,
+                                                apr_int64_t skip,
+                                                apr_int64_t limit,
+                                                apr_array_header_t **rows,
+                                                const char **err);
 /* Rows of a listing start empty on each try. */
 void aiproxy_ledger_rows_start(apr_pool_t *p, const bson_t *doc, void *baton);
 

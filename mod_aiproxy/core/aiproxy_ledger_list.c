@@ -26,6 +26,44 @@ static void month_each(apr_pool_t *p, const bson_t *doc, void *baton)
     row->requests = m.requests;
 }
 
+/* Leaves out the accounts of courses ("#id"), which are no user's. */
+void aiproxy_ledger_users_only(bson_t *filter)
+{
+    bson_t email, not;
+
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "email", &email);
+    BSON_APPEND_DOCUMENT_BEGIN(&email, "$not", &not);
+    BSON_APPEND_UTF8(&not, "$gte", "#");
+    BSON_APPEND_UTF8(&not, "$lt", "$");     /* '#' + 1 */
+    bson_append_document_end(&email, &not);
+    bson_append_document_end(filter, &email);
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_months_where(aiproxy_ledger_t *l,
+                                                apr_pool_t *p,
+                                                const bson_t *filter,
+                                                const char *sort,
+                                                apr_int64_t skip,
+                                                apr_int64_t limit,
+                                                apr_array_header_t **rows,
+                                                const char **err)
+{
+    bson_t *opts = BCON_NEW("sort", "{", sort_field(sort), BCON_INT32(-1),
+                            "_id", BCON_INT32(1), "}",
+                            "skip", BCON_INT64(skip),
+                            "limit", BCON_INT64(limit),
+                            "projection", "{", "holds", BCON_INT32(0),
+                            "done", BCON_INT32(0), "}");
+    aiproxy_ledger_rc_t rc;
+
+    *rows = apr_array_make(p, 16, sizeof(aiproxy_month_row_t));
+    rc = aiproxy_ledger_each_doc(p, l, AIPROXY_LEDGER_MONTHS, filter, opts,
+                                 NULL, aiproxy_ledger_rows_start, month_each,
+                                 *rows, err);
+    bson_destroy(opts);
+    return rc;
+}
+
 aiproxy_ledger_rc_t aiproxy_ledger_months(aiproxy_ledger_t *l, apr_pool_t *p,
                                           const char *month,
                                           const char *email,
@@ -36,23 +74,16 @@ aiproxy_ledger_rc_t aiproxy_ledger_months(aiproxy_ledger_t *l, apr_pool_t *p,
                                           const char **err)
 {
     bson_t filter = BSON_INITIALIZER;
-    bson_t *opts = BCON_NEW("sort", "{", sort_field(sort), BCON_INT32(-1),
-                            "_id", BCON_INT32(1), "}",
-                            "skip", BCON_INT64(skip),
-                            "limit", BCON_INT64(limit),
-                            "projection", "{", "holds", BCON_INT32(0),
-                            "done", BCON_INT32(0), "}");
     aiproxy_ledger_rc_t rc;
 
-    *rows = apr_array_make(p, 16, sizeof(aiproxy_month_row_t));
     if (month)
         BSON_APPEND_UTF8(&filter, "month", month);
     if (email)
         BSON_APPEND_UTF8(&filter, "email", email);
-    rc = aiproxy_ledger_each_doc(p, l, AIPROXY_LEDGER_MONTHS, &filter, opts,
-                                 NULL, aiproxy_ledger_rows_start, month_each,
-                                 *rows, err);
-    bson_destroy(opts);
+    else
+        aiproxy_ledger_users_only(&filter);
+    rc = aiproxy_ledger_months_where(l, p, &filter, sort, skip, limit, rows,
+                                     err);
     bson_destroy(&filter);
     return rc;
 }
