@@ -9,7 +9,7 @@
   var NEAR = 80;
 
   var st = { me: null, fail: null, courses: [], course: null, month: A.monthNow(),
-             skip: 0, limit: 25, drill: null, dskip: 0, dlimit: 20 };
+             skip: 0, limit: 25, drill: null, dskip: 0, dlimit: 20, shown: 0 };
 
   function isAdmin() { return st.me && st.me.role === "admin"; }
 
@@ -65,7 +65,10 @@
       "the month above chooses a member's requests and the export.";
     closeDrill();
     return Promise.all([loadMembers(), loadAudit()]).then(function () {
+      /* For tests: which course is shown, and how many times it was. */
       document.body.setAttribute("data-course", c.id);
+      st.shown += 1;
+      document.body.setAttribute("data-shown", String(st.shown));
     });
   }
 
