@@ -203,6 +203,10 @@ def test_instructor_sees_only_their_course(tab, gw):
     expect(row(page, STU).locator("td[data-label='Effective cap']")).to_have_text("$2")
     assert t.text_tokens() == []
     shot(page, "10-instructor-desktop.png")
+    # The sign-in page links an instructor to their courses.
+    page.goto("/admin/")
+    expect(page.locator("#nav-admin")).to_have_text("Courses")
+    expect(page.locator("#nav-admin")).to_be_visible()
 
 
 def test_instructor_actions(tab, gw):
@@ -280,6 +284,7 @@ def test_instructor_actions(tab, gw):
     row(page, STU).locator("button.email").click()
     expect(page.locator("#drill")).to_be_visible()
     expect(page.locator("#drill-title")).to_contain_text(STU)
+    expect(page.locator("#drill-title")).to_be_focused()
     expect(page.locator("#drill-requests-rows tr")).to_have_count(1)
     expect(page.locator("#drill-requests-rows tr td[data-label=Model]")).to_have_text("gpt-4o-mini")
     expect(page.locator("#drill-models-rows tr td[data-label=Model]")).to_have_text("gpt-4o-mini")

@@ -223,7 +223,10 @@
     st.dskip = 0;
     $("#drill").hidden = false;
     $("#drill-title").textContent = email + " in " + st.course + ", " + st.month;
-    return loadDrill().then(function () { $("#drill-title").focus && $("#drill").scrollIntoView(); });
+    return loadDrill().then(function () {
+      /* Keyboard and screen-reader users land on what they opened. */
+      $("#drill-title").focus();
+    });
   }
 
   function closeDrill() {
