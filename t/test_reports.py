@@ -417,3 +417,29 @@ def test_cli_export_is_the_api_export(gateway, seed):
     assert rc == 0 and lines[0].startswith("TIME (UTC)") and len(lines) == 3
     assert all(l.endswith(" " + seed.cid) for l in lines[1:])
     assert sum("*" in l.split()[-2] for l in lines[1:]) == 1
+
+
+@pytest.mark.expect_log(r"AIP04100", r"AIP01106", r"AIP01001", r"AIP01101")
+def test_store_down_is_503_and_no_csv(up):
+    """No half CSV when the store is gone: the API answers 503 JSON and
+    aiproxy-admin exits 2 with nothing on stdout."""
+    from conftest import Gateway, Store
+    s = Store()
+    if not s.local:
+        pytest.skip("needs the local store to stop it (MONGODB_URI is set)")
+    s.start()
+    try:
+        with Gateway(s, up) as gw:
+            s.stop()
+            for what, q in (("export", {"by": "user"}), ("requests", {}),
+                            ("models", {}), ("near", {})):
+                r = api(gw, what, q)
+                assert r.status_code == 503, r.text
+                assert r.headers["content-type"].startswith("application/json")
+                assert r.json()["error"]["code"] == "store_unavailable"
+            rc, out, err = cli(gw, "export", "--by", "day", "--month", MONTH)
+            assert rc == 2 and out == b"" and b"store" in err
+            rc, out, err = cli(gw, "requests", ADMIN)
+            assert rc == 2 and out == b""
+    finally:
+        s.stop()
