@@ -247,11 +247,16 @@ int aiproxy_admin_sign(request_rec *r, aiproxy_req_t *st, const char *email,
     aiproxy_global_t *g = st->g;
     aiproxy_ledger_t *ledger = aiproxy_child_ledger();
     const char *err = "no store connection pool";
-    const aiproxy_token_key_t *signer = &APR_ARRAY_IDX(g->token_keys,
-        g->token_keys->nelts - 1, aiproxy_token_key_t);
+    const aiproxy_token_key_t *signer;
     apr_int64_t now = apr_time_sec(apr_time_now()), iat = now;
     aiproxy_user_t user;
 
+    if (!g->token_keys || !g->token_keys->nelts)
+        return aiproxy_handler_fail(r, st, HTTP_SERVICE_UNAVAILABLE,
+                                    "signing_not_configured", "No "
+                                    "AIProxyTokenSecret: no tokens to sign.");
+    signer = &APR_ARRAY_IDX(g->token_keys, g->token_keys->nelts - 1,
+                            aiproxy_token_key_t);
     if (!ledger || aiproxy_ledger_user(ledger, r->pool, email, &user, &err)
                    != AIPROXY_LEDGER_OK)
         return aiproxy_admin_store_down(r, st, err);

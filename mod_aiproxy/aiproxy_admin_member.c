@@ -41,14 +41,17 @@ static int me(request_rec *r, aiproxy_req_t *st, const aiproxy_scope_t *sc,
     aiproxy_ledger_t *l = aiproxy_child_ledger();
     aiproxy_money_t cap = aiproxy_policy_cap(user, st->g->default_cap);
     aiproxy_month_row_t m = { NULL, NULL, 0, 0, 0 };
-    apr_array_header_t *rows, *member, *all, *parts;
+    apr_array_header_t *rows, *member, *all, *parts, *ids;
     int i;
 
     if (aiproxy_ledger_months(l, r->pool, month, st->email, NULL, 0, 1,
                               &rows, &err) != AIPROXY_LEDGER_OK ||
         aiproxy_ledger_member_courses(l, r->pool, st->email, &member, &err)
-        != AIPROXY_LEDGER_OK ||
-        aiproxy_ledger_courses(l, r->pool, NULL, &all, &err)
+        != AIPROXY_LEDGER_OK)
+        return aiproxy_admin_store_down(r, st, err);
+    /* Only the caller's courses: those they are in and those they teach. */
+    ids = apr_array_append(r->pool, member, sc->teaches);
+    if (aiproxy_ledger_courses_in(l, r->pool, ids, &all, &err)
         != AIPROXY_LEDGER_OK)
         return aiproxy_admin_store_down(r, st, err);
     if (rows->nelts)
@@ -127,7 +130,8 @@ static int tokens(request_rec *r, aiproxy_req_t *st,
     if (sc->role != AIPROXY_ROLE_ADMIN && !course)
         return bad(r, st, "course is required: the course you teach that "
                    "the token is for.");
-    if (course && aiproxy_scope_may_act(r, st, sc, course, email) != DECLINED)
+    if (course && aiproxy_scope_may_act(r, st, sc, course, email, &course)
+        != DECLINED)
         return OK;
     if (course) {
         rc = aiproxy_ledger_course_get(l, r->pool, course, &c, &err);

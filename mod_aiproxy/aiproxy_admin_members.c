@@ -125,11 +125,12 @@ static const char *read_whos(apr_pool_t *p, const aiproxy_json_t *v,
     return NULL;
 }
 
-/* Enrols whos, audits each one added and answers the lists added and
- * already; for POST members and POST roster. */
+/* Enrols whos into the lists added and already, for POST members (which
+ * audits each one added) and POST roster (whose one entry counts them: a
+ * roster may be thousands). */
 static int add_members(request_rec *r, aiproxy_req_t *st,
                        const aiproxy_scope_t *sc, const char *course,
-                       const apr_array_header_t *whos,
+                       const apr_array_header_t *whos, int audit_each,
                        apr_array_header_t *added, apr_array_header_t *already)
 {
     int *fresh = apr_pcalloc(r->pool, (whos->nelts + 1) * sizeof(int));
@@ -145,7 +146,7 @@ static int add_members(request_rec *r, aiproxy_req_t *st,
         const char *w = APR_ARRAY_IDX(whos, i, const char *);
 
         APR_ARRAY_PUSH(fresh[i] ? added : already, const char *) = w;
-        if (fresh[i] && added->nelts <= AIPROXY_ROSTER_MAX_LINES)
+        if (fresh[i] && audit_each)
             aiproxy_admin_audit(r, sc, "member.add", w, course, NULL,
                                 apr_psprintf(r->pool, "{\"who\":%s}",
                                              aiproxy_json_quote(r->pool, w)));
@@ -228,7 +229,7 @@ static int change_members(request_rec *r, aiproxy_req_t *st,
     removed = apr_array_make(r->pool, 4, sizeof(const char *));
     absent = apr_array_make(r->pool, 4, sizeof(const char *));
     capped = apr_array_make(r->pool, 4, sizeof(const char *));
-    if (add_members(r, st, sc, c.id, add, added, already) != DECLINED)
+    if (add_members(r, st, sc, c.id, add, 1, added, already) != DECLINED)
         return OK;
     for (i = 0; i < capwho->nelts; i++) {
         const char *w = APR_ARRAY_IDX(capwho, i, const char *);
@@ -309,7 +310,7 @@ static int import_roster(request_rec *r, aiproxy_req_t *st,
                                     "roster_too_large", why);
     added = apr_array_make(r->pool, whos->nelts + 1, sizeof(const char *));
     already = apr_array_make(r->pool, 4, sizeof(const char *));
-    if (add_members(r, st, sc, c.id, whos, added, already) != DECLINED)
+    if (add_members(r, st, sc, c.id, whos, 0, added, already) != DECLINED)
         return OK;
     bads = apr_array_make(r->pool, invalid->nelts, sizeof(const char *));
     for (i = 0; i < invalid->nelts; i++) {

@@ -83,7 +83,7 @@ int aiproxy_admin_revoke(request_rec *r, aiproxy_req_t *st,
                          const aiproxy_scope_t *sc)
 {
     aiproxy_json_t *body;
-    const char *email, *err = "";
+    const char *email, *err = "", *course = NULL;
     aiproxy_user_t old;
     apr_int64_t at;
 
@@ -95,7 +95,7 @@ int aiproxy_admin_revoke(request_rec *r, aiproxy_req_t *st,
                                     "invalid_parameter",
                                     "email must be an email address.");
     email = aiproxy_params_lower(r->pool, email);
-    if (aiproxy_scope_may_act(r, st, sc, NULL, email) != DECLINED)
+    if (aiproxy_scope_may_act(r, st, sc, NULL, email, &course) != DECLINED)
         return OK;
     if (aiproxy_ledger_user(aiproxy_child_ledger(), r->pool, email, &old,
                             &err) != AIPROXY_LEDGER_OK ||
@@ -104,7 +104,7 @@ int aiproxy_admin_revoke(request_rec *r, aiproxy_req_t *st,
         != AIPROXY_LEDGER_OK)
         return aiproxy_admin_store_down(r, st, err);
     aiproxy_users_changed();
-    aiproxy_admin_audit(r, sc, "revoke", email, NULL,
+    aiproxy_admin_audit(r, sc, "revoke", email, course,
                         old.revoked_at ? apr_psprintf(r->pool, "%"
                             APR_INT64_T_FMT, old.revoked_at) : NULL,
                         apr_psprintf(r->pool, "%" APR_INT64_T_FMT, at));
@@ -150,7 +150,8 @@ int aiproxy_admin_reset(request_rec *r, aiproxy_req_t *st,
                                         "invalid_parameter",
                                         "course must be a course id.");
     }
-    if (aiproxy_scope_may_act(r, st, sc, course, email) != DECLINED)
+    if (aiproxy_scope_may_act(r, st, sc, course, email, &course)
+        != DECLINED)
         return OK;
     rc = aiproxy_ledger_month_reset(aiproxy_child_ledger(), r->pool, email,
                                     month, &before, &after, &err);

@@ -81,7 +81,7 @@ int aiproxy_scope_not_admin(request_rec *r, aiproxy_req_t *st)
 
 static int member_check(request_rec *r, aiproxy_req_t *st,
                         const aiproxy_scope_t *s, const char *course,
-                        const char *email, int self_ok)
+                        const char *email, int self_ok, const char **via)
 {
     apr_array_header_t *one;
     const char *err = "no store connection pool", *in = NULL;
@@ -111,6 +111,8 @@ static int member_check(request_rec *r, aiproxy_req_t *st,
                                        "%s is not a member of %s.", email,
                                        course ? course
                                               : "a course you teach"));
+    if (via)
+        *via = in;
     return DECLINED;
 }
 
@@ -118,12 +120,14 @@ int aiproxy_scope_may_see(request_rec *r, aiproxy_req_t *st,
                           const aiproxy_scope_t *s, const char *course,
                           const char *email)
 {
-    return member_check(r, st, s, course, email, 1);
+    return member_check(r, st, s, course, email, 1, NULL);
 }
 
 int aiproxy_scope_may_act(request_rec *r, aiproxy_req_t *st,
                           const aiproxy_scope_t *s, const char *course,
-                          const char *email)
+                          const char *email, const char **via)
 {
-    return member_check(r, st, s, course, email, 0);
+    if (via)
+        *via = course;
+    return member_check(r, st, s, course, email, 0, via);
 }

@@ -212,6 +212,9 @@ def test_roster_api_csv_and_json(gateway):
     # The same as JSON: everyone already there now.
     r = ok(api(gateway, "POST", "roster", {"csv": ROSTER.format(t=t)}, params={"course": cid}))
     assert r["added"] == [] and len(r["already"]) == 4
+    # One entry per import (its counts), one per member added by `members`.
+    adds = [e["target"] for e in audit(gateway, cid) if e["action"] == "member.add"]
+    assert adds == ["carol-%s@uni.test" % t]
     imports = [e for e in audit(gateway, cid) if e["action"] == "roster.import"]
     assert [e["after"] for e in imports] == [{"added": 0, "already": 4, "invalid": 2},
                                              {"added": 3, "already": 1, "invalid": 2}]
@@ -403,3 +406,33 @@ def test_signin_course(store, upstream, google):
         assert TOKEN_SECRET not in gw.error_log()
     finally:
         gw.stop()
+
+
+# ---- store down -------------------------------------------------------------------
+
+@pytest.mark.expect_log(r"AIP01106", r"AIP01001", r"AIP04100", r"AIP04003")
+def test_store_down_is_503_everywhere(upstream):
+    from conftest import Store
+    s = Store()
+    if not s.local:
+        pytest.skip("needs the local store to stop it (MONGODB_URI is set)")
+    s.start()
+    gw = Gateway(s, upstream).start()
+    try:
+        cid = new_course(gw, instructors=["prof-down@uni.test"])
+        ok(api(gw, "GET", "me"))       # the caller's settings may be remembered
+        s.stop()
+        for method, path, body, params in [
+                ("GET", "me", None, None), ("GET", "courses", None, None),
+                ("POST", "courses", {"id": "x1", "name": "x", "budget": "1"}, None),
+                ("GET", "members", None, {"course": cid}),
+                ("POST", "members", {"course": cid, "add": ["a@b.c"]}, None),
+                ("POST", "reset", {"email": "a@b.c"}, None),
+                ("POST", "tokens", {"email": "a@b.c", "course": cid}, None),
+                ("GET", "audit", None, None)]:
+            r = api(gw, method, path, body, params=params)
+            assert r.status_code == 503, "%s %s: %s" % (method, path, r.text)
+            assert r.json()["error"]["code"] == "store_unavailable"
+    finally:
+        gw.stop()
+        s.stop()

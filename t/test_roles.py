@@ -152,3 +152,20 @@ def test_me_roles(gw):
     assert me["role"] == "student" and me["courses"] == [
         {"id": C, "name": "Course C", "teaches": False}]
     assert call(gw, O, "GET", "/admin/api/me").json()["courses"] == []
+
+
+def test_instructor_actions_are_in_their_audit(gw):
+    """A revocation or reset an instructor makes without naming the course
+    is recorded under the course of theirs the member is in, so they see
+    it in their audit log."""
+    target = "seen-%s@uni.test" % TAG
+    assert call(gw, ADMIN, "POST", "/admin/api/members",
+                {"course": C, "add": [target]}).status_code == 200
+    assert call(gw, I1, "POST", "/admin/api/revoke", {"email": target}).status_code == 200
+    assert call(gw, I1, "POST", "/admin/api/reset", {"email": target}).status_code == 200
+    mine = call(gw, I1, "GET", "/admin/api/audit").json()["data"]
+    acts = [(e["action"], e["course"], e["who"], e["role"]) for e in mine
+            if e["target"] == target]
+    assert acts[:2] == [("month.reset", C, I1, "instructor"), ("revoke", C, I1, "instructor")]
+    other = call(gw, I2, "GET", "/admin/api/audit").json()["data"]
+    assert all(e["target"] != target for e in other)

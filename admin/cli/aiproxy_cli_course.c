@@ -300,9 +300,11 @@ static int existing_course(aiproxy_cli_t *x, const char *id)
     return 0;
 }
 
-/* Enrols whos, prints and audits what was added. */
+/* Enrols whos and prints what was added; audits each one added unless a
+ * roster's one entry counts them. */
 static int add_all(aiproxy_cli_t *x, const char *id,
-                   const apr_array_header_t *whos, int *n_added)
+                   const apr_array_header_t *whos, int audit_each,
+                   int *n_added)
 {
     int *added = apr_pcalloc(x->p, (whos->nelts + 1) * sizeof(int));
     const char *err = "";
@@ -317,12 +319,12 @@ static int add_all(aiproxy_cli_t *x, const char *id,
         const char *w = APR_ARRAY_IDX(whos, i, const char *);
 
         printf("%-8s %s\n", added[i] ? "added" : "already", w);
-        if (added[i]) {
+        if (added[i])
             (*n_added)++;
+        if (added[i] && audit_each)
             rc |= aiproxy_cli_audit(x, "member.add", w, id, NULL,
                                     apr_psprintf(x->p, "{\"who\":%s}",
                                                  aiproxy_json_quote(x->p, w)));
-        }
     }
     return rc;
 }
@@ -347,7 +349,7 @@ int aiproxy_cli_member(aiproxy_cli_t *x, int argc, const char *const *argv)
                                                                   argv[i]);
     }
     if (!strcmp(argv[0], "add"))
-        return add_all(x, argv[1], whos, &n);
+        return add_all(x, argv[1], whos, 1, &n);
     for (i = 0; i < whos->nelts; i++) {
         const char *w = APR_ARRAY_IDX(whos, i, const char *);
         aiproxy_ledger_rc_t r = aiproxy_ledger_member_remove(x->ledger, x->p,
@@ -393,7 +395,7 @@ int aiproxy_cli_roster(aiproxy_cli_t *x, int argc, const char *const *argv)
     if ((why = aiproxy_roster_parse(x->p, text, len, AIPROXY_ROSTER_MAX_LINES,
                                     &whos, &invalid)))
         return aiproxy_cli_fail(argv[2], why);
-    if ((rc = add_all(x, argv[1], whos, &added)))
+    if ((rc = add_all(x, argv[1], whos, 0, &added)))
         return rc;
     for (i = 0; i < invalid->nelts; i++) {
         aiproxy_roster_bad_t *b = &APR_ARRAY_IDX(invalid, i,

@@ -1,6 +1,5 @@
 /* Courses and enrolments written and listed for the admin API and
  * aiproxy-admin (aiproxy_ledger_course_admin.h). */
-#include <stdlib.h>
 #include <string.h>
 #include <apr_hash.h>
 #include <apr_strings.h>
@@ -148,8 +147,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_course_delete(aiproxy_ledger_t *l,
         return AIPROXY_LEDGER_DOWN;
     }
     ok = aiproxy_ledger_delete(ls.coll, filter, &deleted, &error);
-    /* Enrolments go even when the course was gone: a half-done delete
-     * finishes. */
+    /* Enrolments go even without the course: a half-done delete ends. */
     if (ok) {
         mc = aiproxy_ledger_coll(&ls, MEMBERS);
         ok = aiproxy_ledger_delete(mc, of_course, members, &error);
@@ -180,6 +178,38 @@ aiproxy_ledger_rc_t aiproxy_ledger_courses(aiproxy_ledger_t *l, apr_pool_t *p,
     rc = aiproxy_ledger_each_doc(p, l, COURSES, &filter, opts, NULL,
                                  aiproxy_ledger_rows_start, course_row, *rows,
                                  err);
+    bson_destroy(opts);
+    bson_destroy(&filter);
+    return rc;
+}
+
+aiproxy_ledger_rc_t aiproxy_ledger_courses_in(aiproxy_ledger_t *l,
+                                              apr_pool_t *p,
+                                              const apr_array_header_t *ids,
+                                              apr_array_header_t **rows,
+                                              const char **err)
+{
+    bson_t filter = BSON_INITIALIZER, in, arr;
+    bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}");
+    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_OK;
+    char idx[16];
+    const char *k;
+    int i;
+
+    *rows = apr_array_make(p, 4, sizeof(aiproxy_course_t));
+    if (ids->nelts) {
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
+        BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+        for (i = 0; i < ids->nelts; i++) {
+            bson_uint32_to_string(i, &k, idx, sizeof(idx));
+            BSON_APPEND_UTF8(&arr, k, APR_ARRAY_IDX(ids, i, const char *));
+        }
+        bson_append_array_end(&in, &arr);
+        bson_append_document_end(&filter, &in);
+        rc = aiproxy_ledger_each_doc(p, l, COURSES, &filter, opts, NULL,
+                                     aiproxy_ledger_rows_start, course_row,
+                                     *rows, err);
+    }
     bson_destroy(opts);
     bson_destroy(&filter);
     return rc;

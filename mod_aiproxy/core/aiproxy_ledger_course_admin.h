@@ -29,6 +29,13 @@ aiproxy_ledger_rc_t aiproxy_ledger_courses(aiproxy_ledger_t *l, apr_pool_t *p,
                                            apr_array_header_t **rows,
                                            const char **err);
 
+/* The courses (aiproxy_course_t) among ids (const char *), by id. */
+aiproxy_ledger_rc_t aiproxy_ledger_courses_in(aiproxy_ledger_t *l,
+                                              apr_pool_t *p,
+                                              const apr_array_header_t *ids,
+                                              apr_array_header_t **rows,
+                                              const char **err);
+
 /* The ids (const char *) of the courses email is a member of, by its own
  * enrolment or its @domain's, in id order. */
 aiproxy_ledger_rc_t aiproxy_ledger_member_courses(aiproxy_ledger_t *l,
