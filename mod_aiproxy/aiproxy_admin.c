@@ -26,6 +26,16 @@
 #include "aiproxy_handler.h"
 #include "aiproxy_usage.h"
 #include "aiproxy_token.h"
+#include "aiproxy_scope.h"
+#include "aiproxy_course.h"
+#include "aiproxy_ledger_audit.h"
+#include "aiproxy_ledger_course.h"
+#include "aiproxy_ledger_course_admin.h"
+#include "aiproxy_admin_course.h"
+#include "aiproxy_admin_member.h"
+#include "aiproxy_admin_members.h"
+#include "aiproxy_admin_user.h"
+#include "aiproxy_admin_report.h"
 
 APLOG_USE_MODULE(aiproxy);
 
@@ -69,7 +79,8 @@ void aiproxy_admin_child_init(apr_pool_t *p, server_rec *s)
 
 /* ---- Shared helpers ---------------------------------------------------- */
 
-static int wrong_method(request_rec *r, aiproxy_req_t *st, const char *allow)
+int aiproxy_admin_wrong_method(request_rec *r, aiproxy_req_t *st,
+                               const char *allow)
 {
     apr_table_setn(r->headers_out, "Allow", allow);
     return aiproxy_handler_fail(r, st, HTTP_METHOD_NOT_ALLOWED,
@@ -77,7 +88,8 @@ static int wrong_method(request_rec *r, aiproxy_req_t *st, const char *allow)
                                 apr_psprintf(r->pool, "Use %s here.", allow));
 }
 
-static int store_down(request_rec *r, aiproxy_req_t *st, const char *err)
+int aiproxy_admin_store_down(request_rec *r, aiproxy_req_t *st,
+                             const char *err)
 {
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(04003)
                   "usage store unavailable: %s", err);
@@ -99,10 +111,23 @@ static const char *last_segment(request_rec *r)
 }
 
 /* A USD amount as a JSON string, or null. */
-static const char *json_money(apr_pool_t *p, int has, aiproxy_money_t m)
+const char *aiproxy_admin_json_money(apr_pool_t *p, int has,
+                                     aiproxy_money_t m)
 {
     return has ? apr_pstrcat(p, "\"", aiproxy_money_format(p, m), "\"", NULL)
                : "null";
+}
+
+const char *aiproxy_admin_month_json(apr_pool_t *p, const aiproxy_month_t *m)
+{
+    static const aiproxy_month_t none;
+
+    if (!m)
+        m = &none;
+    return apr_psprintf(p, "{\"spent\":\"%s\",\"reserved\":\"%s\","
+                        "\"requests\":%" APR_INT64_T_FMT "}",
+                        aiproxy_money_format(p, m->spent),
+                        aiproxy_money_format(p, m->reserved), m->requests);
 }
 
 /* ---- /token ------------------------------------------------------------ */
@@ -127,7 +152,7 @@ static int token_config(request_rec *r, aiproxy_req_t *st)
     int i;
 
     if (r->method_number != M_GET)
-        return wrong_method(r, st, "GET");
+        return aiproxy_admin_wrong_method(r, st, "GET");
     for (i = 0; i < d->nelts; i++)
         APR_ARRAY_PUSH(quoted, const char *) =
             aiproxy_json_quote(r->pool, APR_ARRAY_IDX(d, i, const char *));
@@ -145,7 +170,7 @@ static int token_config(request_rec *r, aiproxy_req_t *st)
  * Services sends, with its double-submit CSRF cookie), in *out; the
  * convention of aiproxy_reply.h (DECLINED, or OK once answered). */
 static int read_credential(request_rec *r, aiproxy_req_t *st,
-                           const char **out)
+                           const char **out, const char **course)
 {
     apr_table_t *fields = NULL;
     const char *credential;
@@ -189,6 +214,13 @@ static int read_credential(request_rec *r, aiproxy_req_t *st,
                                     "credential=<token>.");
     }
     *out = credential;
+    *course = apr_table_get(fields, "course");
+    if (*course && !**course)
+        *course = NULL;
+    if (*course && !aiproxy_course_id_valid(*course))
+        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST,
+                                    "invalid_parameter", "course must be a "
+                                    "course id: 1 to 32 of a-z, 0-9, - and _.");
     return DECLINED;
 }
 
@@ -208,40 +240,107 @@ static int google_status(aiproxy_google_rc_t rc)
     }
 }
 
-/* Signs a gateway token for email with the newest secret, issued after
- * any revocation (aiproxy_token_issue). */
-static int issue_token(request_rec *r, aiproxy_req_t *st, const char *email)
+int aiproxy_admin_sign(request_rec *r, aiproxy_req_t *st, const char *email,
+                       const char *course, apr_int64_t lifetime,
+                       const char **token, apr_int64_t *exp)
 {
     aiproxy_global_t *g = st->g;
     aiproxy_ledger_t *ledger = aiproxy_child_ledger();
     const char *err = "no store connection pool";
-    const aiproxy_token_key_t *signer = &APR_ARRAY_IDX(g->token_keys,
-        g->token_keys->nelts - 1, aiproxy_token_key_t);
+    const aiproxy_token_key_t *signer;
+    apr_int64_t now = apr_time_sec(apr_time_now()), iat = now;
     aiproxy_user_t user;
-    char *token;
 
+    if (!g->token_keys || !g->token_keys->nelts)
+        return aiproxy_handler_fail(r, st, HTTP_SERVICE_UNAVAILABLE,
+                                    "signing_not_configured", "No "
+                                    "AIProxyTokenSecret: no tokens to sign.");
+    signer = &APR_ARRAY_IDX(g->token_keys, g->token_keys->nelts - 1,
+                            aiproxy_token_key_t);
     if (!ledger || aiproxy_ledger_user(ledger, r->pool, email, &user, &err)
                    != AIPROXY_LEDGER_OK)
-        return store_down(r, st, err);
-    token = aiproxy_token_issue(r->pool, g->token_keys, email, NULL,
-                                apr_time_sec(apr_time_now()), user.revoked_at,
-                                g->token_lifetime);
-    if (!token) {
+        return aiproxy_admin_store_down(r, st, err);
+    *token = aiproxy_token_issue(r->pool, g->token_keys, email, course, now,
+                                 user.revoked_at, lifetime);
+    if (!*token) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(04004)
                       "cannot sign a token for %s", email);
         return aiproxy_handler_fail(r, st, HTTP_INTERNAL_SERVER_ERROR,
                                     "signing_failed",
                                     "The token could not be signed.");
     }
+    /* As aiproxy_token_issue dates it. */
+    if (user.revoked_at >= iat)
+        iat = user.revoked_at + 1;
+    *exp = lifetime > 0 ? iat + lifetime : 0;
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, AIPLOGNO(04005)
-                  "issued a token to %s (key id %s)", email, signer->kid
-                  ? signer->kid : "none");
+                  "issued a token to %s%s%s (key id %s)", email,
+                  course ? " for course " : "", course ? course : "",
+                  signer->kid ? signer->kid : "none");
+    return DECLINED;
+}
+
+/* The course of a sign-in's token: the one asked for, which the user must
+ * be in; else their only course, if they are in exactly one; else none.
+ * DECLINED with *course, or OK once answered. */
+static int signin_course(request_rec *r, aiproxy_req_t *st, const char *email,
+                         const char **course)
+{
+    aiproxy_ledger_t *l = aiproxy_child_ledger();
+    const char *err = "no store connection pool";
+    apr_array_header_t *ids;
+    aiproxy_course_t c;
+    aiproxy_ledger_rc_t rc;
+    aiproxy_money_t cap;
+    int member = 0, has_cap;
+
+    if (!l)
+        return aiproxy_admin_store_down(r, st, err);
+    if (!*course) {
+        if (aiproxy_ledger_member_courses(l, r->pool, email, &ids, &err)
+            != AIPROXY_LEDGER_OK)
+            return aiproxy_admin_store_down(r, st, err);
+        if (ids->nelts == 1)
+            *course = APR_ARRAY_IDX(ids, 0, const char *);
+        return DECLINED;
+    }
+    rc = aiproxy_ledger_course_get(l, r->pool, *course, &c, &err);
+    if (rc == AIPROXY_LEDGER_OK)
+        rc = aiproxy_ledger_is_member(l, r->pool, *course, email, &member,
+                                      &has_cap, &cap, &err);
+    if (rc == AIPROXY_LEDGER_DOWN)
+        return aiproxy_admin_store_down(r, st, err);
+    if (!member) {
+        aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "permission_error",
+                            "not_in_course", apr_psprintf(r->pool, "You are "
+                            "not a member of course %s.", *course));
+        return aiproxy_reply_handler(r);
+    }
+    return DECLINED;
+}
+
+/* Signs a gateway token for email with the newest secret, issued after
+ * any revocation (aiproxy_token_issue). */
+static int issue_token(request_rec *r, aiproxy_req_t *st, const char *email,
+                       const char *course)
+{
+    const char *token;
+    apr_int64_t exp;
+
+    if (signin_course(r, st, email, &course) != DECLINED ||
+        aiproxy_admin_sign(r, st, email, course, st->g->token_lifetime,
+                           &token, &exp) != DECLINED)
+        return OK;
     apr_table_setn(r->notes, "aiproxy-email", email);
     return aiproxy_handler_answer(r, st,
                                   HTTP_OK, apr_pstrcat(r->pool, "{\"token\":",
                                       aiproxy_json_quote(r->pool, token),
                                       ",\"email\":",
                                       aiproxy_json_quote(r->pool, email),
+                                      course ? ",\"course\":" : "",
+                                      course ? aiproxy_json_quote(r->pool,
+                                                                  course)
+                                             : "",
                                       "}", NULL));
 }
 
@@ -252,6 +351,7 @@ int aiproxy_token_handler(request_rec *r)
     aiproxy_google_identity_t id;
     aiproxy_google_rc_t rc;
     const char *credential = NULL, *why = "", *fetch_error = NULL;
+    const char *course = NULL;
 
     if (!r->handler || strcmp(r->handler, TOKEN_HANDLER))
         return DECLINED;
@@ -259,8 +359,8 @@ int aiproxy_token_handler(request_rec *r)
     if (!strcmp(last_segment(r), "config"))
         return token_config(r, st);
     if (r->method_number != M_GET && r->method_number != M_POST)
-        return wrong_method(r, st, "GET, POST");
-    if (read_credential(r, st, &credential) != DECLINED)
+        return aiproxy_admin_wrong_method(r, st, "GET, POST");
+    if (read_credential(r, st, &credential, &course) != DECLINED)
         return OK;
     if (!st->g->google_client_id || !google_keys || !st->g->token_keys)
         return aiproxy_handler_fail(r, st, HTTP_SERVICE_UNAVAILABLE,
@@ -289,26 +389,35 @@ int aiproxy_token_handler(request_rec *r)
                     apr_pstrcat(r->pool, "Google sign-in refused: ", why, ".",
                                 NULL));
     }
-    return issue_token(r, st, id.email);
+    return issue_token(r, st, id.email, course);
 }
 
 /* ---- /admin/api -------------------------------------------------------- */
 
 /* The request body as a JSON object, in *out (DECLINED), or OK once
  * answered with an error. */
-static int read_json(request_rec *r, aiproxy_req_t *st, aiproxy_json_t **out)
+int aiproxy_admin_read_body(request_rec *r, aiproxy_req_t *st, char **body,
+                            apr_size_t *len)
+{
+    int rc = aiproxy_body_read(r, BODY_MAX, body, len);
+
+    if (rc != OK)
+        return aiproxy_handler_fail(r, st, rc, "invalid_body",
+                                    "The body could not be read, or is "
+                                    "larger than 64 KiB.");
+    return DECLINED;
+}
+
+int aiproxy_admin_read_json(request_rec *r, aiproxy_req_t *st,
+                            aiproxy_json_t **out)
 {
     const char *err;
     aiproxy_json_t *v;
     char *body;
     apr_size_t len;
-    int rc = aiproxy_body_read(r, BODY_MAX, &body, &len);
 
-    if (rc != OK) {
-        return aiproxy_handler_fail(r, st, rc, "invalid_body",
-                                    "The body could not be read, or is "
-                                    "larger than 64 KiB.");
-    }
+    if (aiproxy_admin_read_body(r, st, &body, &len) != DECLINED)
+        return OK;
     v = aiproxy_json_parse(r->pool, body, len, &err);
     if (!v || !aiproxy_json_is_object(v)) {
         return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST, "invalid_json",
@@ -319,83 +428,28 @@ static int read_json(request_rec *r, aiproxy_req_t *st, aiproxy_json_t **out)
     return DECLINED;
 }
 
-static int list_caps(request_rec *r, aiproxy_req_t *st)
+void aiproxy_admin_audit(request_rec *r, const aiproxy_scope_t *sc,
+                         const char *action, const char *target,
+                         const char *course, const char *before,
+                         const char *after)
 {
-    apr_array_header_t *rows, *parts;
-    const char *err = "";
-    int i;
+    aiproxy_audit_t e;
+    const char *err = "no store connection pool";
+    aiproxy_ledger_t *l = aiproxy_child_ledger();
 
-    if (aiproxy_ledger_users(aiproxy_child_ledger(), r->pool, &rows, &err)
-        != AIPROXY_LEDGER_OK)
-        return store_down(r, st, err);
-    parts = apr_array_make(r->pool, rows->nelts, sizeof(const char *));
-    for (i = 0; i < rows->nelts; i++) {
-        aiproxy_user_row_t *u = &APR_ARRAY_IDX(rows, i, aiproxy_user_row_t);
-
-        APR_ARRAY_PUSH(parts, const char *) = apr_psprintf(r->pool,
-            "{\"who\":%s,\"cap\":%s,\"revoked_at\":%s}",
-            aiproxy_json_quote(r->pool, u->who),
-            json_money(r->pool, u->has_cap, u->cap),
-            u->revoked_at > 0 ? apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
-                                             u->revoked_at) : "null");
-    }
-    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
-                  "{\"default_cap\":\"%s\",\"data\":[%s]}",
-                  aiproxy_money_format(r->pool, st->g->default_cap),
-                  apr_array_pstrcat(r->pool, parts, ',')));
-}
-
-static int set_cap(request_rec *r, aiproxy_req_t *st)
-{
-    aiproxy_json_t *body;
-    const char *who = NULL, *why, *err = "";
-    aiproxy_money_t cap = 0;
-    int has_cap = 0;
-
-    if (read_json(r, st, &body) != DECLINED)
-        return OK;
-    if ((why = aiproxy_params_cap(r->pool, body, &who, &has_cap, &cap)))
-        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST,
-                                    "invalid_parameter", why);
-    if (aiproxy_ledger_set_cap(aiproxy_child_ledger(), r->pool, who, has_cap,
-                               cap, &err) != AIPROXY_LEDGER_OK)
-        return store_down(r, st, err);
-    aiproxy_users_changed();
-    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, AIPLOGNO(04008)
-                  "%s %s the cap of %s%s%s", st->email,
-                  has_cap ? "set" : "cleared", who, has_cap ? " to $" : "",
-                  has_cap ? aiproxy_money_format(r->pool, cap) : "");
-    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
-                                  "{\"who\":%s,\"cap\":%s}",
-                                  aiproxy_json_quote(r->pool, who),
-                                  json_money(r->pool, has_cap, cap)));
-}
-
-static int revoke_user(request_rec *r, aiproxy_req_t *st)
-{
-    aiproxy_json_t *body;
-    const char *email, *err = "";
-    apr_int64_t at;
-
-    if (read_json(r, st, &body) != DECLINED)
-        return OK;
-    email = aiproxy_json_string(aiproxy_json_get(body, "email"));
-    if (!email || !aiproxy_params_who(email, 0))
-        return aiproxy_handler_fail(r, st, HTTP_BAD_REQUEST,
-                                    "invalid_parameter",
-                                    "email must be an email address.");
-    email = aiproxy_params_lower(r->pool, email);
-    if (aiproxy_ledger_revoke(aiproxy_child_ledger(), r->pool, email,
-                              apr_time_sec(apr_time_now()), &at, &err)
-        != AIPROXY_LEDGER_OK)
-        return store_down(r, st, err);
-    aiproxy_users_changed();
-    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, AIPLOGNO(04009)
-                  "%s revoked the tokens of %s", st->email, email);
-    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
-                                  "{\"email\":%s,\"revoked_at\":%"
-                                  APR_INT64_T_FMT "}",
-                                  aiproxy_json_quote(r->pool, email), at));
+    memset(&e, 0, sizeof(e));
+    e.who = sc->email;
+    e.role = aiproxy_scope_role_name(sc->role);
+    e.action = action;
+    e.target = target;
+    e.course = course;
+    e.before = before;
+    e.after = after;
+    if (!l || aiproxy_ledger_audit_append(l, r->pool, &e, &err)
+              != AIPROXY_LEDGER_OK)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(04101)
+                      "%s's %s of %s was done but not audited: %s",
+                      sc->email, action, target, err);
 }
 
 /* Reads month (default: this one) and email from the query: DECLINED, or
@@ -443,7 +497,7 @@ static int daily(request_rec *r, aiproxy_req_t *st)
         return OK;
     if (aiproxy_ledger_daily(aiproxy_child_ledger(), r->pool, month, email,
                              &rows, &err) != AIPROXY_LEDGER_OK)
-        return store_down(r, st, err);
+        return aiproxy_admin_store_down(r, st, err);
     parts = apr_array_make(r->pool, rows->nelts, sizeof(const char *));
     for (i = 0; i < rows->nelts; i++) {
         aiproxy_day_row_t *d = &APR_ARRAY_IDX(rows, i, aiproxy_day_row_t);
@@ -463,41 +517,13 @@ static int daily(request_rec *r, aiproxy_req_t *st)
                   aiproxy_money_format(r->pool, total), requests));
 }
 
-/* The caller's own month (the dashboard also learns from a 200 here that
- * the caller is an admin). */
-static int me(request_rec *r, aiproxy_req_t *st, const aiproxy_user_t *user)
-{
-    const char *month = aiproxy_month_of(r->pool, r->request_time);
-    const char *err = "";
-    aiproxy_money_t cap = aiproxy_policy_cap(user, st->g->default_cap);
-    aiproxy_month_row_t m = { NULL, NULL, 0, 0, 0 };
-    apr_array_header_t *rows;
-
-    if (aiproxy_ledger_months(aiproxy_child_ledger(), r->pool, month,
-                              st->email, NULL, 0, 1, &rows, &err)
-        != AIPROXY_LEDGER_OK)
-        return store_down(r, st, err);
-    if (rows->nelts)
-        m = APR_ARRAY_IDX(rows, 0, aiproxy_month_row_t);
-    return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
-                  "{\"email\":%s,\"admin\":true,\"month\":\"%s\","
-                  "\"spent\":\"%s\",\"reserved\":\"%s\",\"requests\":%"
-                  APR_INT64_T_FMT ",\"cap\":\"%s\",\"remaining\":\"%s\"}",
-                  aiproxy_json_quote(r->pool, st->email), month,
-                  aiproxy_money_format(r->pool, m.spent),
-                  aiproxy_money_format(r->pool, m.reserved), m.requests,
-                  aiproxy_money_format(r->pool, cap),
-                  aiproxy_money_format(r->pool,
-                                       m.spent + m.reserved < cap
-                                       ? cap - m.spent - m.reserved : 0)));
-}
-
 int aiproxy_admin_api_handler(request_rec *r)
 {
     aiproxy_req_t *st;
     aiproxy_user_t user;
+    aiproxy_scope_t sc;
     const char *what;
-    int get, post;
+    int get, post, admin, rc;
 
     if (!r->handler || strcmp(r->handler, ADMIN_HANDLER))
         return DECLINED;
@@ -506,26 +532,43 @@ int aiproxy_admin_api_handler(request_rec *r)
     if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != DECLINED)
         return aiproxy_reply_handler(r);
     apr_table_setn(r->notes, "aiproxy-email", st->email);
-    if (!apr_hash_get(st->g->admins, st->email, APR_HASH_KEY_STRING))
-        return aiproxy_handler_fail(r, st, HTTP_FORBIDDEN, "not_admin",
-                                    "Only administrators may use the admin "
-                                    "API.");
+    if (aiproxy_scope_of(r, st, &sc) != DECLINED)
+        return OK;
+    admin = sc.role == AIPROXY_ROLE_ADMIN;
     what = last_segment(r);
     get = r->method_number == M_GET;
     post = r->method_number == M_POST || r->method_number == M_PUT;
-    if (!strcmp(what, "usage"))
-        return get ? aiproxy_usage_list(r, st) : wrong_method(r, st, "GET");
-    if (!strcmp(what, "caps"))
-        return get ? list_caps(r, st) : post ? set_cap(r, st)
-               : wrong_method(r, st, "GET, PUT, POST");
-    if (!strcmp(what, "revoke"))
-        return r->method_number == M_POST ? revoke_user(r, st)
-               : wrong_method(r, st, "POST");
-    if (!strcmp(what, "daily"))
-        return get ? daily(r, st) : wrong_method(r, st, "GET");
-    if (!strcmp(what, "me"))
-        return get ? me(r, st, &user) : wrong_method(r, st, "GET");
+    /* Site-wide: administrators only. */
+    if (!strcmp(what, "usage") || !strcmp(what, "caps") ||
+        !strcmp(what, "daily")) {
+        if (!admin)
+            return aiproxy_scope_not_admin(r, st);
+        if (!strcmp(what, "usage"))
+            return get ? aiproxy_usage_list(r, st)
+                   : aiproxy_admin_wrong_method(r, st, "GET");
+        if (!strcmp(what, "caps"))
+            return get ? aiproxy_admin_caps_list(r, st)
+                   : post ? aiproxy_admin_caps_set(r, st, &sc)
+                   : aiproxy_admin_wrong_method(r, st, "GET, PUT, POST");
+        return get ? daily(r, st) : aiproxy_admin_wrong_method(r, st, "GET");
+    }
+    if (!strcmp(what, "revoke")) {
+        if (r->method_number != M_POST)
+            return aiproxy_admin_wrong_method(r, st, "POST");
+        if (sc.role == AIPROXY_ROLE_STUDENT)
+            return aiproxy_scope_not_admin(r, st);
+        return aiproxy_admin_revoke(r, st, &sc);
+    }
+    if (!strcmp(what, "reset"))
+        return r->method_number == M_POST ? aiproxy_admin_reset(r, st, &sc)
+               : aiproxy_admin_wrong_method(r, st, "POST");
+    if ((rc = aiproxy_admin_course(r, st, &sc, what)) != DECLINED ||
+        (rc = aiproxy_admin_members(r, st, &sc, what)) != DECLINED ||
+        (rc = aiproxy_admin_member(r, st, &sc, &user, what)) != DECLINED ||
+        (rc = aiproxy_admin_report(r, st, &sc, what)) != DECLINED)
+        return rc;
     return aiproxy_handler_fail(r, st, HTTP_NOT_FOUND, "unknown_url",
                                 "Admin endpoints: usage, caps, revoke, daily, "
-                                "me.");
+                                "me, courses, members, roster, reset, tokens, "
+                                "audit.");
 }

@@ -52,7 +52,15 @@ def test_401_without_token(gateway, method, path, body):
 
 @pytest.mark.parametrize("method,path,body", ENDPOINTS)
 def test_403_with_non_admin_token(gateway, method, path, body):
+    """Every role against every endpoint: t/test_roles.py. A student gets
+    their own `me`, and an unknown endpoint is one for them too."""
     r = call(gateway, method, path, make_token("student@example.com"), body)
+    if path.endswith("/me"):
+        assert r.status_code == 200 and r.json()["role"] == "student", r.text
+        return
+    if path.endswith("/nonexistent"):
+        assert r.status_code == 404 and error_code(r) == "unknown_url"
+        return
     assert r.status_code == 403, r.text
     assert error_code(r) in ("not_admin",)
 
@@ -216,6 +224,7 @@ def test_me(gateway):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["email"] == ADMIN and body["admin"] is True
+    assert body["role"] == "admin" and body["courses"] == []
     for k in ("spent", "reserved", "cap", "remaining"):
         assert isinstance(body[k], str)
     assert isinstance(body["requests"], int)

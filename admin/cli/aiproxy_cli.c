@@ -25,9 +25,11 @@ static const char usage_text[] =
 "or in the environment variables conf/aiproxy.conf reads.\n"
 "\n"
 "commands:\n"
-"  token EMAIL [--days N]      print a new token for EMAIL, signed with the\n"
+"  token EMAIL [--days N] [--course ID]\n"
+"                              print a new token for EMAIL, signed with the\n"
 "                              last secret; it expires in N days (default:\n"
-"                              --lifetime; --days 0: never)\n"
+"                              --lifetime; --days 0: never); with --course,\n"
+"                              charged to that course (EMAIL a member)\n"
 "  cap set WHO USD             set the monthly cap of an email or @domain\n"
 "                              (USD as a decimal, e.g. 2.50)\n"
 "  cap clear WHO               remove it (the default cap applies again)\n"
@@ -40,6 +42,19 @@ static const char usage_text[] =
 "                              delete request records (the per-request\n"
 "                              detail) from before that day (UTC) or older\n"
 "                              than DAYS; month totals (the money) stay\n"
+"  course set ID --name N --budget USD [--member-cap USD] [--models a,b]\n"
+"         [--endpoints e,f] [--instructors x,y] [--alerts 80,100]\n"
+"                              create or replace a course (monthly budget)\n"
+"  course list | show ID | delete ID\n"
+"                              courses; one with its members; delete one\n"
+"                              and its enrolments (its months stay)\n"
+"  member add|remove ID WHO... enrol or remove emails or @domains\n"
+"  roster import ID FILE.csv   enrol the first column of a CSV (header\n"
+"                              'email' optional); prints what was added,\n"
+"                              already there, and invalid lines\n"
+"  reset EMAIL [--month M]     set a month's spent to 0 (holds kept)\n"
+"  audit [--course ID] [--limit N]\n"
+"                              the audit log, newest first (default 50)\n"
 "  secret new [FILE]           a new random 32-byte secret, in hex: printed,\n"
 "                              or written to FILE (mode 0600, never over an\n"
 "                              existing file); needs no store\n"
@@ -60,6 +75,8 @@ static const char usage_text[] =
 "                        else 10368000 (120 days)\n"
 "  --default-cap USD     AIProxyMonthlyCap, for usage's CAP column;\n"
 "                        $AIPROXY_MONTHLY_CAP, else 2\n"
+"\n"
+"Commands that change something append an audit entry as cli:<user>.\n"
 "\n"
 "exit status: 0 done, 1 usage error, 2 configuration or store error\n";
 
@@ -212,6 +229,21 @@ static void driver_log(int level, const char *domain, const char *message)
         fprintf(stderr, "aiproxy-admin: mongoc %s: %s\n", domain, message);
 }
 
+static const char *const commands[] = {
+    "token", "cap", "revoke", "usage", "purge", "secret", "course", "member",
+    "roster", "reset", "audit", NULL
+};
+
+static int known(const char *cmd)
+{
+    int i;
+
+    for (i = 0; commands[i]; i++)
+        if (!strcmp(cmd, commands[i]))
+            return 1;
+    return 0;
+}
+
 static int is_help(const char *a)
 {
     return !strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "help");
@@ -242,9 +274,7 @@ static int run(apr_pool_t *p, int argc, const char *const *argv)
     cmd = argv[i++];
     if (is_help(cmd) || (i < argc && (!strcmp(argv[i], "--help") ||
                                       !strcmp(argv[i], "-h")))) {
-        if (!is_help(cmd) && strcmp(cmd, "token") && strcmp(cmd, "cap") &&
-            strcmp(cmd, "revoke") && strcmp(cmd, "usage") &&
-            strcmp(cmd, "purge") && strcmp(cmd, "secret"))
+        if (!is_help(cmd) && !known(cmd))
             return aiproxy_cli_usage_error("unknown command '%s'", cmd);
         fputs(usage_text, stdout);
         return 0;
@@ -262,8 +292,7 @@ static int run(apr_pool_t *p, int argc, const char *const *argv)
         return aiproxy_cli_usage_error("secret: use 'secret new [FILE]' or "
                                        "'secret list'%s", "");
     }
-    if (strcmp(cmd, "token") && strcmp(cmd, "cap") && strcmp(cmd, "revoke") &&
-        strcmp(cmd, "usage") && strcmp(cmd, "purge"))
+    if (!known(cmd))
         return aiproxy_cli_usage_error("unknown command '%s'", cmd);
     if (!conf.store_uri || !*conf.store_uri)
         return aiproxy_cli_fail("store", "give --store URI or set "
@@ -282,6 +311,16 @@ static int run(apr_pool_t *p, int argc, const char *const *argv)
         return aiproxy_cli_revoke(&x, argc, argv);
     if (!strcmp(cmd, "purge"))
         return aiproxy_cli_purge(&x, argc, argv);
+    if (!strcmp(cmd, "course"))
+        return aiproxy_cli_course(&x, argc, argv);
+    if (!strcmp(cmd, "member"))
+        return aiproxy_cli_member(&x, argc, argv);
+    if (!strcmp(cmd, "roster"))
+        return aiproxy_cli_roster(&x, argc, argv);
+    if (!strcmp(cmd, "reset"))
+        return aiproxy_cli_reset(&x, argc, argv);
+    if (!strcmp(cmd, "audit"))
+        return aiproxy_cli_audit_list(&x, argc, argv);
     return aiproxy_cli_usage(&x, argc, argv);
 }
 

@@ -42,5 +42,18 @@ int aiproxy_cli_usage(aiproxy_cli_t *x, int argc, const char *const *argv);
 int aiproxy_cli_purge(aiproxy_cli_t *x, int argc, const char *const *argv);
 int aiproxy_cli_secret_new(apr_pool_t *p, int argc, const char *const *argv);
 int aiproxy_cli_secret_list(aiproxy_cli_t *x, int argc);
+/* Courses (aiproxy_cli_course.c). */
+int aiproxy_cli_course(aiproxy_cli_t *x, int argc, const char *const *argv);
+int aiproxy_cli_member(aiproxy_cli_t *x, int argc, const char *const *argv);
+int aiproxy_cli_roster(aiproxy_cli_t *x, int argc, const char *const *argv);
+int aiproxy_cli_reset(aiproxy_cli_t *x, int argc, const char *const *argv);
+int aiproxy_cli_audit_list(aiproxy_cli_t *x, int argc,
+                           const char *const *argv);
+/* Appends the audit entry of a change made, as "cli:<unix user>" (before
+ * and after JSON texts, NULL: null): 0, or the exit status of a store
+ * that failed (reported). */
+int aiproxy_cli_audit(aiproxy_cli_t *x, const char *action,
+                      const char *target, const char *course,
+                      const char *before, const char *after);
 
 #endif

@@ -11,6 +11,9 @@
 
 #include "aiproxy_cli.h"
 #include "aiproxy_cost.h"
+#include "aiproxy_course.h"
+#include "aiproxy_json.h"
+#include "aiproxy_ledger_course.h"
 #include "aiproxy_params.h"
 #include "aiproxy_policy.h"
 #include "aiproxy_secret.h"
@@ -39,12 +42,16 @@ static const char *token_keys(aiproxy_cli_t *x, apr_array_header_t **keys)
 
 int aiproxy_cli_token(aiproxy_cli_t *x, int argc, const char *const *argv)
 {
-    const char *email = NULL, *err = "";
+    const char *email = NULL, *course = NULL, *err = "";
     apr_int64_t days = -1, lifetime = x->conf->token_lifetime;
+    apr_int64_t iat = apr_time_sec(apr_time_now());
     apr_array_header_t *keys;
     aiproxy_user_t user;
+    aiproxy_course_t c;
+    aiproxy_ledger_rc_t rc;
+    aiproxy_money_t cap;
+    int i, member = 0, has_cap;
     char *token;
-    int i;
 
     for (i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--days") && i + 1 < argc) {
@@ -55,6 +62,12 @@ int aiproxy_cli_token(aiproxy_cli_t *x, int argc, const char *const *argv)
                 return aiproxy_cli_usage_error(
                     "--days: '%s' is not a whole number of "
                     "days from 0 to 3660", argv[i]);
+        }
+        else if (!strcmp(argv[i], "--course") && i + 1 < argc) {
+            course = argv[++i];
+            if (!aiproxy_course_id_valid(course))
+                return aiproxy_cli_usage_error(
+                    "--course: '%s' is not a course id", course);
         }
         else if (!email && argv[i][0] != '-') {
             email = argv[i];
@@ -76,15 +89,35 @@ int aiproxy_cli_token(aiproxy_cli_t *x, int argc, const char *const *argv)
     if (aiproxy_ledger_user(x->ledger, x->p, email, &user, &err)
         != AIPROXY_LEDGER_OK)
         return aiproxy_cli_fail("store", err);
+    if (course) {
+        rc = aiproxy_ledger_course_get(x->ledger, x->p, course, &c, &err);
+        if (rc == AIPROXY_LEDGER_OK)
+            rc = aiproxy_ledger_is_member(x->ledger, x->p, course, email,
+                                          &member, &has_cap, &cap, &err);
+        if (rc == AIPROXY_LEDGER_DOWN)
+            return aiproxy_cli_fail("store", err);
+        if (rc == AIPROXY_LEDGER_NOT_FOUND)
+            return aiproxy_cli_fail(course, "no such course");
+        if (!member)
+            return aiproxy_cli_fail(course, apr_pstrcat(x->p, email, " is not "
+                                    "a member", NULL));
+    }
     if (days >= 0)
         lifetime = days * 86400;
-    token = aiproxy_token_issue(x->p, keys, email, NULL,
-                                apr_time_sec(apr_time_now()), user.revoked_at,
-                                lifetime);
+    token = aiproxy_token_issue(x->p, keys, email, course, iat,
+                                user.revoked_at, lifetime);
     if (!token)
         return aiproxy_cli_fail("token", "cannot sign");
     printf("%s\n", token);
-    return 0;
+    if (user.revoked_at >= iat)
+        iat = user.revoked_at + 1;
+    return aiproxy_cli_audit(x, "token.issue", email, course, NULL,
+                             apr_psprintf(x->p, "{\"course\":%s,\"exp\":%s}",
+                                 course ? aiproxy_json_quote(x->p, course)
+                                        : "null",
+                                 lifetime > 0 ? apr_psprintf(x->p, "%"
+                                     APR_INT64_T_FMT, iat + lifetime)
+                                 : "null"));
 }
 
 /* secret new [FILE]: 32 random bytes as 64 hex digits, the form
@@ -169,7 +202,8 @@ int aiproxy_cli_cap(aiproxy_cli_t *x, int argc, const char *const *argv)
 {
     const char *err = "", *who;
     aiproxy_money_t cap = 0;
-    int set;
+    aiproxy_user_t old;
+    int set, has_old;
 
     if (argc >= 1 && !strcmp(argv[0], "list") && argc == 1) {
         apr_array_header_t *rows;
@@ -207,7 +241,9 @@ int aiproxy_cli_cap(aiproxy_cli_t *x, int argc, const char *const *argv)
     who = aiproxy_params_lower(x->p, who);
     if (set && (err = aiproxy_money_parse(x->p, argv[2], &cap)))
         return aiproxy_cli_usage_error("cap set: %s", err);
-    if (aiproxy_ledger_set_cap(x->ledger, x->p, who, set, cap, &err)
+    if (aiproxy_ledger_user(x->ledger, x->p, who, &old, &err)
+        != AIPROXY_LEDGER_OK ||
+        aiproxy_ledger_set_cap(x->ledger, x->p, who, set, cap, &err)
         != AIPROXY_LEDGER_OK)
         return aiproxy_cli_fail("store", err);
     if (set)
@@ -215,12 +251,18 @@ int aiproxy_cli_cap(aiproxy_cli_t *x, int argc, const char *const *argv)
                aiproxy_money_format(x->p, cap));
     else
         printf("cap of %s cleared\n", who);
-    return 0;
+    has_old = old.has_cap && (*who == '@' || old.cap_own);
+    return aiproxy_cli_audit(x, set ? "cap.set" : "cap.clear", who, NULL,
+                             has_old ? apr_psprintf(x->p, "\"%s\"",
+                                 aiproxy_money_format(x->p, old.cap)) : NULL,
+                             set ? apr_psprintf(x->p, "\"%s\"",
+                                 aiproxy_money_format(x->p, cap)) : NULL);
 }
 
 int aiproxy_cli_revoke(aiproxy_cli_t *x, int argc, const char *const *argv)
 {
     const char *err = "", *email;
+    aiproxy_user_t old;
     apr_int64_t at;
     char when[APR_RFC822_DATE_LEN];
 
@@ -230,14 +272,19 @@ int aiproxy_cli_revoke(aiproxy_cli_t *x, int argc, const char *const *argv)
         return aiproxy_cli_usage_error(
             "revoke: '%s' is not an email address", argv[0]);
     email = aiproxy_params_lower(x->p, argv[0]);
-    if (aiproxy_ledger_revoke(x->ledger, x->p, email,
+    if (aiproxy_ledger_user(x->ledger, x->p, email, &old, &err)
+        != AIPROXY_LEDGER_OK ||
+        aiproxy_ledger_revoke(x->ledger, x->p, email,
                               apr_time_sec(apr_time_now()), &at, &err)
         != AIPROXY_LEDGER_OK)
         return aiproxy_cli_fail("store", err);
     apr_rfc822_date(when, apr_time_from_sec(at));
     printf("tokens of %s issued up to %s are refused; signing in again "
            "gives a new one\n", email, when);
-    return 0;
+    return aiproxy_cli_audit(x, "revoke", email, NULL, old.revoked_at
+                             ? apr_psprintf(x->p, "%" APR_INT64_T_FMT,
+                                            old.revoked_at) : NULL,
+                             apr_psprintf(x->p, "%" APR_INT64_T_FMT, at));
 }
 
 int aiproxy_cli_usage(aiproxy_cli_t *x, int argc, const char *const *argv)

@@ -339,7 +339,12 @@
       deny("Sign in first: this page is for administrators.");
       return;
     }
-    A.api("/admin/api/me").then(function () {
+    A.api("/admin/api/me").then(function (me) {
+      /* Everyone with a token has a `me`; its role says who is an admin. */
+      if (!me.admin) {
+        deny("You are signed in as " + s.email + ", who is not an administrator.");
+        return;
+      }
       $("#admin").hidden = false;
       return refresh();
     }, function (err) {

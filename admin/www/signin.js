@@ -106,8 +106,8 @@
       }
       A.announce("Usage unavailable: " + err.message, "error");
     });
-    A.api("/admin/api/me").then(function () {
-      $("#nav-admin").hidden = false;
+    A.api("/admin/api/me").then(function (me) {
+      $("#nav-admin").hidden = !me.admin;
     }, function () {
       $("#nav-admin").hidden = true;
     });

@@ -197,6 +197,18 @@ int aiproxy_json_set_int(aiproxy_json_t *obj, const char *key, apr_int64_t v)
     return json_object_set_new(obj, key, json_integer((json_int_t)v));
 }
 
+apr_array_header_t *aiproxy_json_keys(apr_pool_t *p, const aiproxy_json_t *v)
+{
+    apr_array_header_t *a = apr_array_make(p, 4, sizeof(const char *));
+    const char *k;
+    json_t *child;
+
+    if (json_is_object(v))
+        json_object_foreach((json_t *)v, k, child)
+            APR_ARRAY_PUSH(a, const char *) = apr_pstrdup(p, k);
+    return a;
+}
+
 static int walk(const json_t *v, const char *key, aiproxy_json_walk_fn *fn,
                 void *baton)
 {

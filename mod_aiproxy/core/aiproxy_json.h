@@ -34,6 +34,9 @@ const char *aiproxy_json_string(const aiproxy_json_t *v);
 int aiproxy_json_int(const aiproxy_json_t *v, apr_int64_t *out);
 /* 1 for true, 0 for false, -1 when v is not a boolean. */
 int aiproxy_json_bool(const aiproxy_json_t *v);
+/* The keys of an object (const char *, in the object's order); empty for
+ * anything else. */
+apr_array_header_t *aiproxy_json_keys(apr_pool_t *p, const aiproxy_json_t *v);
 apr_size_t aiproxy_json_array_size(const aiproxy_json_t *v);
 aiproxy_json_t *aiproxy_json_array_at(const aiproxy_json_t *v, apr_size_t i);
 /* Removes element i of an array; 0 on success. */
