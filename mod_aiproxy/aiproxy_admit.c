@@ -150,6 +150,44 @@ static int rate_limit(request_rec *r, aiproxy_req_t *st)
                                             (reset_ms + 999) / 1000));
 }
 
+/* A request charged nothing, counted as one with its record (no hold: by
+ * its id; on a lease, by the host with its next write). */
+static aiproxy_ledger_rc_t count_unheld(request_rec *r, aiproxy_req_t *st,
+                                        const char *provider, int status,
+                                        const char **err)
+{
+    aiproxy_record_t rec;
+
+    aiproxy_req_record(st, provider, status, &rec);
+    aiproxy_admit_course_count(r, st, &rec);
+    if (aiproxy_lease_count(st, st->email, &st->month_state)) {
+        if (aiproxy_ledger_put_record(aiproxy_child_ledger(), r->pool,
+                                      &rec, err) != AIPROXY_LEDGER_OK)
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01107)
+                          "no record for request %s at $0: %s", st->id, *err);
+        return AIPROXY_LEDGER_OK;
+    }
+    return aiproxy_ledger_settle(aiproxy_child_ledger(), r->pool, &rec,
+                                 &st->month_state, err);
+}
+
+void aiproxy_admit_settle_free(request_rec *r, aiproxy_req_t *st, int status)
+{
+    const char *err = "";
+
+    if (st->meter.settled)
+        return;
+    st->meter.settled = 1;
+    st->meter.cost = 0;
+    apr_table_setn(r->notes, "aiproxy-cost", "0");
+    if (count_unheld(r, st, st->fwd.provider ? st->fwd.provider->name : "",
+                     status, &err) != AIPROXY_LEDGER_OK)
+        /* Nothing was charged: only the count and the record are lost. */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01108)
+                      "free request %s of %s not counted: %s", st->id,
+                      st->email, err);
+}
+
 /* A cached answer costs $0 but counts as a request; a miss is stored by
  * the meter when the upstream answers 200. */
 static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
@@ -173,22 +211,7 @@ static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
     st->cache_key = NULL;
     apr_table_setn(r->err_headers_out, "X-Cache", "HIT");
     if (st->id) {
-        aiproxy_record_t rec;
-
-        /* Charged nothing, counted as a request (no hold: by its id; on
-         * a lease, by the host with its next write). */
-        aiproxy_req_record(st, "cache", HTTP_OK, &rec);
-        aiproxy_admit_course_count(r, st, &rec);
-        if (aiproxy_lease_count(st, st->email, &st->month_state)) {
-            if (aiproxy_ledger_put_record(aiproxy_child_ledger(), r->pool,
-                                          &rec, &err) != AIPROXY_LEDGER_OK)
-                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01107)
-                              "no record for cached request %s: %s",
-                              st->id, err);
-        }
-        else if (aiproxy_ledger_settle(aiproxy_child_ledger(), r->pool, &rec,
-                                       &st->month_state, &err)
-                 != AIPROXY_LEDGER_OK)
+        if (count_unheld(r, st, "cache", HTTP_OK, &err) != AIPROXY_LEDGER_OK)
             return store_unavailable(r, st, err);
         apr_table_setn(r->notes, "aiproxy-cost", "0");
         aiproxy_reply_set_money_headers(r, r->err_headers_out, 0, &st->month_state);
@@ -484,8 +507,11 @@ int aiproxy_admit(request_rec *r)
     /* The rate limit and a spent month before the body is read and
      * parsed: a refused client costs a store round trip, not a parse. */
     st->month = aiproxy_month_of(r->pool, r->request_time);
-    if (rate_limit(r, st) != DECLINED || spent_already(r, st) != DECLINED
-        || aiproxy_admit_body(r, st) != DECLINED ||
+    /* A free endpoint stays open to a spent month: it costs nothing. */
+    if (rate_limit(r, st) != DECLINED ||
+        (!aiproxy_endpoint_free(aiproxy_endpoint_kind(st->endpoint)) &&
+         spent_already(r, st) != DECLINED) ||
+        aiproxy_admit_body(r, st) != DECLINED ||
         aiproxy_admit_course_model(r, st) != DECLINED)
         return OK;
     st->fwd.targets = targets_for(r->pool, st, pv, st->info.model);
@@ -497,6 +523,11 @@ int aiproxy_admit(request_rec *r)
                                                 st->endpoint));
     st->id = aiproxy_next_request_id(r->pool);
     apr_table_setn(r->notes, "aiproxy-request-id", st->id);
+    if (st->free_ep) {
+        /* Nothing held: counted when answered (aiproxy_admit_settle_free). */
+        prepare_forward(r, st);
+        return OK;
+    }
     if (cacheable(st, 0) && !st->info.stream &&
         cache_lookup(r, st, st->body, st->body_out_len) != DECLINED)
         return OK;
