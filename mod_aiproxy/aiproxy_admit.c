@@ -151,16 +151,20 @@ static int rate_limit(request_rec *r, aiproxy_req_t *st)
 }
 
 /* A request charged nothing, counted as one with its record (no hold: by
- * its id; on a lease, by the host with its next write). */
+ * its id; on a lease, by the host with its next write). One that failed
+ * is recorded, not counted: by the store, which counts it 0. */
 static aiproxy_ledger_rc_t count_unheld(request_rec *r, aiproxy_req_t *st,
                                         const char *provider, int status,
                                         const char **err)
 {
     aiproxy_record_t rec;
+    int counts;
 
     aiproxy_req_record(st, provider, status, &rec);
-    aiproxy_admit_course_count(r, st, &rec);
-    if (aiproxy_lease_count(st, st->email, &st->month_state)) {
+    counts = aiproxy_ledger_counts(&rec);
+    if (counts)
+        aiproxy_admit_course_count(r, st, &rec);
+    if (counts && aiproxy_lease_count(st, st->email, &st->month_state)) {
         if (aiproxy_ledger_put_record(aiproxy_child_ledger(), r->pool,
                                       &rec, err) != AIPROXY_LEDGER_OK)
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01107)

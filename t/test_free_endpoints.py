@@ -386,3 +386,44 @@ def test_free_model_price_is_zero():
     """The shipped price list names the moderation model, at nothing."""
     p = PRICES["omni-moderation-latest"]
     assert p["input"] == 0 and p["output"] == 0
+
+
+def test_a_failed_count_is_recorded_not_counted(gateway, up):
+    """The provider's error passes through at $0: in the records with its
+    status, not in the month's requests."""
+    who = email("failed")
+    status, hdrs, raw = curl(gateway, COUNT, token=make_token(who), body=count_body(),
+                             headers=["X-Fake-Status: 400"])
+    assert status == 400, raw
+    assert json.loads(raw)["type"] == "error"      # Anthropic's own shape
+    assert hdrs["cost"] == "0" and hdrs["monthlyrequests"] == "0"
+    docs = list(gateway.db().requests.find({"email": who}))
+    assert [(d["endpoint"], d["cost"], d["status"]) for d in docs] == \
+        [("messages/count_tokens", 0, 400)]
+    assert month(gateway, who).get("requests", 0) == 0
+
+
+LEASE = "AIProxyLeaseSize 0.50\nAIProxyLeaseFlush 100\nAIProxyHostId test-free\n"
+
+
+def test_on_a_lease_counted_by_the_host(make_gateway, up):
+    """A user on a lease: the free request takes no ticket, is counted on the
+    lease and written with its next write, its record by the writer."""
+    gw = make_gateway(LEASE).start()
+    who = email("lease")
+    tok = make_token(who)
+    status, hdrs, raw = curl(gw, "/anthropic/v1/messages", token=tok,
+                             body=count_body(max_tokens=10))
+    assert status == 200, raw
+    raw = claude(gw, tok).messages.with_raw_response.count_tokens(model=HAIKU, messages=MSGS)
+    assert raw.headers["cost"] == "0" and raw.headers["monthlyRequests"] == "2"
+    deadline = time.time() + 10
+    while True:
+        m = gw.store.client()[gw.db_name].months.find_one({"email": who}) or {}
+        if m.get("requests") == 2 or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert m["requests"] == 2
+    docs = list(gw.db().requests.find({"email": who}))
+    assert sorted((d["endpoint"], d["cost"] == 0) for d in docs) == \
+        [("messages", False), ("messages/count_tokens", True)]
