@@ -179,7 +179,8 @@ void aiproxy_admit_settle_free(request_rec *r, aiproxy_req_t *st, int status)
 {
     const char *err = "";
 
-    if (st->meter.settled)
+    /* Refused before it was given an id: it never went out. */
+    if (!st->id || st->meter.settled)
         return;
     st->meter.settled = 1;
     st->meter.cost = 0;

@@ -170,11 +170,16 @@ def test_the_free_model_is_refused_on_paid_endpoints(gateway, up):
 def test_a_model_of_the_other_api_is_refused_by_model(gateway, up):
     """The by-model route serves count_tokens from Anthropic providers only:
     an OpenAI model has none."""
-    status, hdrs, raw = curl(gateway, "/v1/messages/count_tokens",
-                             token=make_token(email("bymodel")),
+    who = email("bymodel")
+    status, hdrs, raw = curl(gateway, "/v1/messages/count_tokens", token=make_token(who),
                              body=count_body(model="gpt-4o-mini"))
     err_of(status, raw, 403)
     assert upstream_paths(up) == []
+    # Refused after its body was read: nothing counted, no record (and none
+    # without an id left for the writer).
+    assert gateway.db().requests.count_documents({"email": who}) == 0
+    assert gateway.db().requests.count_documents({"_id": None}) == 0
+    assert month(gateway, who).get("requests", 0) == 0
 
 
 def test_get_is_not_allowed(gateway, up):
