@@ -324,7 +324,7 @@ static int reserve(request_rec *r, aiproxy_req_t *st)
     rc = aiproxy_ledger_reserve(aiproxy_child_ledger(), r->pool, st->email,
                                 st->month, st->id, st->reserved, st->cap,
                                 now_ms, now_ms + (apr_int64_t)g->hold_ttl * 1000,
-                                st->endpoint, st->info.model,
+                                st->endpoint, st->info.model, st->course,
                                 &st->month_state, &err);
     if (rc == AIPROXY_LEDGER_DOWN)
         return store_unavailable(r, st, err);
@@ -362,6 +362,9 @@ static int list_models(request_rec *r, aiproxy_req_t *st, const char *one)
         const char *m = APR_ARRAY_IDX(names, i, const char *);
         apr_array_header_t *t = apr_hash_get(st->g->model_map, m,
                                              APR_HASH_KEY_STRING);
+
+        if (!aiproxy_admit_course_allows(r, st, m))
+            continue;
 
         APR_ARRAY_PUSH(parts, const char *) = apr_psprintf(r->pool,
             "{\"id\":%s,\"object\":\"model\",\"created\":0,\"owned_by\":%s}",
@@ -445,7 +448,7 @@ int aiproxy_admit(request_rec *r)
     const char *pv_name;
     aiproxy_req_t *st;
     aiproxy_user_t user;
-    int is_models;
+    int is_models, is_free;
 
     if (!d || !d->provider_name || r->main || r->prev)
         return DECLINED;
@@ -495,7 +498,8 @@ int aiproxy_admit(request_rec *r)
     if (is_models) {
         const char *id = st->endpoint[6] ? st->endpoint + 7 : NULL;
 
-        if (id && (strchr(id, '/') || !aiproxy_admit_model_allowed(st, id)))
+        if (id && (strchr(id, '/') || !aiproxy_admit_model_allowed(st, id) ||
+                   !aiproxy_admit_course_allows(r, st, id)))
             return aiproxy_reply_error(r, st, HTTP_NOT_FOUND,
                                        "invalid_request_error",
                                        "model_not_found", apr_psprintf(
@@ -512,10 +516,12 @@ int aiproxy_admit(request_rec *r)
     /* The rate limit and a spent month before the body is read and
      * parsed: a refused client costs a store round trip, not a parse. */
     st->month = aiproxy_month_of(r->pool, r->request_time);
-    /* A free endpoint stays open to a spent month: it costs nothing. */
+    /* A free endpoint stays open to a spent month, the user's or the
+     * course's: it costs nothing. */
+    is_free = aiproxy_endpoint_free(aiproxy_endpoint_kind(st->endpoint));
     if (rate_limit(r, st) != DECLINED ||
-        (!aiproxy_endpoint_free(aiproxy_endpoint_kind(st->endpoint)) &&
-         spent_already(r, st) != DECLINED) ||
+        (!is_free && (spent_already(r, st) != DECLINED ||
+                      aiproxy_admit_course_spent(r, st) != DECLINED)) ||
         aiproxy_admit_body(r, st) != DECLINED ||
         aiproxy_admit_course_model(r, st) != DECLINED)
         return OK;

@@ -38,6 +38,14 @@ typedef struct {
 } member_entry_t;
 
 static aiproxy_memo_t *course_memo, *member_memo;
+/* Courses this child saw spent, by "month #id": refused before the body is
+ * read, as a spent user is (aiproxy_admit.c). */
+static aiproxy_memo_t *full_memo;
+
+typedef struct {
+    apr_uint32_t generation;
+    aiproxy_month_t month;
+} full_entry_t;
 
 void aiproxy_admit_course_child_init(apr_pool_t *p, server_rec *s)
 {
@@ -46,6 +54,7 @@ void aiproxy_admit_course_child_init(apr_pool_t *p, server_rec *s)
     if (g->user_memo_ttl > 0) {
         course_memo = aiproxy_memo_create(p, COURSE_MEMO_MAX);
         member_memo = aiproxy_memo_create(p, COURSE_MEMO_MAX);
+        full_memo = aiproxy_memo_create(p, COURSE_MEMO_MAX);
     }
 }
 
@@ -177,6 +186,7 @@ int aiproxy_admit_course(request_rec *r, aiproxy_req_t *st,
                                                 "allow %s.", st->course,
                                                 st->endpoint));
     st->course_account = aiproxy_course_account(r->pool, st->course);
+    st->month = aiproxy_month_of(r->pool, r->request_time);
     st->course_budget = c.budget;
     st->course_models = models;
     /* An admin's cap for the email wins; else the enrolment's, else the
@@ -188,10 +198,15 @@ int aiproxy_admit_course(request_rec *r, aiproxy_req_t *st,
     return DECLINED;
 }
 
+int aiproxy_admit_course_allows(request_rec *r, const aiproxy_req_t *st,
+                                const char *model)
+{
+    return !st->course || listed(r->pool, st->course_models, model);
+}
+
 int aiproxy_admit_course_model(request_rec *r, aiproxy_req_t *st)
 {
-    if (!st->course || !st->info.model ||
-        listed(r->pool, st->course_models, st->info.model))
+    if (!st->info.model || aiproxy_admit_course_allows(r, st, st->info.model))
         return DECLINED;
     return aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "invalid_request_error",
                                "model_not_allowed",
@@ -215,6 +230,29 @@ static int course_refused(request_rec *r, aiproxy_req_t *st)
                                aiproxy_money_format(r->pool, st->course_budget),
                                st->month,
                                aiproxy_money_format(r->pool, st->reserved)));
+}
+
+static const char *full_key(apr_pool_t *p, const aiproxy_req_t *st)
+{
+    return apr_pstrcat(p, st->month, " ", st->course_account, NULL);
+}
+
+int aiproxy_admit_course_spent(request_rec *r, aiproxy_req_t *st)
+{
+    apr_int64_t now_ms = apr_time_as_msec(apr_time_now());
+    full_entry_t *e;
+    apr_size_t len;
+
+    if (!st->course || !full_memo)
+        return DECLINED;
+    e = aiproxy_memo_get(full_memo, r->pool, full_key(r->pool, st),
+                         now_ms - (apr_int64_t)st->g->user_memo_ttl * 1000,
+                         &len);
+    if (!e || len != sizeof(*e) || e->generation != aiproxy_users_generation()
+        || e->month.spent < st->course_budget)
+        return DECLINED;
+    st->course_month = e->month;
+    return course_refused(r, st);
 }
 
 /* The user's hold back, untouched: the request never went out. */
@@ -259,7 +297,7 @@ int aiproxy_admit_course_reserve(request_rec *r, aiproxy_req_t *st)
                                     st->reserved, st->course_budget, now_ms,
                                     now_ms + (apr_int64_t)st->g->hold_ttl
                                              * 1000,
-                                    st->endpoint, st->info.model,
+                                    st->endpoint, st->info.model, st->course,
                                     &st->course_month, &err);
     }
     if (rc == AIPROXY_LEDGER_OK) {
@@ -267,8 +305,24 @@ int aiproxy_admit_course_reserve(request_rec *r, aiproxy_req_t *st)
         return DECLINED;
     }
     release_user(r, st);
-    if (rc == AIPROXY_LEDGER_OVER_CAP)
+    if (rc == AIPROXY_LEDGER_OVER_CAP) {
+        if (full_memo && st->course_month.spent >= st->course_budget) {
+            full_entry_t e;
+
+            memset(&e, 0, sizeof(e));
+            e.generation = aiproxy_users_generation();
+            e.month = st->course_month;
+            aiproxy_memo_put(full_memo, full_key(r->pool, st), now_ms, &e,
+                             sizeof(e));
+        }
         return course_refused(r, st);
+    }
+    /* The hold may have landed with its reply lost: give it back, or its
+     * sweep would charge the course for a request never sent. */
+    if (!st->course_ticket)
+        aiproxy_ledger_release(aiproxy_child_ledger(), r->pool,
+                               st->course_account, st->month, st->id,
+                               st->reserved, &err);
     return store_down(r, st, err);
 }
 

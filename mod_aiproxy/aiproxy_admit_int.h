@@ -21,6 +21,11 @@ int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st);
 void aiproxy_admit_course_child_init(apr_pool_t *p, server_rec *s);
 int aiproxy_admit_course(request_rec *r, aiproxy_req_t *st,
                          const aiproxy_user_t *u);
+/* A course this child saw spent: refused before the body is read. */
+int aiproxy_admit_course_spent(request_rec *r, aiproxy_req_t *st);
+/* Whether the request's course (if any) allows a model. */
+int aiproxy_admit_course_allows(request_rec *r, const aiproxy_req_t *st,
+                                const char *model);
 /* Once the model is known: the course's models. */
 int aiproxy_admit_course_model(request_rec *r, aiproxy_req_t *st);
 /* After the user's hold: the course's, else the user's given back. */

@@ -7,6 +7,7 @@
 #include "httpd.h"
 #include "http_log.h"
 
+#include "aiproxy_alert.h"
 #include "aiproxy_cache.h"
 #include "aiproxy_config.h"
 #include "aiproxy_directives.h"
@@ -58,6 +59,10 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->lease_idle = 60;
     g->lease_ttl = 300;
     g->lease_slots = 4096;
+    g->alert_thresholds = apr_array_make(p, 2, sizeof(int));
+    APR_ARRAY_PUSH(g->alert_thresholds, int) = 80;
+    APR_ARRAY_PUSH(g->alert_thresholds, int) = 100;
+    g->alert_interval = 15;
     return g;
 }
 
@@ -526,6 +531,14 @@ const command_rec aiproxy_directives[] = {
                   "users one host holds leases for at once (4096)"),
     AP_INIT_TAKE1("AIProxyHostId", set_host_id, NULL, RSRC_CONF,
                   "names this host's leases (the hostname)"),
+    AP_INIT_TAKE1("AIProxyAlertWebhook", aiproxy_alert_set_webhook, NULL,
+                  RSRC_CONF, "URL that threshold alerts are POSTed to as JSON "
+                  "(none: no alerts)"),
+    AP_INIT_TAKE_ARGV("AIProxyAlertThresholds", aiproxy_alert_set_thresholds,
+                      NULL, RSRC_CONF, "percentages of a cap or budget that "
+                      "raise an alert, 1-1000 (80 100)"),
+    AP_INIT_TAKE1("AIProxyAlertInterval", aiproxy_alert_set_interval, NULL,
+                  RSRC_CONF, "seconds between alert scans (15)"),
     AP_INIT_TAKE1("AIProxyRegion", set_region, NULL, RSRC_CONF,
                   "label reported by /health (local)"),
     AP_INIT_ITERATE("AIProxyEndpoints", aiproxy_config_add_endpoint, NULL, ACCESS_CONF,

@@ -90,6 +90,10 @@ typedef struct {
     int lease_ttl;                  /* seconds */
     int lease_slots;                /* users a host leases for at once */
     const char *host_id;            /* NULL: the machine's hostname */
+    /* Threshold alerts (aiproxy_alert.c). */
+    const char *alert_webhook;      /* NULL: no alerts */
+    apr_array_header_t *alert_thresholds; /* int percentages, ascending */
+    int alert_interval;             /* seconds between scans */
 } aiproxy_global_t;
 
 /* Per <Location>: a gateway route. */

@@ -56,6 +56,10 @@ typedef struct {
     /* The write under way, so another process can finish it. */
     pid_t busy;
     aiproxy_money_t w_spent, w_unbacked, w_grow;
+    /* A give-back's lower cap, adopted when it lands: in write_end, under
+     * the mutex, so no growth under the old cap can slip in between. */
+    int w_capped;
+    aiproxy_money_t w_cap;
     apr_int64_t w_n;
     /* w_* is a write whose outcome is unknown (the store did not answer):
      * it is sent again exactly as it was, before anything else. */
@@ -69,6 +73,7 @@ typedef struct {
     aiproxy_money_t amount;
     apr_int64_t time_ms;
     char id[40], endpoint[40], model[96];
+    char course[AIPROXY_COURSE_ID_MAX + 1];
 } ticket_t;
 
 typedef struct {
@@ -241,6 +246,8 @@ static ticket_t *ticket_take(int slot, const aiproxy_req_t *st)
         apr_cpystrn(t->endpoint, st->endpoint, sizeof(t->endpoint));
         apr_cpystrn(t->model, st->info.model ? st->info.model : "",
                     sizeof(t->model));
+        apr_cpystrn(t->course, st->course ? st->course : "",
+                    sizeof(t->course));
         return t;
     }
     return NULL;
@@ -335,6 +342,8 @@ static void write_end(slot_t *sl, int slot, aiproxy_ledger_rc_t rc,
     apr_uint32_t i;
 
     if (rc == AIPROXY_LEDGER_OK) {
+        if (sl->w_capped)
+            sl->cap = sl->w_cap;
         sl->seq += 1;
         sl->size += sl->w_grow - (sl->w_spent - sl->w_unbacked);
         if (sl->w_grow > 0)
@@ -373,6 +382,7 @@ static void write_end(slot_t *sl, int slot, aiproxy_ledger_rc_t rc,
             sl->free -= sl->w_grow;
     }
     sl->w_spent = sl->w_n = sl->w_unbacked = sl->w_grow = 0;
+    sl->w_capped = 0;
     sl->pending = 0;
     sl->busy = 0;
 }
@@ -438,7 +448,6 @@ static aiproxy_lease_rc_t take(request_rec *r, aiproxy_req_t *st,
         write_t w;
         aiproxy_money_t grow, load = 0;
         aiproxy_ledger_rc_t rc;
-        int gave_back = 0;
 
         lock();
         if ((i = find_slot(key, 1)) < 0) {
@@ -483,7 +492,8 @@ static aiproxy_lease_rc_t take(request_rec *r, aiproxy_req_t *st,
                 /* The cap went down: give back what was taken under the
                  * old one, then grow under the new. */
                 grow = -sl->free;
-                gave_back = 1;
+                sl->w_capped = 1;
+                sl->w_cap = cap;
             }
             else {
                 aiproxy_money_t need = st->reserved - sl->free;
@@ -496,14 +506,10 @@ static aiproxy_lease_rc_t take(request_rec *r, aiproxy_req_t *st,
             write_begin(sl, grow, &w);
         }
         unlock();
+        /* Only the give-back itself adopts the lower cap (write_end): a
+         * pending or adopted write before it left free as the old cap
+         * granted it. */
         rc = write_run(r->pool, i, &w, m, &load, err);
-        /* Only the give-back itself adopts the lower cap: a pending or
-         * adopted write before it left free as the old cap granted it. */
-        if (rc == AIPROXY_LEDGER_OK && gave_back) {
-            lock();
-            slots[i].cap = cap;
-            unlock();
-        }
         if (rc == AIPROXY_LEDGER_OVER_CAP) {
             aiproxy_money_t need;
 
@@ -648,6 +654,7 @@ static void charge_dead_tickets(apr_pool_t *p)
         rec->month = bar ? bar + 1 : "";
         rec->endpoint = apr_pstrdup(p, t->endpoint);
         rec->model = apr_pstrdup(p, t->model);
+        rec->course = t->course[0] ? apr_pstrdup(p, t->course) : NULL;
         rec->time_ms = now_ms();
         rec->cost = rec->reserved = t->amount;
         rec->estimated = 1;

@@ -16,6 +16,7 @@
 #include "util_filter.h"
 
 #include "aiproxy_admin.h"
+#include "aiproxy_alert.h"
 #include "aiproxy_cache.h"
 #include "aiproxy_admit.h"
 #include "aiproxy_body.h"
@@ -68,6 +69,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     (void)plog;
     if (aiproxy_counters_post_config(pconf, s) != OK ||
         aiproxy_lease_post_config(pconf, s) != OK ||
+        aiproxy_alert_post_config(pconf, s) != OK ||
         aiproxy_cache_post_config(pconf, ptemp, s,
                                   aiproxy_global(s)->cache_ttl) != OK)
         return !OK;
@@ -128,6 +130,7 @@ static void child_init(apr_pool_t *p, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, AIPLOGNO(01005)
                      "%s", err);
     aiproxy_lease_child_init(p, s);
+    aiproxy_alert_child_init(p, s);
 }
 
 static void register_hooks(apr_pool_t *p)

@@ -270,9 +270,30 @@ def test_output_free_prices(make_gateway):
                                   "AIProxyLeaseSize -0.5", "AIProxyLeaseSize lots",
                                   "AIProxyLeaseFlush 5", "AIProxyLeaseIdle 0",
                                   "AIProxyLeaseTTL 1", "AIProxyLeaseSlots 2",
-                                  "AIProxyHostId a.b", "AIProxyHostId " + "h" * 65])
+                                  "AIProxyHostId a.b", "AIProxyHostId " + "h" * 65,
+                                  "AIProxyAlertWebhook ftp://hooks.example/x",
+                                  "AIProxyAlertWebhook not-a-url",
+                                  "AIProxyAlertThresholds 0", "AIProxyAlertThresholds 80 1001",
+                                  "AIProxyAlertThresholds eighty", "AIProxyAlertThresholds 80 80",
+                                  "AIProxyAlertInterval 0", "AIProxyAlertInterval 3601",
+                                  "AIProxyAlertInterval soon"])
 def test_bad_values_name_directive(make_gateway, line):
     configtest_fails(make_gateway(line + "\n"), line.split()[0])
+
+
+def test_bad_alert_webhook_secret_not_echoed(make_gateway):
+    """A webhook URL may carry a secret (Slack's do): a bad one is refused
+    without echoing it."""
+    out = configtest_fails(make_gateway("AIProxyAlertWebhook ftp://h.example/T0/hk-s3cr3t-91\n"),
+                           "AIProxyAlertWebhook")
+    assert "hk-s3cr3t-91" not in out
+
+
+def test_alert_directives_accepted(make_gateway):
+    rc, out = make_gateway("AIProxyAlertWebhook https://hooks.example/T0/x\n"
+                           "AIProxyAlertThresholds 50 90 100 150\n"
+                           "AIProxyAlertInterval 60\n").configtest()
+    assert rc == 0, out
 
 
 # ---------------------------------------------------------------- the store

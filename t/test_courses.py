@@ -409,7 +409,8 @@ def test_child_killed_with_course_requests_in_flight(make_gateway, up, lease):
              "the student's records")
     recs = list(db.requests.find({"email": email}))
     assert sorted(r["cost"] for r in recs if r["estimated"]) == [c] * len(dead)
-    assert all(r.get("course") == cid for r in recs if not r["estimated"])
+    # Estimated ones too: the hold or ticket kept the course.
+    assert all(r.get("course") == cid for r in recs), recs
     swept = list(db.requests.find({"email": "#" + cid}))
     if lease == "off":
         # The course's swept holds' records, each under an id of its own.
@@ -443,3 +444,43 @@ def test_cache_hit_counts_on_the_course_at_no_cost(make_gateway, up, lease):
     assert (cm["spent"], cm["requests"]) == (cost, 2)
     u = settled_month(lambda: user_month(db, email), cost, 2)
     assert (u["spent"], u["requests"]) == (cost, 2)
+
+
+def test_a_spent_course_is_refused_before_the_body_is_read(make_gateway, up):
+    """Once a child saw a course spent, its members are refused before
+    their bodies are read (as a spent user is): an unparseable body gets
+    the course's 429, not a 400, and costs no store write."""
+    gw = make_gateway("AIProxyUserCacheTTL 60\n").start()
+    db = database(gw)
+    b = body("spend the course")
+    c = ceiling(b)
+    cid = new_course(db, c)     # one full-cost request spends it
+    email = student("spent")
+    enrol(db, cid, email)
+    assert post(gw, email, cid, b, full_usage(b)).status == 200
+    # Refused by the store: the child now knows the course is spent.
+    x = post(gw, email, cid, b, full_usage(b))
+    assert (x.status, x.code) == (429, "course_budget_exceeded")
+    with httpx.Client() as client:
+        for _ in range(5):  # whichever child answers learns it once
+            post(gw, email, cid, b, None, client)
+        x = post(gw, email, cid, b"{not json", None, client)
+    assert (x.status, x.code) == (429, "course_budget_exceeded"), x
+    assert len(chats_seen(up)) == 1
+
+
+def test_model_list_is_narrowed_by_the_course(gateway, up):
+    """On a route that lists its models itself, a course token sees only
+    the course's models, and asking for another one is 404."""
+    db = database(gateway)
+    cid = new_course(db, pico("5"), models=["gpt-4o-mini"])
+    email = student("models")
+    enrol(db, cid, email)
+    client = sdk(gateway, email, cid)
+    client.base_url = gateway.url("/v1")
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("claude-haiku-4-5")
+    plain = openai.OpenAI(base_url=gateway.url("/v1"), max_retries=0,
+                          api_key=make_token(email))
+    assert len([m.id for m in plain.models.list()]) > 1

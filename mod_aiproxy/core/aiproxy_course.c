@@ -25,7 +25,8 @@ const char *aiproxy_course_account(apr_pool_t *p, const char *id)
 
 int aiproxy_course_is_account(const char *account)
 {
-    return account && account[0] == '#';
+    /* Never an email, though an email may begin with '#'. */
+    return account && account[0] == '#' && !strchr(account, '@');
 }
 
 int aiproxy_course_allows(const apr_array_header_t *list, const char *name)

@@ -81,10 +81,27 @@ static size_t on_header(char *line, size_t size, size_t n, void *v)
     return len;
 }
 
-const char *aiproxy_fetch_get(apr_pool_t *p, const char *url, long timeout_ms,
-                              apr_size_t max, aiproxy_fetch_reply_t *out)
+/* libcurl calls this about once a second, and more often while data
+ * moves: a nonzero *cancel aborts the transfer. */
+static int on_progress(void *v, curl_off_t dlt, curl_off_t dln,
+                       curl_off_t ult, curl_off_t uln)
+{
+    (void)dlt;
+    (void)dln;
+    (void)ult;
+    (void)uln;
+    return *(const volatile int *)v ? 1 : 0;
+}
+
+/* One request: a GET, or a POST of body when content_type is set. */
+static const char *perform(apr_pool_t *p, const char *url,
+                           const char *content_type, const char *body,
+                           apr_size_t body_len, long timeout_ms,
+                           apr_size_t max, const volatile int *cancel,
+                           aiproxy_fetch_reply_t *out)
 {
     CURL *c = curl_easy_init();
+    struct curl_slist *headers = NULL;
     char errbuf[CURL_ERROR_SIZE];
     sink_t s;
     CURLcode rc;
@@ -116,6 +133,20 @@ const char *aiproxy_fetch_get(apr_pool_t *p, const char *url, long timeout_ms,
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &s);
+    if (cancel) {
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)cancel);
+    }
+    if (content_type) {
+        headers = curl_slist_append(headers, apr_pstrcat(p, "Content-Type: ",
+                                                         content_type, NULL));
+        /* No "Expect: 100-continue" round trip for a small body. */
+        headers = curl_slist_append(headers, "Expect:");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
     rc = curl_easy_perform(c);
     if (s.too_big)
         why = apr_psprintf(p, "reply larger than %" APR_SIZE_T_FMT " bytes",
@@ -128,5 +159,22 @@ const char *aiproxy_fetch_get(apr_pool_t *p, const char *url, long timeout_ms,
         out->len = s.len;
     }
     curl_easy_cleanup(c);
+    curl_slist_free_all(headers);
     return why;
+}
+
+const char *aiproxy_fetch_get(apr_pool_t *p, const char *url, long timeout_ms,
+                              apr_size_t max, aiproxy_fetch_reply_t *out)
+{
+    return perform(p, url, NULL, NULL, 0, timeout_ms, max, NULL, out);
+}
+
+const char *aiproxy_fetch_post(apr_pool_t *p, const char *url,
+                               const char *content_type, const char *body,
+                               apr_size_t len, long timeout_ms,
+                               apr_size_t max, const volatile int *cancel,
+                               aiproxy_fetch_reply_t *out)
+{
+    return perform(p, url, content_type, body, len, timeout_ms, max, cancel,
+                   out);
 }

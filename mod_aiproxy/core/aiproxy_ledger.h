@@ -84,7 +84,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
         const char *email, const char *month, const char *id,
         aiproxy_money_t amount, aiproxy_money_t cap,
         apr_int64_t now_ms, apr_int64_t expires_ms,
-        const char *endpoint, const char *model,
+        const char *endpoint, const char *model, const char *course,
         aiproxy_month_t *m, const char **err);
 
 typedef struct {

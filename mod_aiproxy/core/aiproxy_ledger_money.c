@@ -200,9 +200,14 @@ aiproxy_money_t aiproxy_ledger_sweep(apr_pool_t *p, aiproxy_conn_t *ls, const ch
             if (charged > 0 || !is_lease) {
                 memset(&rec, 0, sizeof(rec));
                 rec.email = aiproxy_ledger_str(p, doc, "email");
-                rec.id = is_lease ? apr_psprintf(p, "%s-%" APR_INT64_T_FMT,
-                                        id, aiproxy_ledger_i64(&hold, "s"))
+                /* A host's lease has one name in every account's month. */
+                rec.id = is_lease ? apr_psprintf(p, "%s-%s-%" APR_INT64_T_FMT,
+                                        id, rec.email,
+                                        aiproxy_ledger_i64(&hold, "s"))
                                   : swept_id(p, id, rec.email);
+                rec.course = aiproxy_ledger_str(p, &hold, "c");
+                if (!*rec.course)
+                    rec.course = NULL;
                 rec.month = aiproxy_ledger_str(p, doc, "month");
                 rec.endpoint = is_lease ? "lease"
                                         : aiproxy_ledger_str(p, &hold, "e");
@@ -238,6 +243,7 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
                                            apr_int64_t expires_ms,
                                            const char *endpoint,
                                            const char *model,
+                                           const char *course,
                                            aiproxy_month_t *m,
                                            const char **err)
 {
@@ -253,7 +259,8 @@ aiproxy_ledger_rc_t aiproxy_ledger_reserve(aiproxy_ledger_t *l, apr_pool_t *p,
                               "$set", "{", hold, "{", "a", BCON_INT64(amount),
                               "x", BCON_INT64(expires_ms),
                               "e", BCON_UTF8(endpoint ? endpoint : ""),
-                              "m", BCON_UTF8(model ? model : ""), "}", "}");
+                              "m", BCON_UTF8(model ? model : ""),
+                              "c", BCON_UTF8(course ? course : ""), "}", "}");
     bson_t *fields = month_fields();
     aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
     aiproxy_conn_t ls;

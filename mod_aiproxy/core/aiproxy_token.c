@@ -91,6 +91,7 @@ const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
 {
     jwt_t *jwt = NULL;
     const char *why, *email, *course;
+    char *raw;
     int rc;
 
     if (!key || keylen == 0)
@@ -136,6 +137,12 @@ const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
     /* A course claim charges the course too: one that is not a course id
      * refuses the token rather than charging nobody. */
     course = jwt_get_grant(jwt, "course");
+    if (!course && (raw = jwt_get_grants_json(jwt, "course"))) {
+        /* Present, yet no string (libjwt gives NULL for those). */
+        free(raw);
+        why = "token course claim is not a course id";
+        goto done;
+    }
     if (course && !aiproxy_course_id_valid(course)) {
         why = "token course claim is not a course id";
         goto done;

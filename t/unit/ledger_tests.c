@@ -65,7 +65,7 @@ static aiproxy_ledger_rc_t reserve(apr_pool_t *p, const char *email,
 
     return aiproxy_ledger_reserve(ledger, p, email, MONTH, id, amount, cap,
                                   NOW_MS, expires, "/v1/chat/completions",
-                                  "gpt-4o-mini", m, &err);
+                                  "gpt-4o-mini", NULL, m, &err);
 }
 
 static aiproxy_ledger_rc_t settle(apr_pool_t *p, const char *email,
@@ -689,7 +689,7 @@ static void test_down(apr_pool_t *p)
     CHECK(err && *err);
     err = NULL;
     CHECK_EQ(aiproxy_ledger_reserve(dead, p, "x@y.org", MONTH, "d1", 1, 10,
-                                    NOW_MS, LATER, "", "", &m, &err),
+                                    NOW_MS, LATER, "", "", NULL, &m, &err),
              AIPROXY_LEDGER_DOWN);
     CHECK(err && *err);
     CHECK(aiproxy_ledger_check_uri(p, "not a uri") != NULL);

@@ -4,6 +4,7 @@
 
 #include <jwt.h>
 #include "aiproxy_token.h"
+#include "aiproxy_course.h"
 
 /* ------------------------------------------------------------------ */
 /* Token                                                                */
@@ -284,6 +285,17 @@ static void test_token_claims(apr_pool_t *p)
                      "{\"email\":\"a@example.com\",\"course\":\"cs-1\"}");
     CHECK(verify(p, ctok, &c) == NULL);
     CHECK_STR(c.course, "cs-1");
+    /* Present but no string: refused, not read as "no course". */
+    ctok = make_token(p, JWT_ALG_HS256, KEY, KEYLEN,
+                      "{\"email\":\"a@example.com\",\"course\":123}");
+    CHECK_REJECT(verify(p, ctok, &c), "course");
+    ctok = make_token(p, JWT_ALG_HS256, KEY, KEYLEN,
+                      "{\"email\":\"a@example.com\",\"course\":[\"cs\"]}");
+    CHECK_REJECT(verify(p, ctok, &c), "course");
+    /* An email may begin with '#': never a course's account. */
+    CHECK(aiproxy_course_is_account("#cs101"));
+    CHECK(!aiproxy_course_is_account("#cs101@example.com"));
+    CHECK(!aiproxy_course_is_account("cs101"));
 
     /* exp: past beyond leeway refused, within leeway accepted. */
     tok = aiproxy_token_sign(p, "a@example.com", NOW - 7200, NOW - LEEWAY - 1,
