@@ -432,3 +432,31 @@ def test_on_a_lease_counted_by_the_host(make_gateway, up):
     docs = list(gw.db().requests.find({"email": who}))
     assert sorted((d["endpoint"], d["cost"] == 0) for d in docs) == \
         [("messages", False), ("messages/count_tokens", True)]
+
+
+def test_a_spent_course_may_still_moderate_and_count(make_gateway, up):
+    """A course's members, once the course budget is spent (and a child knows
+    it), are refused paid work but not the free endpoints; they count on the
+    course at $0."""
+    from test_courses import course_month, enrol, new_course, student
+    gw = make_gateway("AIProxyUserCacheTTL 60\n").start()
+    db = gw.store.client()[gw.db_name]
+    cid = new_course(db, 1)
+    ym = time.strftime("%Y-%m", time.gmtime())
+    db.months.insert_one({"_id": "#%s|%s" % (cid, ym), "email": "#" + cid, "month": ym,
+                          "spent": Int64(5), "reserved": Int64(0), "requests": Int64(1),
+                          "holds": {}})
+    who = student("free")
+    enrol(db, cid, who)
+    tok = make_token(who, course=cid)
+    chat = {"model": "gpt-4o-mini", "max_tokens": 5, "messages": MSGS}
+    for _ in range(4):  # every child learns the course is spent
+        status, hdrs, raw = curl(gw, "/openai/v1/chat/completions", token=tok, body=chat)
+        assert status == 429 and json.loads(raw)["error"]["code"] == "course_budget_exceeded"
+    assert oai(gw, tok).moderations.create(input="hi").results[0].flagged is False
+    assert claude(gw, tok).messages.count_tokens(model=HAIKU, messages=MSGS).input_tokens == 4
+    assert [p for _, p, _ in upstream_paths(up)] == ["/v1/moderations",
+                                                     "/v1/messages/count_tokens"]
+    gw.wait_records()
+    c = course_month(db, cid)
+    assert c["spent"] == 5 and c["requests"] == 3
