@@ -82,6 +82,7 @@ void *aiproxy_create_dir_config(apr_pool_t *p, char *dir)
     d->prefix = dir;
     d->cache_embeddings = UNSET;
     d->server_context = UNSET;
+    d->metrics_public = UNSET;
     return d;
 }
 
@@ -112,6 +113,8 @@ void *aiproxy_merge_dir_config(apr_pool_t *p, void *basev, void *addv)
                                            : base->path_providers;
     d->server_context = add->server_context != UNSET ? add->server_context
                                                      : base->server_context;
+    d->metrics_public = add->metrics_public != UNSET ? add->metrics_public
+                                                     : base->metrics_public;
     return d;
 }
 
@@ -516,6 +519,10 @@ const command_rec aiproxy_directives[] = {
                   "seconds a cached response lives; 0 disables (0)"),
     AP_INIT_FLAG("AIProxyCacheEmbeddings", aiproxy_config_set_cache_embeddings, NULL,
                  ACCESS_CONF, "cache byte-identical embeddings requests"),
+    AP_INIT_FLAG("AIProxyMetricsPublic", ap_set_flag_slot,
+                 (void *)APR_OFFSETOF(aiproxy_dir_conf_t, metrics_public),
+                 ACCESS_CONF, "serve aiproxy-metrics without an admin token: "
+                 "httpd's Require guards it (Off)"),
     AP_INIT_TAKE2("AIProxyRateLimit", set_rate_limit, NULL, RSRC_CONF,
                   "REQUESTS SECONDS: sliding window per user (0 = off)"),
     AP_INIT_TAKE1("AIProxyLeaseSize", set_lease_size, NULL, RSRC_CONF,

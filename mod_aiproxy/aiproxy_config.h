@@ -111,6 +111,8 @@ typedef struct {
     apr_hash_t *path_providers;       /* by-path: providers reachable */
     int server_context;               /* AIProxyServerContext: -1 unset,
                                          0 refuse, 1 reserve */
+    int metrics_public;               /* AIProxyMetricsPublic: -1 unset,
+                                         0 admin token, 1 httpd's Require */
 } aiproxy_dir_conf_t;
 
 extern module AP_MODULE_DECLARE_DATA aiproxy_module;

@@ -157,7 +157,7 @@ int aiproxy_forward_handler(request_rec *r)
 
     if (strcmp(r->handler, FORWARD_HANDLER) || !(st = aiproxy_req_get(r)))
         return DECLINED;
-    now = apr_time_now();
+    st->fwd.sent_at = now = apr_time_now();
     attempts = aiproxy_route_attempts(r->pool, st->fwd.targets,
                                       st->g->max_attempts, now);
     headers = apr_table_copy(r->pool, r->headers_in);
@@ -169,6 +169,7 @@ int aiproxy_forward_handler(request_rec *r)
         st->fwd.last = i == attempts->nelts - 1;
         st->fwd.failed = 0;
         st->fwd.upstream_status = 0;
+        st->fwd.answered_at = 0;
         set_attempt(r, st, a, headers);
         apr_table_unset(r->notes, "proxy_timedout");
         rc = ap_run_handler(r);

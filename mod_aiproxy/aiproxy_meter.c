@@ -65,6 +65,10 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
     const char *err = "no store connection pool";
     aiproxy_month_t m;
 
+    if (st->free_ep) {
+        aiproxy_admit_settle_free(r, st, status);
+        return;
+    }
     if (!st->held || st->meter.settled)
         return;
     st->meter.settled = 1;
@@ -195,8 +199,10 @@ static aiproxy_meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
     drop_private_headers(r, r->headers_out);
     drop_private_headers(r, r->err_headers_out);
     m->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
-    if (!st->meter.error_generated)
+    if (!st->meter.error_generated) {
         st->fwd.upstream_status = r->status;    /* as answered, for ops */
+        st->fwd.answered_at = apr_time_now();
+    }
     if (st->meter.error_generated)
         m->mode = MODE_ERROR;
     else if (!st->fwd.last &&
@@ -285,7 +291,7 @@ int aiproxy_meter_log_transaction(request_rec *r)
 {
     aiproxy_req_t *st = aiproxy_req_get(r);
 
-    if (st && st->held && !st->meter.settled)
+    if (st && (st->held || st->free_ep) && !st->meter.settled)
         aiproxy_meter_settle(r, st, r->status);
     return DECLINED;
 }

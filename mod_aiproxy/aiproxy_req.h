@@ -26,6 +26,8 @@ typedef struct {
     int retries;
     aiproxy_replay_t *replay;
     apr_hash_t *aliased;            /* model name -> aiproxy_aliased_t */
+    apr_time_t sent_at;             /* the first attempt; 0: not forwarded */
+    apr_time_t answered_at;         /* an upstream's headers came: metrics */
 } aiproxy_fwd_t;
 
 /* Metering: what the answer told and how it was charged. */
@@ -60,6 +62,8 @@ typedef struct {
     const char *endpoint;
     aiproxy_api_t api;              /* the wire format of the endpoint */
     int is_models;                  /* a model list, not a metered call */
+    int free_ep;                    /* a free endpoint: no hold, $0, its
+                                       record written when answered */
     const char *email;
     const char *month;              /* YYYY-MM at admission, UTC */
     const char *id;                 /* request id, also the hold's key */

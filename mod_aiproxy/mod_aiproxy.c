@@ -23,6 +23,7 @@
 #include "aiproxy_forward.h"
 #include "aiproxy_lease.h"
 #include "aiproxy_meter.h"
+#include "aiproxy_metrics.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
 #include "aiproxy_counters.h"
@@ -68,6 +69,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 {
     (void)plog;
     if (aiproxy_counters_post_config(pconf, s) != OK ||
+        aiproxy_metrics_post_config(pconf, s) != OK ||
         aiproxy_lease_post_config(pconf, s) != OK ||
         aiproxy_alert_post_config(pconf, s) != OK ||
         aiproxy_cache_post_config(pconf, ptemp, s,
@@ -152,6 +154,7 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_handler(aiproxy_health_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(aiproxy_targets_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(aiproxy_stats_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(aiproxy_metrics_handler, NULL, NULL, APR_HOOK_MIDDLE);
     aiproxy_stats_register_status_hook();
     aiproxy_forward_register_hooks();
     ap_hook_child_init(aiproxy_admin_child_init, NULL, NULL, APR_HOOK_MIDDLE);
@@ -162,6 +165,9 @@ static void register_hooks(apr_pool_t *p)
     /* First, so the access log can show the cost note. */
     ap_hook_log_transaction(aiproxy_meter_log_transaction, NULL, NULL,
                             APR_HOOK_FIRST);
+    /* After the settlement above: it counts the charge. */
+    ap_hook_log_transaction(aiproxy_metrics_log_transaction, NULL, NULL,
+                            APR_HOOK_MIDDLE);
     ap_register_input_filter("AIPROXY_BODY", aiproxy_body_filter, NULL,
                              AP_FTYPE_RESOURCE);
     ap_register_output_filter("AIPROXY_METER", aiproxy_meter_filter, NULL,

@@ -6,6 +6,12 @@
 #include "aiproxy_ledger_int.h"
 
 static aiproxy_ledger_log_fn *driver_log;
+static aiproxy_ledger_timer_fn *round_trip_timer;
+
+void aiproxy_ledger_set_timer(aiproxy_ledger_timer_fn *fn)
+{
+    round_trip_timer = fn;
+}
 
 void aiproxy_ledger_log(int level, const char *domain, const char *message)
 {
@@ -126,11 +132,25 @@ mongoc_collection_t *aiproxy_ledger_coll(aiproxy_conn_t *ls,
     return mongoc_client_get_collection(ls->client, ls->l->db, collection);
 }
 
+/* One try, timed for the module's store latency histogram. */
+static int timed(aiproxy_ledger_op_fn *op, void *baton, bson_error_t *error)
+{
+    apr_time_t t0;
+    int ok;
+
+    if (!round_trip_timer)
+        return op(baton, error);
+    t0 = apr_time_now();
+    ok = op(baton, error);
+    round_trip_timer(apr_time_now() - t0);
+    return ok;
+}
+
 int aiproxy_ledger_retry(aiproxy_ledger_op_fn *op, void *baton,
                          bson_error_t *error)
 {
-    return op(baton, error) ||
-           (error->domain == MONGOC_ERROR_STREAM && op(baton, error));
+    return timed(op, baton, error) ||
+           (error->domain == MONGOC_ERROR_STREAM && timed(op, baton, error));
 }
 
 const char *aiproxy_ledger_describe(apr_pool_t *p, const bson_error_t *e)

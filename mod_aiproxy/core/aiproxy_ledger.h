@@ -24,6 +24,10 @@ typedef void aiproxy_ledger_log_fn(int level, const char *domain,
 
 /* Once per process, after fork. */
 void aiproxy_ledger_driver_init(aiproxy_ledger_log_fn *log);
+/* Called with the time each store round trip took (a retried operation is
+ * two), from any thread: the module's latency histogram. NULL: none. */
+typedef void aiproxy_ledger_timer_fn(apr_interval_time_t took);
+void aiproxy_ledger_set_timer(aiproxy_ledger_timer_fn *fn);
 void aiproxy_ledger_driver_cleanup(void);
 
 /* A connection pool for this process, destroyed with p. The timeout bounds
