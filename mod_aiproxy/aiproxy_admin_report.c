@@ -41,6 +41,22 @@ static int bad(request_rec *r, aiproxy_req_t *st, const char *message)
                                 message);
 }
 
+/* Whether name is one of the space-separated names in list. */
+static int allows(const char *list, const char *name)
+{
+    apr_size_t n = strlen(name);
+
+    while (n && *list) {
+        apr_size_t w = strcspn(list, " ");
+
+        if (w == n && !strncmp(list, name, n))
+            return 1;
+        list += w;
+        list += strspn(list, " ");
+    }
+    return 0;
+}
+
 /* Reads the query: only the names in `allowed` (space-separated), each
  * checked. DECLINED, or OK once answered 400. */
 static int read_query(request_rec *r, aiproxy_req_t *st, const char *allowed,
@@ -59,11 +75,8 @@ static int read_query(request_rec *r, aiproxy_req_t *st, const char *allowed,
     e = (const apr_table_entry_t *)arr->elts;
     for (i = 0; i < arr->nelts; i++) {
         const char *k = e[i].key, *v = e[i].val ? e[i].val : "";
-        char *hit = strstr(allowed, k);
-        apr_size_t n = strlen(k);
 
-        if (!n || !hit || (hit != allowed && hit[-1] != ' ') ||
-            (hit[n] && hit[n] != ' '))
+        if (!allows(allowed, k))
             return bad(r, st, apr_psprintf(r->pool, "Unknown parameter '%s';"
                                            " use %s.", k, allowed));
         if (!strcmp(k, "email")) {

@@ -150,6 +150,49 @@ static int rate_limit(request_rec *r, aiproxy_req_t *st)
                                             (reset_ms + 999) / 1000));
 }
 
+/* A request charged nothing, counted as one with its record (no hold: by
+ * its id; on a lease, by the host with its next write). One that failed
+ * is recorded, not counted: by the store, which counts it 0. */
+static aiproxy_ledger_rc_t count_unheld(request_rec *r, aiproxy_req_t *st,
+                                        const char *provider, int status,
+                                        const char **err)
+{
+    aiproxy_record_t rec;
+    int counts;
+
+    aiproxy_req_record(st, provider, status, &rec);
+    counts = aiproxy_ledger_counts(&rec);
+    if (counts)
+        aiproxy_admit_course_count(r, st, &rec);
+    if (counts && aiproxy_lease_count(st, st->email, &st->month_state)) {
+        if (aiproxy_ledger_put_record(aiproxy_child_ledger(), r->pool,
+                                      &rec, err) != AIPROXY_LEDGER_OK)
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01107)
+                          "no record for request %s at $0: %s", st->id, *err);
+        return AIPROXY_LEDGER_OK;
+    }
+    return aiproxy_ledger_settle(aiproxy_child_ledger(), r->pool, &rec,
+                                 &st->month_state, err);
+}
+
+void aiproxy_admit_settle_free(request_rec *r, aiproxy_req_t *st, int status)
+{
+    const char *err = "";
+
+    /* Refused before it was given an id: it never went out. */
+    if (!st->id || st->meter.settled)
+        return;
+    st->meter.settled = 1;
+    st->meter.cost = 0;
+    apr_table_setn(r->notes, "aiproxy-cost", "0");
+    if (count_unheld(r, st, st->fwd.provider ? st->fwd.provider->name : "",
+                     status, &err) != AIPROXY_LEDGER_OK)
+        /* Nothing was charged: only the count and the record are lost. */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01108)
+                      "free request %s of %s not counted: %s", st->id,
+                      st->email, err);
+}
+
 /* A cached answer costs $0 but counts as a request; a miss is stored by
  * the meter when the upstream answers 200. */
 static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
@@ -173,22 +216,7 @@ static int cache_lookup(request_rec *r, aiproxy_req_t *st, const char *body,
     st->cache_key = NULL;
     apr_table_setn(r->err_headers_out, "X-Cache", "HIT");
     if (st->id) {
-        aiproxy_record_t rec;
-
-        /* Charged nothing, counted as a request (no hold: by its id; on
-         * a lease, by the host with its next write). */
-        aiproxy_req_record(st, "cache", HTTP_OK, &rec);
-        aiproxy_admit_course_count(r, st, &rec);
-        if (aiproxy_lease_count(st, st->email, &st->month_state)) {
-            if (aiproxy_ledger_put_record(aiproxy_child_ledger(), r->pool,
-                                          &rec, &err) != AIPROXY_LEDGER_OK)
-                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01107)
-                              "no record for cached request %s: %s",
-                              st->id, err);
-        }
-        else if (aiproxy_ledger_settle(aiproxy_child_ledger(), r->pool, &rec,
-                                       &st->month_state, &err)
-                 != AIPROXY_LEDGER_OK)
+        if (count_unheld(r, st, "cache", HTTP_OK, &err) != AIPROXY_LEDGER_OK)
             return store_unavailable(r, st, err);
         apr_table_setn(r->notes, "aiproxy-cost", "0");
         aiproxy_reply_set_money_headers(r, r->err_headers_out, 0, &st->month_state);
@@ -420,7 +448,7 @@ int aiproxy_admit(request_rec *r)
     const char *pv_name;
     aiproxy_req_t *st;
     aiproxy_user_t user;
-    int is_models;
+    int is_models, is_free;
 
     if (!d || !d->provider_name || r->main || r->prev)
         return DECLINED;
@@ -488,9 +516,13 @@ int aiproxy_admit(request_rec *r)
     /* The rate limit and a spent month before the body is read and
      * parsed: a refused client costs a store round trip, not a parse. */
     st->month = aiproxy_month_of(r->pool, r->request_time);
-    if (rate_limit(r, st) != DECLINED || spent_already(r, st) != DECLINED
-        || aiproxy_admit_course_spent(r, st) != DECLINED
-        || aiproxy_admit_body(r, st) != DECLINED ||
+    /* A free endpoint stays open to a spent month, the user's or the
+     * course's: it costs nothing. */
+    is_free = aiproxy_endpoint_free(aiproxy_endpoint_kind(st->endpoint));
+    if (rate_limit(r, st) != DECLINED ||
+        (!is_free && (spent_already(r, st) != DECLINED ||
+                      aiproxy_admit_course_spent(r, st) != DECLINED)) ||
+        aiproxy_admit_body(r, st) != DECLINED ||
         aiproxy_admit_course_model(r, st) != DECLINED)
         return OK;
     st->fwd.targets = targets_for(r->pool, st, pv, st->info.model);
@@ -502,6 +534,11 @@ int aiproxy_admit(request_rec *r)
                                                 st->endpoint));
     st->id = aiproxy_next_request_id(r->pool);
     apr_table_setn(r->notes, "aiproxy-request-id", st->id);
+    if (st->free_ep) {
+        /* Nothing held: counted when answered (aiproxy_admit_settle_free). */
+        prepare_forward(r, st);
+        return OK;
+    }
     if (cacheable(st, 0) && !st->info.stream &&
         cache_lookup(r, st, st->body, st->body_out_len) != DECLINED)
         return OK;

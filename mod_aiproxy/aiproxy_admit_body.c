@@ -205,6 +205,33 @@ static int parse_memory(request_rec *r, aiproxy_req_t *st, const char *body)
     return DECLINED;
 }
 
+/* A free endpoint's body (counting tokens, moderation): its model allowed
+ * like any other, nothing reserved, no stream (an answer that is a count
+ * or a verdict has nothing to stream, and a stream would be read as one
+ * that costs). Forwarded as sent, but for the default model named. */
+static int admit_free(request_rec *r, aiproxy_req_t *st, char *body)
+{
+    if (st->info.stream)
+        return refuse_bad(r, st, "stream_not_supported", apr_psprintf(
+                          r->pool, "%s does not stream: send it without "
+                          "'stream'.", st->endpoint));
+    st->free_ep = 1;
+    st->price = NULL;
+    st->reserved = 0;
+    st->body = body;
+    st->body_out_len = st->body_len;
+    if (st->info.model_defaulted &&
+        !(st->body = aiproxy_json_dump(r->pool, st->info.root,
+                                       &st->body_out_len)))
+        return aiproxy_reply_error(r, st, HTTP_INTERNAL_SERVER_ERROR,
+                                   "server_error", "internal_error",
+                                   "The request could not be prepared.");
+    if (st->info.model_defaulted && st->body_out_len > SMALL_BODY &&
+        !aiproxy_body_take(r, st->body_out_len))
+        return server_busy(r, st);
+    return DECLINED;
+}
+
 int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st)
 {
     const char *enc = apr_table_get(r->headers_in, "Content-Encoding");
@@ -248,10 +275,24 @@ int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st)
                                                 apr_array_pstrcat(r->pool,
                                                     aiproxy_admit_model_names(r->pool, st),
                                                     ',')));
+    if (aiproxy_endpoint_free(ep))
+        return admit_free(r, st, body);
     if (st->info.refused)
         return refuse_bad(r, st, "unsupported_feature", st->info.refused);
     st->price = apr_hash_get(st->g->prices, st->info.model,
                              APR_HASH_KEY_STRING);
+    /* A model priced at nothing (a moderation model) serves the free
+     * endpoints only: on a paid one, or under another's name by an alias,
+     * its price would be a way to work for free. */
+    if (!st->price || (st->price->input <= 0 && st->price->output <= 0 &&
+                       st->price->cached_input <= 0 &&
+                       st->price->cache_write <= 0))
+        return aiproxy_reply_error(r, st, HTTP_FORBIDDEN,
+                                   "invalid_request_error", "model_not_allowed",
+                                   apr_psprintf(r->pool, "Model %s is free "
+                                                "here and serves only the "
+                                                "free endpoints, not %s.",
+                                                st->info.model, st->endpoint));
     if ((rc = bound_input(r, st, &in_tokens)) != DECLINED)
         return rc;
     changed = bound_output(st, ep, &out_tokens);

@@ -74,8 +74,8 @@ const char *aiproxy_config_add_endpoint(cmd_parms *cmd, void *dcv,
     if (strcmp(ep, "models") && aiproxy_endpoint_kind(ep) == AIPROXY_EP_OTHER)
         return apr_psprintf(cmd->pool, "AIProxyEndpoints: '%s' is not an "
                             "endpoint the gateway can meter (%s)", ep,
-                            "chat/completions, embeddings, models, responses, "
-                            "messages");
+                            "chat/completions, embeddings, models, moderations, "
+                            "responses, messages, messages/count_tokens");
     if (!d->endpoints)
         d->endpoints = apr_array_make(cmd->pool, 4, sizeof(const char *));
     APR_ARRAY_PUSH(d->endpoints, const char *) = ep;

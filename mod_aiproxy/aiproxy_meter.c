@@ -65,6 +65,10 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
     const char *err = "no store connection pool";
     aiproxy_month_t m;
 
+    if (st->free_ep) {
+        aiproxy_admit_settle_free(r, st, status);
+        return;
+    }
     if (!st->held || st->meter.settled)
         return;
     st->meter.settled = 1;
@@ -287,7 +291,7 @@ int aiproxy_meter_log_transaction(request_rec *r)
 {
     aiproxy_req_t *st = aiproxy_req_get(r);
 
-    if (st && st->held && !st->meter.settled)
+    if (st && (st->held || st->free_ep) && !st->meter.settled)
         aiproxy_meter_settle(r, st, r->status);
     return DECLINED;
 }

@@ -62,6 +62,8 @@ typedef struct {
     const char *endpoint;
     aiproxy_api_t api;              /* the wire format of the endpoint */
     int is_models;                  /* a model list, not a metered call */
+    int free_ep;                    /* a free endpoint: no hold, $0, its
+                                       record written when answered */
     const char *email;
     const char *month;              /* YYYY-MM at admission, UTC */
     const char *id;                 /* request id, also the hold's key */

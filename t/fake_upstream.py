@@ -13,6 +13,11 @@ Routes (matched on the path suffix, so any prefix works: /v1/..., /openai/v1/...
   POST .../responses             OpenAI Responses API (stream: typed events)
   POST .../messages              Anthropic message (stream: Anthropic events)
   POST .../messages/count_tokens Anthropic {"input_tokens": N}
+  POST .../moderations           OpenAI moderation: {"id", "model", "results": [one per
+                                 input: {"flagged", "categories", "category_scores",
+                                 "category_applied_input_types"}]}; model defaults to
+                                 omni-moderation-latest; an input is flagged (violence)
+                                 when its text holds the word "kill"
 
 Token counts: prompt/input = whitespace-separated words over all message text
 (incl. system / instructions), min 1; completion/output = words of the reply
@@ -82,7 +87,7 @@ Request fields honoured: chat `n` (1..128, else 400); Responses `"background": t
 work is billed all the same; with stream true it streams as usual).
 
 Billing ledger: every request to a model route (chat/completions, responses,
-messages, embeddings, messages/count_tokens) appends, when it is accepted and
+messages, embeddings, messages/count_tokens, moderations) appends, when it is accepted and
 before any byte of the answer (so hangs and background work are billed in
 full), the record
   {"seq", "path", "model", "input", "cached", "cache_write", "cache_write_1h", "output",
@@ -99,7 +104,8 @@ generating there, as the providers do: its output becomes the output deltas
 (text, reasoning, tool arguments; a token each) sent so far, and "cut": true.
 Unbilled, recorded with zero counts and their status >= 400: forced X-Fake-Status
 errors, invalid requests (bad JSON/usage, wrong method, bad embeddings input).
-count_tokens is free at Anthropic: recorded with zero counts, status 200.
+count_tokens is free at Anthropic, moderations at OpenAI: recorded with zero
+counts, status 200.
 
 Control API (not recorded):
   GET  /__health               {"status": "ok", "name", "port", "requests"}
@@ -361,6 +367,35 @@ class _BadRequest(Exception):
 
 # ---------------------------------------------------------------- generation plan
 
+MODERATION_MODEL = "omni-moderation-latest"
+MODERATION_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+    "illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent",
+    "sexual", "sexual/minors", "violence", "violence/graphic")
+# The categories omni-moderation also scores from images.
+MODERATION_IMAGE_CATEGORIES = (
+    "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "violence",
+    "violence/graphic")
+
+
+def _moderation_items(req):
+    """The inputs as (text, has_image): a string, an array of strings, or
+    (omni-moderation) an array of text and image_url parts, which is one input."""
+    inp = req.get("input")
+    if isinstance(inp, str):
+        return [(inp, False)]
+    if isinstance(inp, list) and inp and all(isinstance(i, str) for i in inp):
+        return [(i, False) for i in inp]
+    if isinstance(inp, list) and inp and all(isinstance(i, dict) for i in inp):
+        text = " ".join(str(p.get("text", "")) for p in inp if p.get("type") == "text")
+        image = any(p.get("type") == "image_url" for p in inp)
+        if not all(p.get("type") in ("text", "image_url") for p in inp):
+            raise _BadRequest("input parts must be of type text or image_url")
+        return [(text, image)]
+    raise _BadRequest("'input' must be a string, an array of strings or of "
+                      "text and image_url parts")
+
+
 def _limit_of(kind, req, model):
     """The output limit: the request's own, else the model's maximum."""
     keys = {"chat": ("max_completion_tokens", "max_tokens"),
@@ -382,6 +417,8 @@ class Plan:
     def __init__(self, kind, req, ctl, reply):
         self.kind = kind
         self.model = str(req.get("model", ""))
+        if kind == "moderations" and not req.get("model"):
+            self.model = MODERATION_MODEL
         self.background = kind == "responses" and _truthy(req.get("background") or "")
         self.n = 1
         self.tool = ""
@@ -396,11 +433,14 @@ class Plan:
                          for m in req.get("messages") or [] if isinstance(m, dict))
         elif kind == "responses":
             prompt = _words(_text_of(req.get("instructions"))) + _words(_text_of(req.get("input")))
+        elif kind == "moderations":
+            self.items = _moderation_items(req)
+            prompt = sum(_words(t) for t, _ in self.items)
         else:  # messages, count_tokens
             prompt = _words(_text_of(req.get("system"))) + sum(
                 _words(_text_of(m.get("content")))
                 for m in req.get("messages") or [] if isinstance(m, dict))
-        if kind in ("embeddings", "count_tokens"):
+        if kind in ("embeddings", "count_tokens", "moderations"):
             self.usage = Usage(max(1, prompt), 0, ctl.get("usage"))
             return
 
@@ -457,7 +497,7 @@ class Plan:
                "cache_write": 0, "cache_write_1h": 0, "output": 0, "reasoning": 0,
                "n": self.n,
                "background": self.background, "status": status}
-        if status >= 400 or self.kind == "count_tokens":
+        if status >= 400 or self.kind in ("count_tokens", "moderations"):
             return rec
         if self.kind == "embeddings":
             rec["input"] = u.prompt
@@ -812,6 +852,8 @@ class Handler(BaseHTTPRequestHandler):
             route = ("POST", self.messages, "messages")
         elif path.endswith("/messages/count_tokens"):
             route = ("POST", self.count_tokens, "count_tokens")
+        elif path.endswith("/moderations"):
+            route = ("POST", self.moderations, "moderations")
         elif path.endswith("/models"):
             route = ("GET", self.models, None)
         elif "/models/" in path:
@@ -1167,6 +1209,25 @@ class Handler(BaseHTTPRequestHandler):
 
     def count_tokens(self, req, ctl, plan):
         self.ok({"input_tokens": plan.usage.prompt})
+
+    # -- OpenAI moderation
+
+    def moderations(self, req, ctl, plan):
+        results = []
+        for text, image in plan.items:
+            violent = "kill" in text.lower().split()
+            scores = {c: 0.0001 for c in MODERATION_CATEGORIES}
+            if violent:
+                scores["violence"] = 0.91
+            results.append({
+                "flagged": violent,
+                "categories": {c: scores[c] > 0.5 for c in MODERATION_CATEGORIES},
+                "category_scores": scores,
+                "category_applied_input_types": {
+                    c: (["text", "image"] if image and c in MODERATION_IMAGE_CATEGORIES
+                        else ["text"]) for c in MODERATION_CATEGORIES},
+            })
+        self.ok({"id": _new_id("modr-"), "model": plan.model, "results": results})
 
     def messages(self, req, ctl, plan):
         model = req.get("model", "")

@@ -286,25 +286,25 @@ def test_range_export_across_a_month_boundary(gateway):
     cid = new_course(db)
     e, f = "e-%s@uni.test" % tag(), "f-%s@uni.test" % tag()
     at = lambda s: datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
-    record(db, e, at("2025-01-30T23:59:59.999"), 1, course=cid)       # before from
-    record(db, e, at("2025-01-31T00:00:00.000"), 10, course=cid)
-    record(db, e, at("2025-01-31T23:59:59.999"), 20, course=cid, model="gpt-4o")
-    record(db, f, at("2025-02-01T00:00:00.000"), 300, course=cid)
-    record(db, e, at("2025-02-01T23:59:59.999"), 4000, course=cid, estimated=True)
-    record(db, e, at("2025-02-02T00:00:00.000"), 50000, course=cid)   # after to
-    q = {"from": "2025-01-31", "to": "2025-02-01", "course": cid}
+    record(db, e, at("2018-01-30T23:59:59.999"), 1, course=cid)       # before from
+    record(db, e, at("2018-01-31T00:00:00.000"), 10, course=cid)
+    record(db, e, at("2018-01-31T23:59:59.999"), 20, course=cid, model="gpt-4o")
+    record(db, f, at("2018-02-01T00:00:00.000"), 300, course=cid)
+    record(db, e, at("2018-02-01T23:59:59.999"), 4000, course=cid, estimated=True)
+    record(db, e, at("2018-02-02T00:00:00.000"), 50000, course=cid)   # after to
+    q = {"from": "2018-01-31", "to": "2018-02-01", "course": cid}
     r = ok(api(gateway, "export", dict(q, by="day")))
-    assert 'filename="aiproxy-day-2025-01-31_2025-02-01-%s.csv"' % cid in \
+    assert 'filename="aiproxy-day-2018-01-31_2018-02-01-%s.csv"' % cid in \
         r.headers["content-disposition"]
     assert [(x["day"], int(x["requests"]), pico(x["cost"]), x["estimated"])
-            for x in rows(r)] == [("2025-01-31", 2, 30, "0"), ("2025-02-01", 2, 4300, "1")]
+            for x in rows(r)] == [("2018-01-31", 2, 30, "0"), ("2018-02-01", 2, 4300, "1")]
     users = rows(ok(api(gateway, "export", dict(q, by="user"))))
     assert [(x["email"], int(x["requests"]), pico(x["cost"])) for x in users] == \
         sorted([(e, 3, 4030), (f, 1, 300)])
     # A month alone: January's records, whatever their day.
-    jan = rows(ok(api(gateway, "export", {"by": "user", "month": "2025-01", "course": cid})))
+    jan = rows(ok(api(gateway, "export", {"by": "user", "month": "2018-01", "course": cid})))
     assert [(x["email"], int(x["requests"]), pico(x["cost"])) for x in jan] == [(e, 3, 31)]
-    bad(api(gateway, "export", dict(q, by="day", to="2025-01-30")), "to")
+    bad(api(gateway, "export", dict(q, by="day", to="2018-01-30")), "to")
 
 
 def test_csv_cells_are_quoted_and_formula_safe(gateway):
@@ -356,9 +356,17 @@ def test_scope_student_instructor_admin(gateway, seed):
     r = httpx.get(gateway.url("/usage"), params={"course": seed.cid},
                   headers={"Authorization": "Bearer " + make_token(inst)}, timeout=30)
     assert r.status_code == 200 and len(r.json()["data"]) == 3
-    everyone = ok(api(gateway, "usage", {"month": MONTH, "limit": "1000"})).json()["data"]
-    assert everyone and not any(x["email"].startswith("#") for x in everyone)
     assert gateway.db().months.find_one({"_id": "#%s|%s" % (seed.cid, MONTH)})
+    # A course account that spent the most in its month is still no user.
+    db = gateway.db()
+    for acct, spent in (("#" + seed.cid, "900"), (a, "1")):
+        db.months.insert_one({"_id": "%s|2019-03" % acct, "email": acct, "month": "2019-03",
+                              "spent": Int64(pico(spent)), "reserved": Int64(0),
+                              "load": Int64(pico(spent)), "requests": Int64(1)})
+    for path in ("/admin/api/usage", "/usage"):
+        r = httpx.get(gateway.url(path), params={"month": "2019-03"}, timeout=30,
+                      headers={"Authorization": "Bearer " + make_token(ADMIN)})
+        assert [x["email"] for x in ok(r).json()["data"]] == [a]
     # Nobody without a token.
     assert httpx.get(gateway.url("/admin/api/export?by=user"), timeout=30).status_code == 401
 
@@ -369,7 +377,7 @@ def test_bad_parameters_name_themselves(gateway):
     bad(api(gateway, "export", {"by": "user", "month": "2025-13"}), "month")
     bad(api(gateway, "export", {"by": "user", "from": "2025-02-30", "to": "2025-03-01"}),
         "from")
-    bad(api(gateway, "export", {"by": "user", "from": "2025-02-01"}), "to")
+    bad(api(gateway, "export", {"by": "user", "from": "2018-02-01"}), "to")
     bad(api(gateway, "export", {"by": "user", "month": "2025-01", "from": "2025-01-01",
                                 "to": "2025-01-02"}), "month")
     bad(api(gateway, "export", {"by": "user", "from": "2024-01-01", "to": "2025-06-01"}),
@@ -409,3 +417,29 @@ def test_cli_export_is_the_api_export(gateway, seed):
     assert rc == 0 and lines[0].startswith("TIME (UTC)") and len(lines) == 3
     assert all(l.endswith(" " + seed.cid) for l in lines[1:])
     assert sum("*" in l.split()[-2] for l in lines[1:]) == 1
+
+
+@pytest.mark.expect_log(r"AIP04100", r"AIP01106", r"AIP01001", r"AIP01101")
+def test_store_down_is_503_and_no_csv(up):
+    """No half CSV when the store is gone: the API answers 503 JSON and
+    aiproxy-admin exits 2 with nothing on stdout."""
+    from conftest import Gateway, Store
+    s = Store()
+    if not s.local:
+        pytest.skip("needs the local store to stop it (MONGODB_URI is set)")
+    s.start()
+    try:
+        with Gateway(s, up) as gw:
+            s.stop()
+            for what, q in (("export", {"by": "user"}), ("requests", {}),
+                            ("models", {}), ("near", {})):
+                r = api(gw, what, q)
+                assert r.status_code == 503, r.text
+                assert r.headers["content-type"].startswith("application/json")
+                assert r.json()["error"]["code"] == "store_unavailable"
+            rc, out, err = cli(gw, "export", "--by", "day", "--month", MONTH)
+            assert rc == 2 and out == b"" and b"store" in err
+            rc, out, err = cli(gw, "requests", ADMIN)
+            assert rc == 2 and out == b""
+    finally:
+        s.stop()

@@ -218,6 +218,7 @@ def test_v1_models_lists_the_mapped_models(routed, ups):
     owners = {m.id: m.owned_by for m in models}
     # t/conf/aiproxy.conf maps these; the test adds PUBLIC_MODEL.
     assert owners == {"gpt-4o-mini": "openai", "text-embedding-3-small": "openai",
+                      "omni-moderation-latest": "openai",
                       "claude-haiku-4-5": "anthropic", PUBLIC_MODEL: "second"}
     # Listed by the gateway itself: no provider asked.
     assert first.requests() == [] and second.requests() == []

@@ -104,6 +104,11 @@ aiproxy_endpoint_t aiproxy_endpoint_kind(const char *path)
     return e ? e->kind : AIPROXY_EP_OTHER;
 }
 
+int aiproxy_endpoint_free(aiproxy_endpoint_t ep)
+{
+    return ep == AIPROXY_EP_COUNT_TOKENS || ep == AIPROXY_EP_MODERATIONS;
+}
+
 static const aiproxy_endpoint_def_t *of_kind(aiproxy_endpoint_t ep)
 {
     const aiproxy_endpoint_def_t *e;

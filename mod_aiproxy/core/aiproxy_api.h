@@ -15,12 +15,14 @@ typedef enum {
     AIPROXY_API_ANTHROPIC = 1
 } aiproxy_api_t;
 
-/* The request endpoints the gateway meters, each billed by tokens. */
+/* The request endpoints the gateway meters: billed by tokens, or free. */
 typedef enum {
     AIPROXY_EP_CHAT = 0,     /* chat/completions */
     AIPROXY_EP_RESPONSES,    /* responses */
     AIPROXY_EP_MESSAGES,     /* messages (Anthropic) */
     AIPROXY_EP_EMBEDDINGS,   /* embeddings: input only */
+    AIPROXY_EP_COUNT_TOKENS, /* messages/count_tokens (Anthropic): free */
+    AIPROXY_EP_MODERATIONS,  /* moderations (OpenAI): free */
     AIPROXY_EP_OTHER
 } aiproxy_endpoint_t;
 
@@ -106,6 +108,12 @@ const aiproxy_endpoint_def_t *aiproxy_any_endpoint(const char *path);
 aiproxy_api_t aiproxy_endpoint_api(const char *path);
 
 aiproxy_endpoint_t aiproxy_endpoint_kind(const char *path);
+/* 1 when an endpoint costs nothing at the provider (counting tokens,
+ * moderation): no hold, charged $0, never streamed. */
+int aiproxy_endpoint_free(aiproxy_endpoint_t ep);
+/* The model OpenAI's moderations use when a body names none; the gateway
+ * names it in the forwarded body, so what it allowed is what serves. */
+#define AIPROXY_MODERATION_MODEL "omni-moderation-latest"
 /* The body field that limits output on an endpoint (NULL: no output). */
 const char *aiproxy_output_limit_field(aiproxy_endpoint_t ep);
 /* Every output limit field of every API, NULL-terminated. */

@@ -1,4 +1,4 @@
-/* Anthropic's wire format: the Messages API. */
+/* Anthropic's wire format: the Messages API, and counting its tokens. */
 #include <string.h>
 #include <apr_strings.h>
 
@@ -13,6 +13,9 @@ static const char *const pass_headers[] = {
 
 static const aiproxy_endpoint_def_t endpoints[] = {
     { "messages", AIPROXY_EP_MESSAGES, "max_tokens", messages_limits,
+      NULL, NULL },
+    /* Free: the same body as messages, answered {"input_tokens": N}. */
+    { "messages/count_tokens", AIPROXY_EP_COUNT_TOKENS, NULL, NULL,
       NULL, NULL },
     { NULL, AIPROXY_EP_OTHER, NULL, NULL, NULL, NULL }
 };

@@ -1,5 +1,5 @@
 /* OpenAI's wire format: Chat Completions, the Responses API, embeddings,
- * the model list. */
+ * moderations, the model list. */
 #include <string.h>
 #include <apr_strings.h>
 
@@ -22,6 +22,8 @@ static const aiproxy_endpoint_def_t endpoints[] = {
       chat_limits, "stream_options", "include_usage" },
     { "embeddings", AIPROXY_EP_EMBEDDINGS, NULL, NULL, NULL, NULL },
     { "models", AIPROXY_EP_OTHER, NULL, NULL, NULL, NULL },
+    /* Free; its model is optional (AIPROXY_MODERATION_MODEL). */
+    { "moderations", AIPROXY_EP_MODERATIONS, NULL, NULL, NULL, NULL },
     { "responses", AIPROXY_EP_RESPONSES, "max_output_tokens",
       responses_limits, NULL, NULL },
     { NULL, AIPROXY_EP_OTHER, NULL, NULL, NULL, NULL }

@@ -234,6 +234,12 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
         return "request body must be a JSON object";
     info->root = root;
     v = aiproxy_json_get(root, "model");
+    if (ep == AIPROXY_EP_MODERATIONS && (!v || aiproxy_json_is_null(v))) {
+        if (aiproxy_json_set_string(root, "model", AIPROXY_MODERATION_MODEL))
+            return "request body could not be read";
+        v = aiproxy_json_get(root, "model");
+        info->model_defaulted = 1;
+    }
     if (!v)
         return "request body has no 'model'";
     if (!(info->model = aiproxy_json_string(v)) || !*info->model)
@@ -246,6 +252,10 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
             return "'stream' must be a boolean";
         info->stream = b;
     }
+    /* Nothing a free endpoint's body asks for is billed: its limits,
+     * tools and parts are the provider's to check. */
+    if (aiproxy_endpoint_free(ep))
+        return NULL;
     if ((opts = aiproxy_json_get(root, "stream_options")) &&
         (v = aiproxy_json_get(opts, "include_usage")))
         info->include_usage = aiproxy_json_bool(v) == 1;

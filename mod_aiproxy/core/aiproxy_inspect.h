@@ -11,6 +11,8 @@
 typedef struct {
     aiproxy_json_t *root;
     const char *model;
+    int model_defaulted;     /* moderations without one: the default, set
+                                in root */
     int stream;              /* "stream": true */
     int include_usage;       /* the client itself asked for stream usage */
     apr_int64_t max_output;  /* the largest output limit given; -1: none */
@@ -33,8 +35,10 @@ typedef struct {
 
 /* Checks a request body: a JSON object (no duplicate keys) with a string
  * `model`, a boolean `stream` if any, non-negative integer output limits
- * and a positive `n`; then reads what bounds its cost. Returns NULL, or a
- * message for a 400 answer. */
+ * and a positive `n`; then reads what bounds its cost. A free endpoint's
+ * body is checked for its model and stream only (moderations default
+ * theirs): nothing in it is billed. Returns NULL, or a message for a 400
+ * answer. */
 const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
                                     apr_size_t len, aiproxy_endpoint_t ep,
                                     aiproxy_request_info_t *info);

@@ -66,6 +66,24 @@ static void test_api_tables(apr_pool_t *p)
     CHECK(aiproxy_any_endpoint("messages") != NULL);
     CHECK(!aiproxy_api_endpoint(aiproxy_api(AIPROXY_API_ANTHROPIC),
                                 "embeddings"));
+    /* The free endpoints: each of its own API, no output limit. */
+    CHECK_INT(aiproxy_endpoint_kind("messages/count_tokens"),
+              AIPROXY_EP_COUNT_TOKENS);
+    CHECK_INT(aiproxy_endpoint_api("messages/count_tokens"),
+              AIPROXY_API_ANTHROPIC);
+    CHECK_INT(aiproxy_endpoint_kind("moderations"), AIPROXY_EP_MODERATIONS);
+    CHECK_INT(aiproxy_endpoint_api("moderations"), AIPROXY_API_OPENAI);
+    CHECK(aiproxy_endpoint_free(AIPROXY_EP_COUNT_TOKENS));
+    CHECK(aiproxy_endpoint_free(AIPROXY_EP_MODERATIONS));
+    CHECK(!aiproxy_endpoint_free(AIPROXY_EP_MESSAGES));
+    CHECK(!aiproxy_endpoint_free(AIPROXY_EP_OTHER));
+    CHECK(!aiproxy_output_limit_field(AIPROXY_EP_COUNT_TOKENS));
+    CHECK(!aiproxy_api_endpoint(aiproxy_api(AIPROXY_API_OPENAI),
+                                "messages/count_tokens"));
+    CHECK(!aiproxy_api_endpoint(aiproxy_api(AIPROXY_API_ANTHROPIC),
+                                "moderations"));
+    CHECK_INT(aiproxy_endpoint_kind("messages/count_tokens/.."),
+              AIPROXY_EP_OTHER);
 }
 
 /* A chat stream as OpenAI sends it once asked for usage: "usage": null on

@@ -543,7 +543,47 @@ static void test_usage(apr_pool_t *p)
     CHECK_INT(aiproxy_usage_merge(NULL, AIPROXY_API_OPENAI, &u), 0);
 }
 
+/* The free endpoints: model and stream read, nothing else refused;
+ * moderations default their model into the body. */
+static void test_inspect_free(apr_pool_t *p)
+{
+    aiproxy_request_info_t info;
+    char *out;
+    apr_size_t len;
+
+    CHECK(inspect_at(p, AIPROXY_EP_MODERATIONS, "{\"input\":\"hi\"}", &info)
+          == NULL);
+    CHECK_STR(info.model, AIPROXY_MODERATION_MODEL);
+    CHECK(info.model_defaulted);
+    out = aiproxy_json_dump(p, info.root, &len);
+    CHECK(out && strstr(out, "\"model\":\"omni-moderation-latest\""));
+    CHECK(inspect_at(p, AIPROXY_EP_MODERATIONS,
+                     "{\"input\":\"hi\",\"model\":null}", &info) == NULL);
+    CHECK(info.model_defaulted);
+    CHECK(inspect_at(p, AIPROXY_EP_MODERATIONS,
+                     "{\"input\":\"hi\",\"model\":\"text-moderation-stable\"}",
+                     &info) == NULL);
+    CHECK_STR(info.model, "text-moderation-stable");
+    CHECK(!info.model_defaulted);
+    CHECK_REJECT(inspect_at(p, AIPROXY_EP_MODERATIONS,
+                            "{\"input\":\"hi\",\"model\":7}", &info),
+                 "'model'");
+    /* count_tokens: a model is required, like messages. */
+    CHECK_REJECT(inspect_at(p, AIPROXY_EP_COUNT_TOKENS, "{\"messages\":[]}",
+                            &info), "'model'");
+    CHECK(inspect_at(p, AIPROXY_EP_COUNT_TOKENS,
+                     "{\"model\":\"m\",\"stream\":true,\"max_tokens\":5,"
+                     "\"tools\":[{\"type\":\"web_search_20250305\"}]}",
+                     &info) == NULL);
+    CHECK(info.stream);
+    CHECK(!info.refused);
+    CHECK_REJECT(inspect_at(p, AIPROXY_EP_COUNT_TOKENS,
+                            "{\"model\":\"m\",\"stream\":1}", &info),
+                 "'stream'");
+}
+
 const unit_test_t unit_inspect[] = {
+    { "inspect_free", test_inspect_free },
     { "inspect_ok", test_inspect_ok },
     { "inspect_bad", test_inspect_bad },
     { "inspect_bounds", test_inspect_bounds },
