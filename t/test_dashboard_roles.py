@@ -237,7 +237,7 @@ def test_instructor_actions(tab, gw):
     t.expected.append(("POST", "/admin/api/members"))
     row(page, NEW).get_by_role("button", name="Set the cap of " + NEW).click()
     row(page, NEW).locator("input").fill("50")
-    row(page, NEW).get_by_role("button", name="Save").click()
+    row(page, NEW).locator("input").press("Enter")   # the keyboard submits too
     expect(page.locator("#status")).to_have_class(re.compile("error"))
     assert members(gw, CA)[NEW]["cap"] == "1.25"
 
@@ -361,10 +361,19 @@ def test_admin_courses(tab, gw):
     assert new not in [c["id"] for c in admin_call(gw, "GET", "/admin/api/courses")["data"]]
     assert new not in page.locator("#course-pick option").evaluate_all("o => o.map(x => x.value)")
 
-    # Any course's members, with the same actions as an instructor's.
+    # Any course's members, with the same actions as an instructor's; a
+    # roster as a file (a BOM, CRLF, a quoted field, a domain).
     page.select_option("#course-pick", CB)
     expect(page.locator("body")).to_have_attribute("data-course", CB)
     expect(row(page, STU)).to_be_visible()
+    page.set_input_files("#roster-file", files=[{
+        "name": "roster.csv", "mimeType": "text/csv",
+        "buffer": ("\ufeffemail,name\r\n%s,\"Stu, again\"\r\n@dept-%s.example.com,x\r\n"
+                   % (STU, TAG)).encode()}])
+    page.click("#roster-form button[type=submit]")
+    expect(page.locator("#roster-counts")).to_contain_text("Added 1, already members 1, invalid 0")
+    expect(row(page, "@dept-%s.example.com" % TAG)).to_be_visible()
+    assert "@dept-%s.example.com" % TAG in members(gw, CB)
     # At 80% (the default): HIGH at 85%, not STU.
     high = page.locator("#near-rows tr", has_text=HIGH)
     expect(high.locator("td[data-label=Used]")).to_have_text("85%")
