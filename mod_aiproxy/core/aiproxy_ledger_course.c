@@ -1,5 +1,4 @@
 /* Courses as the request path reads them (aiproxy_ledger_course.h). */
-#include <stdlib.h>
 #include <string.h>
 #include <apr_strings.h>
 
@@ -9,24 +8,40 @@
 #define COURSES "courses"
 #define MEMBERS "members"
 
-/* A list of strings (or of ints, as text) from an array field. */
-static apr_array_header_t *str_list(apr_pool_t *p, const bson_t *doc,
-                                    const char *key)
+static apr_array_header_t *str_array(apr_pool_t *p, const bson_t *doc,
+                                     const char *key, int ints)
 {
-    apr_array_header_t *a = apr_array_make(p, 4, sizeof(const char *));
+    apr_array_header_t *a = apr_array_make(p, 4, ints ? sizeof(int)
+                                                      : sizeof(const char *));
     bson_iter_t it, sub;
 
     if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_ARRAY(&it) ||
         !bson_iter_recurse(&it, &sub))
         return a;
-    while (bson_iter_next(&sub))
-        if (BSON_ITER_HOLDS_UTF8(&sub))
+    while (bson_iter_next(&sub)) {
+        if (ints && (BSON_ITER_HOLDS_INT32(&sub) ||
+                     BSON_ITER_HOLDS_INT64(&sub)))
+            APR_ARRAY_PUSH(a, int) = (int)bson_iter_as_int64(&sub);
+        else if (!ints && BSON_ITER_HOLDS_UTF8(&sub))
             APR_ARRAY_PUSH(a, const char *) =
                 apr_pstrdup(p, bson_iter_utf8(&sub, NULL));
-        else if (BSON_ITER_HOLDS_INT32(&sub) || BSON_ITER_HOLDS_INT64(&sub))
-            APR_ARRAY_PUSH(a, const char *) = apr_psprintf(p,
-                "%" APR_INT64_T_FMT, (apr_int64_t)bson_iter_as_int64(&sub));
+    }
     return a;
+}
+
+void aiproxy_ledger_read_course(apr_pool_t *p, const bson_t *doc,
+                                aiproxy_course_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->id = aiproxy_ledger_str(p, doc, "_id");
+    c->name = aiproxy_ledger_str(p, doc, "name");
+    c->budget = aiproxy_ledger_i64(doc, "budget");
+    c->has_member_cap = aiproxy_ledger_has_int(doc, "member_cap");
+    c->member_cap = aiproxy_ledger_i64(doc, "member_cap");
+    c->models = str_array(p, doc, "models", 0);
+    c->endpoints = str_array(p, doc, "endpoints", 0);
+    c->instructors = str_array(p, doc, "instructors", 0);
+    c->alerts = str_array(p, doc, "alerts", 1);
 }
 
 typedef struct {
@@ -44,24 +59,9 @@ static void course_start(apr_pool_t *p, const bson_t *doc, void *baton)
 static void course_each(apr_pool_t *p, const bson_t *doc, void *baton)
 {
     course_scan_t *c = baton;
-    aiproxy_course_t *o = c->out;
-    apr_array_header_t *alerts;
-    int i;
 
     c->found = 1;
-    o->id = aiproxy_ledger_str(p, doc, "_id");
-    o->name = aiproxy_ledger_str(p, doc, "name");
-    o->budget = aiproxy_ledger_i64(doc, "budget");
-    o->has_member_cap = aiproxy_ledger_has_int(doc, "member_cap");
-    o->member_cap = aiproxy_ledger_i64(doc, "member_cap");
-    o->models = str_list(p, doc, "models");
-    o->endpoints = str_list(p, doc, "endpoints");
-    o->instructors = str_list(p, doc, "instructors");
-    alerts = str_list(p, doc, "alerts");
-    o->alerts = apr_array_make(p, alerts->nelts, sizeof(int));
-    for (i = 0; i < alerts->nelts; i++)
-        APR_ARRAY_PUSH(o->alerts, int) =
-            atoi(APR_ARRAY_IDX(alerts, i, const char *));
+    aiproxy_ledger_read_course(p, doc, c->out);
 }
 
 aiproxy_ledger_rc_t aiproxy_ledger_course_get(aiproxy_ledger_t *l,

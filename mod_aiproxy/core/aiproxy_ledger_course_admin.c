@@ -12,40 +12,10 @@
 
 /* ---- Courses ------------------------------------------------------------ */
 
-static apr_array_header_t *str_array(apr_pool_t *p, const bson_t *doc,
-                                     const char *key, int ints)
-{
-    apr_array_header_t *a = apr_array_make(p, 4, ints ? sizeof(int)
-                                                      : sizeof(const char *));
-    bson_iter_t it, sub;
-
-    if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_ARRAY(&it) ||
-        !bson_iter_recurse(&it, &sub))
-        return a;
-    while (bson_iter_next(&sub)) {
-        if (ints && (BSON_ITER_HOLDS_INT32(&sub) ||
-                     BSON_ITER_HOLDS_INT64(&sub)))
-            APR_ARRAY_PUSH(a, int) = (int)bson_iter_as_int64(&sub);
-        else if (!ints && BSON_ITER_HOLDS_UTF8(&sub))
-            APR_ARRAY_PUSH(a, const char *) =
-                apr_pstrdup(p, bson_iter_utf8(&sub, NULL));
-    }
-    return a;
-}
-
 static void course_row(apr_pool_t *p, const bson_t *doc, void *baton)
 {
-    aiproxy_course_t *c = apr_array_push((apr_array_header_t *)baton);
-
-    c->id = aiproxy_ledger_str(p, doc, "_id");
-    c->name = aiproxy_ledger_str(p, doc, "name");
-    c->budget = aiproxy_ledger_i64(doc, "budget");
-    c->has_member_cap = aiproxy_ledger_has_int(doc, "member_cap");
-    c->member_cap = aiproxy_ledger_i64(doc, "member_cap");
-    c->models = str_array(p, doc, "models", 0);
-    c->endpoints = str_array(p, doc, "endpoints", 0);
-    c->instructors = str_array(p, doc, "instructors", 0);
-    c->alerts = str_array(p, doc, "alerts", 1);
+    aiproxy_ledger_read_course(p, doc, apr_array_push(
+                                   (apr_array_header_t *)baton));
 }
 
 static void append_strs(bson_t *doc, const char *key,

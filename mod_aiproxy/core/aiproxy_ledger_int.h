@@ -7,6 +7,7 @@
 #include <mongoc/mongoc.h>
 
 #include "aiproxy_ledger.h"
+#include "aiproxy_course.h"
 
 /* Collections. One document per user and month keyed "email|YYYY-MM":
  *   spent, reserved, load (= spent + reserved, so the cap check is a plain
@@ -169,5 +170,9 @@ int aiproxy_ledger_writer_enqueue(aiproxy_ledger_t *l, bson_t *doc);
 int aiproxy_ledger_delete_records(mongoc_collection_t *requests,
                                   apr_int64_t before_ms, apr_int64_t *deleted,
                                   bson_error_t *error);
+
+/* A courses document as aiproxy_course_t (aiproxy_ledger_course.c). */
+void aiproxy_ledger_read_course(apr_pool_t *p, const bson_t *doc,
+                                aiproxy_course_t *c);
 
 #endif
