@@ -248,3 +248,46 @@ def test_streams_are_metered_on_a_lease(leased):
     records = list(leased.db().requests.find({"email": email}))
     assert [r["cost"] for r in records] == [each] * 3
     assert not any(r["estimated"] for r in records)
+
+
+def test_course_requests_make_no_store_round_trip_either(relayed):
+    """A course token on a lease: the course's budget is leased like the
+    user's cap, so once both leases are taken, requests charged to the
+    course write nothing to the store and read no month either."""
+    import datetime
+    from bson import Int64
+    from conftest import make_token
+    gw, relay = relayed
+    db = gw.db()
+    import secrets
+    cid = "lb-" + secrets.token_hex(4)
+    db.courses.insert_one({"_id": cid, "name": cid, "budget": Int64(10 ** 13),
+                           "instructors": []})
+    email = new_email("course-quiet")
+    db.members.insert_one({"_id": "%s|%s" % (cid, email), "course": cid,
+                           "who": email, "added_by": "test",
+                           "added": datetime.datetime.now(datetime.timezone.utc)})
+    h = {"Authorization": "Bearer " + make_token(email, course=cid)}
+    body = {"model": "gpt-4o-mini", "max_tokens": 20,
+            "messages": [{"role": "user", "content": "lease the course"}]}
+
+    def chat(gw, email, headers):
+        return httpx.post(gw.url(CHAT), json=body, headers=headers, timeout=10)
+
+    r = chat(gw, email, headers=h)
+    assert r.status_code == 200, r.text
+    total = pico(r.headers["cost"])
+    relay.watch(b"findAndModify")
+    relay.watch(b"update")
+    relay.watch(b"months")
+    for _ in range(30):
+        r = chat(gw, email, headers=h)
+        assert r.status_code == 200
+        total += pico(r.headers["cost"])
+    assert relay.count(b"findAndModify") == 0
+    assert relay.count(b"update") == 0
+    assert relay.count(b"months") == 0
+    gw.stop()
+    assert (month_of(gw, email)["spent"], month_of(gw, email)["requests"]) == (total, 31)
+    course = db.months.find_one({"email": "#" + cid})
+    assert (course["spent"], course["requests"]) == (total, 31)
