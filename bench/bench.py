@@ -489,6 +489,29 @@ class AIProxy(Target):
         return open(p, errors="replace").read()[-2000:] if os.path.exists(p) else ""
 
 
+class AIProxyCourse(AIProxy):
+    """mod_aiproxy with every token charged to one course as well: a second
+    account (the course's budget) held and settled per request."""
+    note = ("as mod_aiproxy, each request also charged to a course "
+            "(its budget leased too); %d users" % len(USERS))
+
+    def start(self, up, store, store_uri=None, wrap=None, timeout=20):
+        c = store.client()
+        c[DB].courses.replace_one({"_id": "bench"}, {
+            "_id": "bench", "name": "bench", "budget": Int64(10 ** 18),
+            "instructors": []}, upsert=True)
+        c[DB].members.replace_one({"_id": "bench|@bench.example"}, {
+            "_id": "bench|@bench.example", "course": "bench", "who": "@bench.example",
+            "added_by": "bench", "added": datetime.datetime.now(datetime.timezone.utc)},
+            upsert=True)
+        c.close()
+        super().start(up, store, store_uri, wrap, timeout)
+        self.tokens = [jwt.encode({"email": u, "course": "bench",
+                                   "iat": int(time.time()) - 5}, TOKEN_SECRET,
+                                  algorithm="HS256", headers={"kid": "bench"})
+                       for u in USERS]
+
+
 def unavailable(peer):
     try:
         return "not installed: " + open(os.path.join(BUILD, peer + ".unavailable")).read().strip()
@@ -556,6 +579,7 @@ class LiteLLM(Target):
 
 
 CLASSES = {"direct": Direct, "httpd-proxy": HttpdProxy, "mod_aiproxy": AIProxy,
+           "mod_aiproxy-course": AIProxyCourse,
            "portkey": Portkey, "litellm": LiteLLM}
 
 
