@@ -127,7 +127,27 @@ int aiproxy_scope_may_act(request_rec *r, aiproxy_req_t *st,
                           const aiproxy_scope_t *s, const char *course,
                           const char *email, const char **via)
 {
+    aiproxy_ledger_t *l = aiproxy_child_ledger();
+    const char *err = "no store connection pool";
+    apr_array_header_t *rows;
+    int rc;
+
     if (via)
         *via = course;
-    return member_check(r, st, s, course, email, 0, via);
+    rc = member_check(r, st, s, course, email, 0, via);
+    if (rc != DECLINED || s->role == AIPROXY_ROLE_ADMIN)
+        return rc;
+    /* An instructor may enrol anyone: a token, reset or revocation for an
+     * admin or another instructor they enrolled would reach beyond the
+     * course (a token for an admin's email is an admin's token). */
+    if (apr_hash_get(st->g->admins, email, APR_HASH_KEY_STRING))
+        return aiproxy_scope_forbidden(r, st, "Only administrators may act "
+                                       "for an administrator.");
+    if (!l || aiproxy_ledger_courses(l, r->pool, email, &rows, &err)
+              != AIPROXY_LEDGER_OK)
+        return store_down(r, st, err);
+    if (rows->nelts)
+        return aiproxy_scope_forbidden(r, st, "Only administrators may act "
+                                       "for an instructor.");
+    return DECLINED;
 }

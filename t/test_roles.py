@@ -169,3 +169,32 @@ def test_instructor_actions_are_in_their_audit(gw):
     assert acts[:2] == [("month.reset", C, I1, "instructor"), ("revoke", C, I1, "instructor")]
     other = call(gw, I2, "GET", "/admin/api/audit").json()["data"]
     assert all(e["target"] != target for e in other)
+
+
+def test_instructor_cannot_act_for_an_admin_or_instructor_they_enrolled(gw):
+    """An instructor may enrol anyone, the admin or another instructor too
+    (by email or by their whole domain); a token for them would be theirs
+    (an admin's token for an admin's email), and a reset or revocation
+    would reach beyond the course: all 403, and nothing is done."""
+    domain = "@" + ADMIN.split("@")[1]
+    r = call(gw, I1, "POST", "/admin/api/members", {"course": C, "add": [ADMIN, I2, domain]})
+    assert r.status_code == 200, r.text
+    try:
+        for target in (ADMIN, I2):
+            for path, body in (("/admin/api/tokens", {"email": target, "course": C}),
+                               ("/admin/api/reset", {"email": target}),
+                               ("/admin/api/revoke", {"email": target})):
+                r = call(gw, I1, "POST", path, body)
+                assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden"), \
+                    (path, target, r.text)
+                assert "token" not in r.json()
+        # Still an admin with a token issued before: nothing was revoked.
+        assert call(gw, ADMIN, "GET", "/admin/api/me").json()["role"] == "admin"
+        assert call(gw, I2, "GET", "/admin/api/me").json()["role"] == "instructor"
+        # An ordinary member of the domain is still theirs to serve.
+        r = call(gw, I1, "POST", "/admin/api/tokens",
+                 {"email": "plain-%s%s" % (TAG, domain), "course": C})
+        assert r.status_code == 200 and r.json()["token"], r.text
+    finally:
+        call(gw, ADMIN, "POST", "/admin/api/members",
+             {"course": C, "remove": [ADMIN, I2, domain]})
