@@ -27,45 +27,11 @@ static int bad(request_rec *r, aiproxy_req_t *st, const char *message)
                                 message);
 }
 
-const char *aiproxy_admin_strs_json(apr_pool_t *p,
-                                    const apr_array_header_t *a)
-{
-    apr_array_header_t *q = apr_array_make(p, a ? a->nelts : 0,
-                                           sizeof(const char *));
-    int i;
-
-    for (i = 0; a && i < a->nelts; i++)
-        APR_ARRAY_PUSH(q, const char *) =
-            aiproxy_json_quote(p, APR_ARRAY_IDX(a, i, const char *));
-    return apr_pstrcat(p, "[", apr_array_pstrcat(p, q, ','), "]", NULL);
-}
-
-static const char *ints_json(apr_pool_t *p, const apr_array_header_t *a)
-{
-    apr_array_header_t *q = apr_array_make(p, 4, sizeof(const char *));
-    int i;
-
-    for (i = 0; a && i < a->nelts; i++)
-        APR_ARRAY_PUSH(q, const char *) =
-            apr_itoa(p, APR_ARRAY_IDX(a, i, int));
-    return apr_pstrcat(p, "[", apr_array_pstrcat(p, q, ','), "]", NULL);
-}
-
-/* A course's settings as JSON, money as USD strings (what an audit entry
- * keeps, and the start of a listing's row). */
+/* A course's settings as JSON (an audit entry closes it, a listing's row
+ * goes on). */
 static const char *course_json(apr_pool_t *p, const aiproxy_course_t *c)
 {
-    return apr_psprintf(p, "{\"id\":%s,\"name\":%s,\"budget\":\"%s\","
-                        "\"member_cap\":%s,\"models\":%s,\"endpoints\":%s,"
-                        "\"instructors\":%s,\"alerts\":%s",
-                        aiproxy_json_quote(p, c->id),
-                        aiproxy_json_quote(p, c->name),
-                        aiproxy_money_format(p, c->budget),
-                        aiproxy_admin_json_money(p, c->has_member_cap,
-                                                 c->member_cap),
-                        aiproxy_admin_strs_json(p, c->models), aiproxy_admin_strs_json(p, c->endpoints),
-                        aiproxy_admin_strs_json(p, c->instructors),
-                        ints_json(p, c->alerts));
+    return apr_pstrcat(p, "{", aiproxy_course_json_fields(p, c), NULL);
 }
 
 /* GET courses: an admin's all, an instructor's theirs. */
@@ -102,7 +68,8 @@ static int list_courses(request_rec *r, aiproxy_req_t *st,
             return aiproxy_admin_store_down(r, st, err);
         APR_ARRAY_PUSH(parts, const char *) = apr_psprintf(r->pool,
             "%s,\"month\":%s,\"members\":%" APR_INT64_T_FMT "}",
-            course_json(r->pool, c), aiproxy_admin_month_json(r->pool, apr_hash_get(months,
+            course_json(r->pool, c),
+            aiproxy_admin_month_json(r->pool, apr_hash_get(months,
                 APR_ARRAY_IDX(accts, i, const char *), APR_HASH_KEY_STRING)),
             n);
     }

@@ -19,8 +19,5 @@ int aiproxy_admin_course(request_rec *r, aiproxy_req_t *st,
 int aiproxy_admin_course_of(request_rec *r, aiproxy_req_t *st,
                             const aiproxy_scope_t *sc, const char *id,
                             aiproxy_course_t *c);
-/* A list of strings as a JSON array. */
-const char *aiproxy_admin_strs_json(apr_pool_t *p,
-                                    const apr_array_header_t *a);
 
 #endif

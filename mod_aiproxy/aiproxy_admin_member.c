@@ -168,17 +168,6 @@ static int tokens(request_rec *r, aiproxy_req_t *st,
                                       : "null"));
 }
 
-static const char *iso_time(apr_pool_t *p, apr_int64_t ms)
-{
-    apr_time_exp_t tm;
-
-    apr_time_exp_gmt(&tm, apr_time_from_msec(ms));
-    return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                        tm.tm_hour, tm.tm_min, tm.tm_sec,
-                        (int)(ms % 1000));
-}
-
 /* GET audit?skip=&limit=&course=: an admin's all, an instructor's their
  * courses'. */
 static int audit(request_rec *r, aiproxy_req_t *st, const aiproxy_scope_t *sc)
@@ -233,7 +222,8 @@ static int audit(request_rec *r, aiproxy_req_t *st, const aiproxy_scope_t *sc)
         APR_ARRAY_PUSH(parts, const char *) = apr_psprintf(r->pool,
             "{\"time\":\"%s\",\"who\":%s,\"role\":%s,\"action\":%s,"
             "\"target\":%s,\"course\":%s,\"before\":%s,\"after\":%s}",
-            iso_time(r->pool, a->time_ms), aiproxy_json_quote(r->pool, a->who),
+            aiproxy_iso_time(r->pool, a->time_ms),
+            aiproxy_json_quote(r->pool, a->who),
             aiproxy_json_quote(r->pool, a->role),
             aiproxy_json_quote(r->pool, a->action),
             aiproxy_json_quote(r->pool, a->target),

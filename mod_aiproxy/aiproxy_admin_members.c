@@ -195,7 +195,7 @@ static const char *read_caps(apr_pool_t *p, const aiproxy_json_t *caps,
 
 static const char *quoted_list(apr_pool_t *p, const apr_array_header_t *a)
 {
-    return aiproxy_admin_strs_json(p, a);
+    return aiproxy_json_strings(p, a);
 }
 
 /* POST members {course, add:[...], remove:[...], cap:{who: "USD"|null}}:

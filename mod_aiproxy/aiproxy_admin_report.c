@@ -151,17 +151,6 @@ static int scope_records(request_rec *r, aiproxy_req_t *st,
     return DECLINED;
 }
 
-static const char *iso_time(apr_pool_t *p, apr_int64_t ms)
-{
-    apr_time_exp_t tm;
-
-    apr_time_exp_gmt(&tm, apr_time_from_msec(ms));
-    return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                        tm.tm_hour, tm.tm_min, tm.tm_sec,
-                        (int)(ms % 1000));
-}
-
 static const char *opt_str(apr_pool_t *p, const char *s)
 {
     return s && *s ? aiproxy_json_quote(p, s) : "null";
@@ -172,8 +161,8 @@ static const char *span_json(apr_pool_t *p, const aiproxy_report_filter_t *f)
     if (f->month)
         return apr_psprintf(p, "\"month\":\"%s\"", f->month);
     return apr_psprintf(p, "\"from\":\"%s\",\"to\":\"%s\"",
-                        apr_pstrndup(p, iso_time(p, f->from_ms), 10),
-                        apr_pstrndup(p, iso_time(p, f->to_ms -
+                        apr_pstrndup(p, aiproxy_iso_time(p, f->from_ms), 10),
+                        apr_pstrndup(p, aiproxy_iso_time(p, f->to_ms -
                                                  AIPROXY_REPORT_DAY_MS), 10));
 }
 
@@ -208,7 +197,7 @@ static int requests(request_rec *r, aiproxy_req_t *st,
             ",\"cost\":\"%s\",\"estimated\":%s,\"status\":%d,\"course\":%s}",
             aiproxy_json_quote(r->pool, x->id),
             aiproxy_json_quote(r->pool, x->email),
-            iso_time(r->pool, x->time_ms),
+            aiproxy_iso_time(r->pool, x->time_ms),
             aiproxy_json_quote(r->pool, x->endpoint),
             aiproxy_json_quote(r->pool, x->model), x->input, x->cached,
             x->cache_write, x->output, aiproxy_money_format(r->pool, x->cost),

@@ -54,23 +54,6 @@ int aiproxy_cli_audit(aiproxy_cli_t *x, const char *action,
     return 0;
 }
 
-static const char *money_json(apr_pool_t *p, int has, aiproxy_money_t m)
-{
-    return has ? apr_pstrcat(p, "\"", aiproxy_money_format(p, m), "\"", NULL)
-               : "null";
-}
-
-static const char *strs_json(apr_pool_t *p, const apr_array_header_t *a)
-{
-    apr_array_header_t *q = apr_array_make(p, 4, sizeof(const char *));
-    int i;
-
-    for (i = 0; a && i < a->nelts; i++)
-        APR_ARRAY_PUSH(q, const char *) =
-            aiproxy_json_quote(p, APR_ARRAY_IDX(a, i, const char *));
-    return apr_pstrcat(p, "[", apr_array_pstrcat(p, q, ','), "]", NULL);
-}
-
 static const char *joined(apr_pool_t *p, const apr_array_header_t *a)
 {
     return a && a->nelts ? apr_array_pstrcat(p, a, ',') : "-";
@@ -79,22 +62,7 @@ static const char *joined(apr_pool_t *p, const apr_array_header_t *a)
 /* The course as the admin API's audit entries show it. */
 static const char *course_json(apr_pool_t *p, const aiproxy_course_t *c)
 {
-    apr_array_header_t *al = apr_array_make(p, 4, sizeof(const char *));
-    int i;
-
-    for (i = 0; c->alerts && i < c->alerts->nelts; i++)
-        APR_ARRAY_PUSH(al, const char *) =
-            apr_itoa(p, APR_ARRAY_IDX(c->alerts, i, int));
-    return apr_psprintf(p, "{\"id\":%s,\"name\":%s,\"budget\":\"%s\","
-                        "\"member_cap\":%s,\"models\":%s,\"endpoints\":%s,"
-                        "\"instructors\":%s,\"alerts\":[%s]}",
-                        aiproxy_json_quote(p, c->id),
-                        aiproxy_json_quote(p, c->name),
-                        aiproxy_money_format(p, c->budget),
-                        money_json(p, c->has_member_cap, c->member_cap),
-                        strs_json(p, c->models), strs_json(p, c->endpoints),
-                        strs_json(p, c->instructors),
-                        apr_array_pstrcat(p, al, ','));
+    return apr_pstrcat(p, "{", aiproxy_course_json_fields(p, c), "}", NULL);
 }
 
 /* a,b,c into a list; emails checked and lower-cased. NULL or a message. */

@@ -34,6 +34,12 @@ typedef struct {
     apr_array_header_t *alerts;     /* int percentages; empty: the site's */
 } aiproxy_course_t;
 
+/* A course's settings as the members of a JSON object, without braces,
+ * money as USD strings: what audit entries keep, whoever made them, and
+ * the start of a listing's row. */
+const char *aiproxy_course_json_fields(apr_pool_t *p,
+                                       const aiproxy_course_t *c);
+
 /* Whether a name is in a course's list; an empty list allows any. */
 int aiproxy_course_allows(const apr_array_header_t *list, const char *name);
 

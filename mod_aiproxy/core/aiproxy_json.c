@@ -287,3 +287,15 @@ char *aiproxy_json_quote(apr_pool_t *p, const char *s)
     *o = '\0';
     return out;
 }
+
+char *aiproxy_json_strings(apr_pool_t *p, const apr_array_header_t *a)
+{
+    apr_array_header_t *q = apr_array_make(p, a ? a->nelts : 0,
+                                           sizeof(const char *));
+    int i;
+
+    for (i = 0; a && i < a->nelts; i++)
+        APR_ARRAY_PUSH(q, const char *) =
+            aiproxy_json_quote(p, APR_ARRAY_IDX(a, i, const char *));
+    return apr_pstrcat(p, "[", apr_array_pstrcat(p, q, ','), "]", NULL);
+}

@@ -65,5 +65,7 @@ char *aiproxy_json_dump(apr_pool_t *p, const aiproxy_json_t *v,
                         apr_size_t *len);
 /* s as a JSON string literal, quotes included. */
 char *aiproxy_json_quote(apr_pool_t *p, const char *s);
+/* A list of strings (const char *; NULL: none) as a JSON array. */
+char *aiproxy_json_strings(apr_pool_t *p, const apr_array_header_t *a);
 
 #endif

@@ -420,6 +420,28 @@ int aiproxy_ledger_update(mongoc_collection_t *coll, const bson_t *filter,
     return ok;
 }
 
+int aiproxy_ledger_update_in(aiproxy_ledger_t *l, apr_pool_t *p,
+                             const char *collection, const bson_t *filter,
+                             const bson_t *update, int upsert,
+                             const char **err)
+{
+    apr_int64_t matched = 0;
+    bson_error_t error;
+    aiproxy_conn_t ls;
+    int ok;
+
+    if (!aiproxy_ledger_conn(l, collection, &ls, err))
+        return -1;
+    ok = aiproxy_ledger_update(ls.coll, filter, update, upsert, 0, &matched,
+                               NULL, &error);
+    aiproxy_ledger_conn_done(&ls);
+    if (!ok) {
+        *err = aiproxy_ledger_describe(p, &error);
+        return -1;
+    }
+    return matched > 0;
+}
+
 typedef struct {
     mongoc_collection_t *coll;
     const bson_t **docs;

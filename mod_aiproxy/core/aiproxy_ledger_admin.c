@@ -56,26 +56,11 @@ aiproxy_ledger_rc_t aiproxy_ledger_user(aiproxy_ledger_t *l, apr_pool_t *p,
     return rc;
 }
 
-/* update_one on users; 1 when a document matched (or was upserted), 0 when
- * none did, -1 on an error. */
 static int update_user(aiproxy_ledger_t *l, apr_pool_t *p, const bson_t *filter,
                        const bson_t *update, int upsert, const char **err)
 {
-    apr_int64_t matched = 0;
-    bson_error_t error;
-    aiproxy_conn_t ls;
-    int ok;
-
-    if (!aiproxy_ledger_conn(l, AIPROXY_LEDGER_USERS, &ls, err))
-        return -1;
-    ok = aiproxy_ledger_update(ls.coll, filter, update, upsert, 0, &matched,
-                               NULL, &error);
-    aiproxy_ledger_conn_done(&ls);
-    if (!ok) {
-        *err = aiproxy_ledger_describe(p, &error);
-        return -1;
-    }
-    return matched > 0;
+    return aiproxy_ledger_update_in(l, p, AIPROXY_LEDGER_USERS, filter,
+                                    update, upsert, err);
 }
 
 aiproxy_ledger_rc_t aiproxy_ledger_set_cap(aiproxy_ledger_t *l, apr_pool_t *p,

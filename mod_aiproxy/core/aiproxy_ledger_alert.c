@@ -6,19 +6,6 @@
 
 #define ALERTS "alerts"
 
-static void month_each(apr_pool_t *p, const bson_t *doc, void *baton)
-{
-    aiproxy_month_row_t *row = apr_array_push((apr_array_header_t *)baton);
-    aiproxy_month_t m;
-
-    aiproxy_ledger_read_month(doc, &m);
-    row->email = aiproxy_ledger_str(p, doc, "email");
-    row->month = aiproxy_ledger_str(p, doc, "month");
-    row->spent = m.spent;
-    row->reserved = m.reserved;
-    row->requests = m.requests;
-}
-
 aiproxy_ledger_rc_t aiproxy_ledger_alert_months(aiproxy_ledger_t *l,
                                                 apr_pool_t *p,
                                                 const char *month,
@@ -36,8 +23,8 @@ aiproxy_ledger_rc_t aiproxy_ledger_alert_months(aiproxy_ledger_t *l,
 
     *rows = apr_array_make(p, 64, sizeof(aiproxy_month_row_t));
     rc = aiproxy_ledger_each_doc(p, l, AIPROXY_LEDGER_MONTHS, filter, opts,
-                                 NULL, aiproxy_ledger_rows_start, month_each,
-                                 *rows, err);
+                                 NULL, aiproxy_ledger_rows_start,
+                                 aiproxy_ledger_month_each, *rows, err);
     bson_destroy(opts);
     bson_destroy(filter);
     return rc;
@@ -148,20 +135,8 @@ static aiproxy_ledger_rc_t alert_update(aiproxy_ledger_t *l, apr_pool_t *p,
                                         const bson_t *update,
                                         const char **err)
 {
-    aiproxy_conn_t ls;
-    bson_error_t error;
-    int ok;
-
-    if (!aiproxy_ledger_conn(l, ALERTS, &ls, err))
-        return AIPROXY_LEDGER_DOWN;
-    ok = aiproxy_ledger_update(ls.coll, filter, update, 0, 0, NULL, NULL,
-                               &error);
-    aiproxy_ledger_conn_done(&ls);
-    if (!ok) {
-        *err = aiproxy_ledger_describe(p, &error);
-        return AIPROXY_LEDGER_DOWN;
-    }
-    return AIPROXY_LEDGER_OK;
+    return aiproxy_ledger_update_in(l, p, ALERTS, filter, update, 0, err) < 0
+           ? AIPROXY_LEDGER_DOWN : AIPROXY_LEDGER_OK;
 }
 
 aiproxy_ledger_rc_t aiproxy_ledger_alert_sent(aiproxy_ledger_t *l,

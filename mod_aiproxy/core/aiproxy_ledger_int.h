@@ -97,6 +97,12 @@ int aiproxy_ledger_update(mongoc_collection_t *coll, const bson_t *filter,
                           const bson_t *update, int upsert, int replace,
                           apr_int64_t *matched, apr_int64_t *modified,
                           bson_error_t *error);
+/* The same on a pooled connection to collection: 1 when a document matched
+ * (or was upserted), 0 when none did, -1 on an error (*err). */
+int aiproxy_ledger_update_in(aiproxy_ledger_t *l, apr_pool_t *p,
+                             const char *collection, const bson_t *filter,
+                             const bson_t *update, int upsert,
+                             const char **err);
 
 /* insert_one, or an unordered insert_many (one bad document cannot hold
  * back the rest). 1 on success; a duplicate key is a failure here. */
@@ -158,6 +164,8 @@ aiproxy_ledger_rc_t aiproxy_ledger_months_where(aiproxy_ledger_t *l,
                                                 const char **err);
 /* Rows of a listing start empty on each try. */
 void aiproxy_ledger_rows_start(apr_pool_t *p, const bson_t *doc, void *baton);
+/* Appends a month document to an array of aiproxy_month_row_t. */
+void aiproxy_ledger_month_each(apr_pool_t *p, const bson_t *doc, void *baton);
 
 /* ---- Request records (aiproxy_ledger_money.c, _writer.c) ---- */
 

@@ -172,20 +172,12 @@ aiproxy_ledger_rc_t aiproxy_ledger_lease_drop(aiproxy_ledger_t *l,
                               apr_pstrcat(p, field, ".a", NULL),
                               BCON_INT64(0));
     bson_t *update = BCON_NEW("$unset", "{", field, BCON_UTF8(""), "}");
-    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
-    aiproxy_conn_t ls;
-    bson_error_t error;
+    /* Matching nothing is fine: dropped by a try whose reply was lost, or
+     * written again meanwhile. */
+    aiproxy_ledger_rc_t rc = aiproxy_ledger_update_in(
+        l, p, AIPROXY_LEDGER_MONTHS, filter, update, 0, err) < 0
+        ? AIPROXY_LEDGER_DOWN : AIPROXY_LEDGER_OK;
 
-    if (aiproxy_ledger_conn(l, AIPROXY_LEDGER_MONTHS, &ls, err)) {
-        /* Matching nothing is fine: dropped by a try whose reply was lost,
-         * or written again meanwhile. */
-        if (aiproxy_ledger_update(ls.coll, filter, update, 0, 0, NULL, NULL,
-                                  &error))
-            rc = AIPROXY_LEDGER_OK;
-        else
-            *err = aiproxy_ledger_describe(p, &error);
-        aiproxy_ledger_conn_done(&ls);
-    }
     bson_destroy(update);
     bson_destroy(filter);
     return rc;

@@ -13,7 +13,7 @@ static const char *sort_field(const char *sort)
     return sort;  /* email, month: validated by the caller */
 }
 
-static void month_each(apr_pool_t *p, const bson_t *doc, void *baton)
+void aiproxy_ledger_month_each(apr_pool_t *p, const bson_t *doc, void *baton)
 {
     aiproxy_month_row_t *row = apr_array_push((apr_array_header_t *)baton);
     aiproxy_month_t m;
@@ -58,8 +58,8 @@ aiproxy_ledger_rc_t aiproxy_ledger_months_where(aiproxy_ledger_t *l,
 
     *rows = apr_array_make(p, 16, sizeof(aiproxy_month_row_t));
     rc = aiproxy_ledger_each_doc(p, l, AIPROXY_LEDGER_MONTHS, filter, opts,
-                                 NULL, aiproxy_ledger_rows_start, month_each,
-                                 *rows, err);
+                                 NULL, aiproxy_ledger_rows_start,
+                                 aiproxy_ledger_month_each, *rows, err);
     bson_destroy(opts);
     return rc;
 }

@@ -495,19 +495,11 @@ aiproxy_ledger_rc_t aiproxy_ledger_release(aiproxy_ledger_t *l, apr_pool_t *p,
     bson_t *update = BCON_NEW("$inc", "{", "reserved", BCON_INT64(-amount),
                               "load", BCON_INT64(-amount), "}",
                               "$unset", "{", hold, BCON_UTF8(""), "}");
-    aiproxy_ledger_rc_t rc = AIPROXY_LEDGER_DOWN;
-    bson_error_t error;
-    aiproxy_conn_t ls;
+    /* Gone already (swept): the sweep charged it, nothing to give. */
+    aiproxy_ledger_rc_t rc = aiproxy_ledger_update_in(
+        l, p, AIPROXY_LEDGER_MONTHS, filter, update, 0, err) < 0
+        ? AIPROXY_LEDGER_DOWN : AIPROXY_LEDGER_OK;
 
-    if (aiproxy_ledger_conn(l, AIPROXY_LEDGER_MONTHS, &ls, err)) {
-        /* Gone already (swept): the sweep charged it, nothing to give. */
-        if (aiproxy_ledger_update(ls.coll, filter, update, 0, 0, NULL, NULL,
-                                  &error))
-            rc = AIPROXY_LEDGER_OK;
-        else
-            *err = aiproxy_ledger_describe(p, &error);
-        aiproxy_ledger_conn_done(&ls);
-    }
     bson_destroy(update);
     bson_destroy(filter);
     return rc;

@@ -55,3 +55,14 @@ const char *aiproxy_month_of(apr_pool_t *p, apr_time_t t)
     apr_time_exp_gmt(&tm, t);
     return apr_psprintf(p, "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
 }
+
+const char *aiproxy_iso_time(apr_pool_t *p, apr_int64_t ms)
+{
+    apr_time_exp_t tm;
+
+    apr_time_exp_gmt(&tm, apr_time_from_msec(ms));
+    return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                        tm.tm_hour, tm.tm_min, tm.tm_sec,
+                        (int)(ms % 1000));
+}

@@ -27,4 +27,7 @@ void aiproxy_policy_user_in(apr_hash_t *settings, const char *email,
 /* The month a time falls in, UTC: "YYYY-MM", the ledger's month. */
 const char *aiproxy_month_of(apr_pool_t *p, apr_time_t t);
 
+/* A time in ms since the epoch as ISO 8601, UTC, with milliseconds. */
+const char *aiproxy_iso_time(apr_pool_t *p, apr_int64_t ms);
+
 #endif
