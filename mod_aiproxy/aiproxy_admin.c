@@ -553,13 +553,9 @@ int aiproxy_admin_api_handler(request_rec *r)
                    : aiproxy_admin_wrong_method(r, st, "GET, PUT, POST");
         return get ? daily(r, st) : aiproxy_admin_wrong_method(r, st, "GET");
     }
-    if (!strcmp(what, "revoke")) {
-        if (r->method_number != M_POST)
-            return aiproxy_admin_wrong_method(r, st, "POST");
-        if (sc.role == AIPROXY_ROLE_STUDENT)
-            return aiproxy_scope_not_admin(r, st);
-        return aiproxy_admin_revoke(r, st, &sc);
-    }
+    if (!strcmp(what, "revoke"))
+        return r->method_number == M_POST ? aiproxy_admin_revoke(r, st, &sc)
+               : aiproxy_admin_wrong_method(r, st, "POST");
     if (!strcmp(what, "reset"))
         return r->method_number == M_POST ? aiproxy_admin_reset(r, st, &sc)
                : aiproxy_admin_wrong_method(r, st, "POST");

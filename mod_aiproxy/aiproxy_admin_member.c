@@ -91,9 +91,8 @@ static int bad(request_rec *r, aiproxy_req_t *st, const char *message)
                                 message);
 }
 
-/* POST tokens {email, course?, days?}: an admin for anyone (a course's
- * token for its members only); an instructor for members of a course they
- * teach, that course named. */
+/* POST tokens {email, course?, days?}: an admin's, for anyone (a course's
+ * token for its members only). */
 static int tokens(request_rec *r, aiproxy_req_t *st,
                   const aiproxy_scope_t *sc)
 {
@@ -106,9 +105,8 @@ static int tokens(request_rec *r, aiproxy_req_t *st,
     aiproxy_money_t cap;
     int member = 0, has_cap;
 
-    if (sc->role == AIPROXY_ROLE_STUDENT)
-        return aiproxy_scope_forbidden(r, st, "Only administrators and "
-                                       "instructors may issue tokens.");
+    if (aiproxy_scope_may_act(r, st, sc) != DECLINED)
+        return OK;
     if (aiproxy_admin_read_json(r, st, &body) != DECLINED)
         return OK;
     email = aiproxy_json_string(aiproxy_json_get(body, "email"));
@@ -127,12 +125,6 @@ static int tokens(request_rec *r, aiproxy_req_t *st,
                        "expires) to 3660.");
         lifetime = days * 86400;
     }
-    if (sc->role != AIPROXY_ROLE_ADMIN && !course)
-        return bad(r, st, "course is required: the course you teach that "
-                   "the token is for.");
-    if (course && aiproxy_scope_may_act(r, st, sc, course, email, &course)
-        != DECLINED)
-        return OK;
     if (course) {
         rc = aiproxy_ledger_course_get(l, r->pool, course, &c, &err);
         if (rc == AIPROXY_LEDGER_OK)

@@ -83,10 +83,12 @@ int aiproxy_admin_revoke(request_rec *r, aiproxy_req_t *st,
                          const aiproxy_scope_t *sc)
 {
     aiproxy_json_t *body;
-    const char *email, *err = "", *course = NULL;
+    const char *email, *err = "";
     aiproxy_user_t old;
     apr_int64_t at;
 
+    if (aiproxy_scope_may_act(r, st, sc) != DECLINED)
+        return OK;
     if (aiproxy_admin_read_json(r, st, &body) != DECLINED)
         return OK;
     email = aiproxy_json_string(aiproxy_json_get(body, "email"));
@@ -95,8 +97,6 @@ int aiproxy_admin_revoke(request_rec *r, aiproxy_req_t *st,
                                     "invalid_parameter",
                                     "email must be an email address.");
     email = aiproxy_params_lower(r->pool, email);
-    if (aiproxy_scope_may_act(r, st, sc, NULL, email, &course) != DECLINED)
-        return OK;
     if (aiproxy_ledger_user(aiproxy_child_ledger(), r->pool, email, &old,
                             &err) != AIPROXY_LEDGER_OK ||
         aiproxy_ledger_revoke(aiproxy_child_ledger(), r->pool, email,
@@ -104,7 +104,7 @@ int aiproxy_admin_revoke(request_rec *r, aiproxy_req_t *st,
         != AIPROXY_LEDGER_OK)
         return aiproxy_admin_store_down(r, st, err);
     aiproxy_users_changed();
-    aiproxy_admin_audit(r, sc, "revoke", email, course,
+    aiproxy_admin_audit(r, sc, "revoke", email, NULL,
                         old.revoked_at ? apr_psprintf(r->pool, "%"
                             APR_INT64_T_FMT, old.revoked_at) : NULL,
                         apr_psprintf(r->pool, "%" APR_INT64_T_FMT, at));
@@ -124,9 +124,8 @@ int aiproxy_admin_reset(request_rec *r, aiproxy_req_t *st,
     aiproxy_month_t before, after;
     aiproxy_ledger_rc_t rc;
 
-    if (sc->role == AIPROXY_ROLE_STUDENT)
-        return aiproxy_scope_forbidden(r, st, "Only administrators and "
-                                       "instructors may reset a month.");
+    if (aiproxy_scope_may_act(r, st, sc) != DECLINED)
+        return OK;
     if (aiproxy_admin_read_json(r, st, &body) != DECLINED)
         return OK;
     email = aiproxy_json_string(aiproxy_json_get(body, "email"));
@@ -150,9 +149,6 @@ int aiproxy_admin_reset(request_rec *r, aiproxy_req_t *st,
                                         "invalid_parameter",
                                         "course must be a course id.");
     }
-    if (aiproxy_scope_may_act(r, st, sc, course, email, &course)
-        != DECLINED)
-        return OK;
     rc = aiproxy_ledger_month_reset(aiproxy_child_ledger(), r->pool, email,
                                     month, &before, &after, &err);
     if (rc == AIPROXY_LEDGER_DOWN)

@@ -81,7 +81,7 @@ int aiproxy_scope_not_admin(request_rec *r, aiproxy_req_t *st)
 
 static int member_check(request_rec *r, aiproxy_req_t *st,
                         const aiproxy_scope_t *s, const char *course,
-                        const char *email, int self_ok, const char **via)
+                        const char *email)
 {
     apr_array_header_t *one;
     const char *err = "no store connection pool", *in = NULL;
@@ -89,7 +89,7 @@ static int member_check(request_rec *r, aiproxy_req_t *st,
 
     if (s->role == AIPROXY_ROLE_ADMIN)
         return DECLINED;
-    if (self_ok && email && !strcmp(email, s->email))
+    if (email && !strcmp(email, s->email))
         return DECLINED;
     if (s->role != AIPROXY_ROLE_INSTRUCTOR || !email)
         return aiproxy_scope_forbidden(r, st, "You may only see your own "
@@ -111,8 +111,6 @@ static int member_check(request_rec *r, aiproxy_req_t *st,
                                        "%s is not a member of %s.", email,
                                        course ? course
                                               : "a course you teach"));
-    if (via)
-        *via = in;
     return DECLINED;
 }
 
@@ -120,34 +118,20 @@ int aiproxy_scope_may_see(request_rec *r, aiproxy_req_t *st,
                           const aiproxy_scope_t *s, const char *course,
                           const char *email)
 {
-    return member_check(r, st, s, course, email, 1, NULL);
+    return member_check(r, st, s, course, email);
 }
 
 int aiproxy_scope_may_act(request_rec *r, aiproxy_req_t *st,
-                          const aiproxy_scope_t *s, const char *course,
-                          const char *email, const char **via)
+                          const aiproxy_scope_t *s)
 {
-    aiproxy_ledger_t *l = aiproxy_child_ledger();
-    const char *err = "no store connection pool";
-    apr_array_header_t *rows;
-    int rc;
-
-    if (via)
-        *via = course;
-    rc = member_check(r, st, s, course, email, 0, via);
-    if (rc != DECLINED || s->role == AIPROXY_ROLE_ADMIN)
-        return rc;
-    /* An instructor may enrol anyone: a token, reset or revocation for an
-     * admin or another instructor they enrolled would reach beyond the
-     * course (a token for an admin's email is an admin's token). */
-    if (apr_hash_get(st->g->admins, email, APR_HASH_KEY_STRING))
-        return aiproxy_scope_forbidden(r, st, "Only administrators may act "
-                                       "for an administrator.");
-    if (!l || aiproxy_ledger_courses(l, r->pool, email, &rows, &err)
-              != AIPROXY_LEDGER_OK)
-        return store_down(r, st, err);
-    if (rows->nelts)
-        return aiproxy_scope_forbidden(r, st, "Only administrators may act "
-                                       "for an instructor.");
+    /* An instructor decides who is a member: acting for members would let
+     * them enrol anyone and then mint that person's token, rewrite their
+     * month or revoke them everywhere. Identity and money belong to
+     * administrators; instructors enrol and remove. */
+    if (s->role != AIPROXY_ROLE_ADMIN)
+        return aiproxy_scope_forbidden(r, st, "Only administrators may issue "
+                                       "tokens, reset a month or revoke. "
+                                       "Instructors enrol and remove members; "
+                                       "students get their tokens at sign-in.");
     return DECLINED;
 }

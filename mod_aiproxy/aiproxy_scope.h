@@ -31,13 +31,10 @@ int aiproxy_scope_teaches(const aiproxy_scope_t *s, const char *course);
 int aiproxy_scope_may_see(request_rec *r, aiproxy_req_t *st,
                           const aiproxy_scope_t *s, const char *course,
                           const char *email);
-/* As aiproxy_scope_may_see, without the exception for oneself: what an
- * instructor may change (caps, resets, revocation, tokens) must be a
- * member's. *via (may be NULL): course, or for an instructor without one
- * the course of theirs that email is in (for the audit entry). */
+/* Whether the caller may act on a person (issue a token, reset a month,
+ * revoke): administrators only. DECLINED, or OK after answering 403. */
 int aiproxy_scope_may_act(request_rec *r, aiproxy_req_t *st,
-                          const aiproxy_scope_t *s, const char *course,
-                          const char *email, const char **via);
+                          const aiproxy_scope_t *s);
 /* "admin", "instructor" or "student". */
 const char *aiproxy_scope_role_name(aiproxy_role_t role);
 /* 403 permission_error: forbidden, saying what is outside the scope. */

@@ -170,6 +170,9 @@
     body.textContent = "";
     (r.data || []).forEach(function (m) {
       var person = m.who.charAt(0) !== "@";
+      /* Tokens, resets and revocations act on a person, beyond the course:
+       * administrators only (the API refuses instructors). */
+      var acts = person && isAdmin();
       var p = A.pct(m.spent, m.effective_cap);
       var capCell = el("td", { class: "num", "data-label": "Cap here",
                                text: m.cap === null || m.cap === undefined ? "—" : A.usd(m.cap) });
@@ -191,13 +194,13 @@
           el("button", { type: "button", class: "secondary small-btn", text: "Set cap",
                          "aria-label": "Set the cap of " + m.who,
                          onclick: function () { capEditor(capCell, m); } }),
-          person ? el("button", { type: "button", class: "secondary small-btn", text: "Reset month",
+          acts ? el("button", { type: "button", class: "secondary small-btn", text: "Reset month",
                                   "aria-label": "Reset the month of " + m.who,
                                   onclick: function () { reset(m.who); } }) : null,
-          person ? el("button", { type: "button", class: "secondary small-btn", text: "Issue token",
+          acts ? el("button", { type: "button", class: "secondary small-btn", text: "Issue token",
                                   "aria-label": "Issue a token for " + m.who,
                                   onclick: function () { issue(m.who); } }) : null,
-          person ? el("button", { type: "button", class: "danger small-btn", text: "Revoke",
+          acts ? el("button", { type: "button", class: "danger small-btn", text: "Revoke",
                                   "aria-label": "Revoke the tokens of " + m.who,
                                   onclick: function () { revoke(m.who); } }) : null,
           el("button", { type: "button", class: "danger small-btn", text: "Remove",
