@@ -124,10 +124,22 @@ const char *aiproxy_config_set_cache_embeddings(cmd_parms *cmd, void *dcv,
     return NULL;
 }
 
+/* A route's endpoints: its provider's API's, or with a route by model
+ * every API's (the model picks the provider). */
+static int route_has(const aiproxy_dir_conf_t *d, const aiproxy_provider_t *pv,
+                     const char *ep)
+{
+    if (d->kind == AIPROXY_ROUTE_MODEL)
+        return aiproxy_any_endpoint(ep) != NULL;
+    return aiproxy_api_endpoint(aiproxy_api(pv ? pv->api : AIPROXY_API_OPENAI),
+                                ep) != NULL;
+}
+
 static const char *finish_route(apr_pool_t *p, aiproxy_global_t *g,
                                 aiproxy_dir_conf_t *d)
 {
     apr_hash_index_t *hi;
+    int i;
 
     if (d->kind == AIPROXY_ROUTE_FIXED) {
         d->provider = apr_hash_get(g->providers, d->provider_name,
@@ -136,6 +148,15 @@ static const char *finish_route(apr_pool_t *p, aiproxy_global_t *g,
             return apr_psprintf(p, "AIProxyRoute %s (in <Location %s>): no "
                                 "AIProxyProvider of that name",
                                 d->provider_name, d->prefix);
+        for (i = 0; d->endpoints && i < d->endpoints->nelts; i++) {
+            const char *ep = APR_ARRAY_IDX(d->endpoints, i, const char *);
+
+            if (!route_has(d, d->provider, ep))
+                return apr_psprintf(p, "AIProxyEndpoints %s (in <Location "
+                                    "%s>): not an endpoint of provider %s's "
+                                    "API (%s)", ep, d->prefix, d->provider_name,
+                                    aiproxy_api(d->provider->api)->name);
+        }
     }
     if (d->kind == AIPROXY_ROUTE_PATH)
         for (hi = apr_hash_first(p, d->path_providers); hi;
@@ -193,29 +214,22 @@ const char *aiproxy_config_finish(apr_pool_t *p, server_rec *s)
     return NULL;
 }
 
-/* A route's endpoints: its provider's API's, or with a route by model
- * every API's (the model picks the provider). */
-static int route_has(const aiproxy_dir_conf_t *d, const aiproxy_provider_t *pv,
-                     const char *ep)
-{
-    if (d->kind == AIPROXY_ROUTE_MODEL)
-        return aiproxy_any_endpoint(ep) != NULL;
-    return aiproxy_api_endpoint(aiproxy_api(pv ? pv->api : AIPROXY_API_OPENAI),
-                                ep) != NULL;
-}
-
 int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d,
                              const aiproxy_provider_t *pv, const char *ep)
 {
     int i;
 
+    /* Listed or not, an endpoint is its provider's API's: another API's
+     * path at this provider would be read (and metered) as this API's. */
+    if (!route_has(d, pv, ep))
+        return 0;
     if (d->endpoints) {
         for (i = 0; i < d->endpoints->nelts; i++)
             if (!strcmp(APR_ARRAY_IDX(d->endpoints, i, const char *), ep))
                 return 1;
         return 0;
     }
-    return route_has(d, pv, ep);
+    return 1;
 }
 
 const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,

@@ -212,6 +212,14 @@ def test_endpoint_the_gateway_cannot_meter(make_gateway):
                      "AIProxyEndpoints", "images/generations")
 
 
+def test_endpoint_of_another_api_on_a_fixed_route(make_gateway):
+    configtest_fails(make_gateway("<Location /p>\n    AIProxyRoute openai\n"
+                                  "    AIProxyModels *\n"
+                                  "    AIProxyEndpoints chat/completions messages\n"
+                                  "</Location>\n"),
+                     "AIProxyEndpoints messages", "/p", "openai")
+
+
 def test_models_without_price(make_gateway):
     gw = make_gateway("<Location /other/v1>\n    AIProxyRoute openai\n"
                       "    AIProxyModels gpt-4o-mini gpt-unpriced-9\n</Location>\n")

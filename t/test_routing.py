@@ -43,6 +43,12 @@ AIProxyModel %(model)s second=%(alias)s
     AIProxyRoute path openai second anthropic
     AIProxyModels *
 </Location>
+# Both APIs' endpoints listed for a route of providers of either API.
+<Location /listed>
+    AIProxyRoute path openai anthropic
+    AIProxyEndpoints chat/completions messages messages/count_tokens moderations
+    AIProxyModels *
+</Location>
 """ % {"base": base, "model": PUBLIC_MODEL, "alias": UPSTREAM_NAME}
     with Gateway(store, upstream, extra_conf=conf, env={"SECOND_KEY": SECOND_KEY}) as g:
         yield g
@@ -137,6 +143,29 @@ def test_endpoint_of_another_api_on_a_provider_is_404(routed, ups):
                    timeout=30)
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
     assert second.requests() == []
+
+
+def test_listed_endpoint_of_another_api_is_404(routed, ups):
+    """AIProxyEndpoints listing both APIs' endpoints does not open one API's
+    path at the other's provider: a chat/completions stream at Anthropic
+    (whose events the Anthropic reader would not know: output unmetered)
+    and a free count_tokens at OpenAI are both 404, and nothing goes out."""
+    first, _ = ups
+    for path, body in (
+            ("/listed/anthropic/v1/chat/completions",
+             {"model": "claude-haiku-4-5", "max_tokens": 4000, "stream": True,
+              "messages": MSG}),
+            ("/listed/openai/v1/messages/count_tokens",
+             {"model": "gpt-4o-mini", "messages": MSG}),
+            ("/listed/anthropic/v1/moderations", {"input": "hi"})):
+        r = httpx.post(routed.url(path), headers=auth(new_email("listed")), json=body,
+                       timeout=30)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url", path
+    assert first.requests() == []
+    r = httpx.post(routed.url("/listed/openai/v1/chat/completions"),
+                   headers=auth(new_email("listed")),
+                   json={"model": "gpt-4o-mini", "max_tokens": 5, "messages": MSG}, timeout=30)
+    assert r.status_code == 200, r.text
 
 
 # ------------------------------------------------------------ by model
