@@ -324,6 +324,28 @@ static const char *usd(apr_pool_t *p, aiproxy_money_t m)
     return s;
 }
 
+/* Slack reads <...> in "text" as a mention or link (<!channel>): an email
+ * is shown as text, with &, < and > escaped as Slack asks. */
+static const char *slack_text(apr_pool_t *p, const char *s)
+{
+    char *out = apr_palloc(p, strlen(s) * 5 + 1), *o = out;
+
+    for (; *s; s++) {
+        const char *e = *s == '&' ? "&amp;" : *s == '<' ? "&lt;"
+                        : *s == '>' ? "&gt;" : NULL;
+
+        if (e) {
+            memcpy(o, e, strlen(e));
+            o += strlen(e);
+        }
+        else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 /* The webhook's JSON: a "text" line that Slack shows as is, and the
  * alert's fields for anything else. */
 static const char *alert_body(apr_pool_t *p, const aiproxy_alert_t *a)
@@ -336,6 +358,7 @@ static const char *alert_body(apr_pool_t *p, const aiproxy_alert_t *a)
         : apr_psprintf(p, "%s has spent $%s of a $%s cap for %s (%d%% "
                        "threshold)", a->account, spent, cap, a->month, a->pct);
 
+    text = slack_text(p, text);
     return apr_pstrcat(p, "{\"text\":", aiproxy_json_quote(p, text),
                        ",\"account\":", aiproxy_json_quote(p, a->account),
                        ",\"kind\":", aiproxy_json_quote(p, a->kind),

@@ -297,6 +297,9 @@ static const char *add_admin(cmd_parms *cmd, void *dc, const char *email)
     if (!strchr(email, '@'))
         return apr_psprintf(cmd->pool, "AIProxyAdmins: '%s' is not an email",
                             email);
+    /* Compared with the lower-cased email of a token. */
+    email = apr_pstrdup(cmd->pool, email);
+    ap_str_tolower((char *)email);
     apr_hash_set(aiproxy_cfg_global(cmd)->admins, email, APR_HASH_KEY_STRING, "");
     return NULL;
 }

@@ -49,8 +49,13 @@ int aiproxy_handler_admin(request_rec *r, aiproxy_req_t *st, const char *what)
 {
     aiproxy_user_t user;
 
+    /* No secret, no admin: a server without routes serves these to no
+     * one rather than to everyone. */
     if (!st->g->token_keys)
-        return DECLINED;
+        return aiproxy_handler_fail(r, st, HTTP_FORBIDDEN, "not_admin",
+                                    apr_psprintf(r->pool, "No AIProxyToken"
+                                                 "Secret is configured: no one "
+                                                 "may read %s.", what));
     if (aiproxy_identify(r, st, AIPROXY_API_OPENAI, &user) != DECLINED)
         return aiproxy_reply_handler(r);
     if (apr_hash_get(st->g->admins, st->email, APR_HASH_KEY_STRING))

@@ -242,15 +242,19 @@ static const char *endpoint_label(const aiproxy_req_t *st)
 int aiproxy_metrics_log_transaction(request_rec *r)
 {
     aiproxy_req_t *st = aiproxy_req_get(r);
+    aiproxy_money_t cost;
     apr_uint32_t status;
 
     if (!shared || !st || !st->dir || !st->dir->provider_name)
         return DECLINED;
     status = r->status >= 100 && r->status <= 599 ? (apr_uint32_t)r->status
                                                   : 0;
+    cost = st->meter.settled ? st->meter.cost : 0;
+    /* An error costs a client nothing to vary (models x statuses would
+     * fill the table): its model is named only when it was charged. */
     count_request(st->dir->prefix, endpoint_label(st),
-                  st->price && st->info.model ? st->info.model : "none",
-                  status, st->meter.settled ? st->meter.cost : 0);
+                  st->price && st->info.model && (status < 400 || cost > 0)
+                  ? st->info.model : "none", status, cost);
     /* A refusal is the gateway's own error answer (not the provider's). */
     if (st->reply.status >= 400 && st->reply.code && !st->reply.body)
         count_refusal(st->reply.code);

@@ -242,6 +242,21 @@ def test_domain_cap_and_default_cap_apply(make_gateway, receiver, up):
     assert [x["cap"] for x in got if x["account"] == b] == ["2.00"]
 
 
+def test_an_email_is_text_in_slack(make_gateway, receiver, up):
+    """Slack reads <...> in "text" as a mention or a link: an email such as
+    <!channel>@x would ping everyone. Its &, < and > are escaped there;
+    the account field keeps the email as it is."""
+    rx = receiver()
+    gw = make_gateway(rx.conf()).start()
+    who = "<!channel>&<https://evil.test>-%s@x.test" % secrets.token_hex(3)
+    seed_month(db_of(gw), who, MONTH, 170 * 10 ** 10)           # 1.70 of 2.00
+    got = rx.wait(lambda x: by_threshold(x, who) == [80])
+    body = [x for x in got if x["account"] == who][0]
+    assert "<" not in body["text"] and ">" not in body["text"]
+    assert who.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") \
+        in body["text"]
+
+
 def test_exactly_once_over_children_and_two_hosts(make_gateway, receiver, up):
     """Two gateways (each with several children) on one store: each
     threshold is posted once, whichever host sees it first."""

@@ -187,3 +187,15 @@ def test_instructor_cannot_take_over_whom_they_enrol(gw):
     finally:
         call(gw, ADMIN, "POST", "/admin/api/members",
              {"course": C, "remove": [victim, ADMIN, I2, domain]})
+
+
+def test_no_person_is_named_like_a_course_account(gw):
+    """'#' begins the ledger accounts of courses: an email beginning with it
+    would hide its month from every user listing. Refused."""
+    r = call(gw, ADMIN, "POST", "/admin/api/tokens", {"email": "#ghost-%s@uni.test" % TAG})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_parameter", r.text
+    assert "token" not in r.json()
+    r = call(gw, ADMIN, "POST", "/admin/api/members", {"course": C, "add": ["#g@uni.test"]})
+    assert "#g@uni.test" not in [m["who"] for m in
+                                 call(gw, ADMIN, "GET", "/admin/api/members",
+                                      params={"course": C}).json()["data"]]

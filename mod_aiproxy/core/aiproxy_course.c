@@ -27,7 +27,8 @@ const char *aiproxy_course_account(apr_pool_t *p, const char *id)
 
 int aiproxy_course_is_account(const char *account)
 {
-    /* Never an email, though an email may begin with '#'. */
+    /* Never an email (no token or admin call names one beginning with
+     * '#'; older ones in the store have an '@'). */
     return account && account[0] == '#' && !strchr(account, '@');
 }
 

@@ -71,8 +71,9 @@ int aiproxy_params_who(const char *w, int domain_ok)
 {
     const char *at = strchr(w, '@'), *c;
 
+    /* '#' begins the ledger accounts of courses, never a person's. */
     if (!at || strchr(at + 1, '@') || !at[1] || strlen(w) > 320 ||
-        (at == w && !domain_ok))
+        (at == w && !domain_ok) || *w == '#')
         return 0;
     for (c = w; *c; c++)
         if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' ||

@@ -122,7 +122,9 @@ const char *aiproxy_report_csv_cell(apr_pool_t *p, const char *s)
     const char *c;
     char *out, *o;
 
-    if (!s[strcspn(s, ",\"\r\n")])
+    /* ";" too: where it is the list separator, an unquoted cell would be
+     * split, and its second part could start a formula. */
+    if (!s[strcspn(s, ",;\"\r\n")])
         return apr_pstrcat(p, lead, s, NULL);
     o = out = apr_palloc(p, strlen(s) * 2 + 4);
     *o++ = '"';

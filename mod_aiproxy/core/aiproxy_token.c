@@ -65,7 +65,9 @@ static int valid_email(const char *e)
     apr_size_t n = strlen(e);
     const char *c;
 
-    if (!at || at == e || !at[1] || strchr(at + 1, '@') || n > 320)
+    /* '#' begins the ledger accounts of courses, never a person's. */
+    if (!at || at == e || *e == '#' || !at[1] || strchr(at + 1, '@') ||
+        n > 320)
         return 0;
     for (c = e; *c; c++)
         if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' || *c == '|')

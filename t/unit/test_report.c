@@ -11,6 +11,8 @@ static void test_report_csv_cells(apr_pool_t *p)
     CHECK_STR(aiproxy_report_csv_cell(p, "=SUM(A1)"), "'=SUM(A1)");
     CHECK_STR(aiproxy_report_csv_cell(p, "+1"), "'+1");
     CHECK_STR(aiproxy_report_csv_cell(p, "-1"), "'-1");
+    CHECK_STR(aiproxy_report_csv_cell(p, "x;=hyperlink(1)@e.test"),
+              "\"x;=hyperlink(1)@e.test\"");
     CHECK_STR(aiproxy_report_csv_cell(p, "@x"), "'@x");
     CHECK_STR(aiproxy_report_csv_cell(p, "\tx"), "'\tx");
     CHECK_STR(aiproxy_report_csv_cell(p, "a,b"), "\"a,b\"");

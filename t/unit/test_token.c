@@ -292,7 +292,11 @@ static void test_token_claims(apr_pool_t *p)
     ctok = make_token(p, JWT_ALG_HS256, KEY, KEYLEN,
                       "{\"email\":\"a@example.com\",\"course\":[\"cs\"]}");
     CHECK_REJECT(verify(p, ctok, &c), "course");
-    /* An email may begin with '#': never a course's account. */
+    /* '#' begins a course's account: no token names one as its email,
+     * so no user's month can hide among the courses'. */
+    ctok = make_token(p, JWT_ALG_HS256, KEY, KEYLEN,
+                      "{\"email\":\"#ghost@example.com\"}");
+    CHECK_REJECT(verify(p, ctok, &c), "email");
     CHECK(aiproxy_course_is_account("#cs101"));
     CHECK(!aiproxy_course_is_account("#cs101@example.com"));
     CHECK(!aiproxy_course_is_account("cs101"));
