@@ -118,23 +118,29 @@ static void set_rate_headers(request_rec *r, int limit, int remaining,
 }
 
 /* A sliding window per user, kept in the store so every child and every
- * host sharing it counts the same requests. */
-static int rate_limit(request_rec *r, aiproxy_req_t *st)
+ * host sharing it counts the same requests. The free endpoints have a
+ * window of their own (their key cannot be an email: no email has '|'),
+ * on by default: costing the student nothing, they would otherwise cost
+ * the store a record and the provider's quota a call without end. */
+static int rate_limit(request_rec *r, aiproxy_req_t *st, int is_free)
 {
     aiproxy_global_t *g = st->g;
     apr_int64_t now_ms = apr_time_as_msec(apr_time_now()), reset_ms = 0;
     const char *err = "";
-    int remaining = 0;
+    int remaining = 0, limit = is_free ? g->free_rate_limit : g->rate_limit;
+    int window = is_free ? g->free_rate_window : g->rate_window;
     aiproxy_ledger_rc_t rc;
 
-    if (g->rate_limit <= 0)
+    if (limit <= 0)
         return DECLINED;
-    rc = aiproxy_ledger_rate(aiproxy_child_ledger(), r->pool, st->email,
-                             g->rate_limit, (apr_int64_t)g->rate_window * 1000,
+    rc = aiproxy_ledger_rate(aiproxy_child_ledger(), r->pool,
+                             is_free ? apr_pstrcat(r->pool, "free|", st->email,
+                                                   NULL) : st->email,
+                             limit, (apr_int64_t)window * 1000,
                              now_ms, &remaining, &reset_ms, &err);
     if (rc == AIPROXY_LEDGER_DOWN)
         return store_unavailable(r, st, err);
-    set_rate_headers(r, g->rate_limit, remaining, (reset_ms + 999) / 1000);
+    set_rate_headers(r, limit, remaining, (reset_ms + 999) / 1000);
     if (rc == AIPROXY_LEDGER_OK)
         return DECLINED;
     aiproxy_stat_inc(AIPROXY_STAT_RATE_LIMITED);
@@ -144,9 +150,9 @@ static int rate_limit(request_rec *r, aiproxy_req_t *st)
     return aiproxy_reply_error(r, st, HTTP_TOO_MANY_REQUESTS,
                                "rate_limit_exceeded", "rate_limit_exceeded",
                                apr_psprintf(r->pool, "Rate limit: %d requests "
-                                            "per %d s. Retry in %" APR_INT64_T_FMT
-                                            " s.", g->rate_limit,
-                                            g->rate_window,
+                                            "per %d s%s. Retry in %"
+                                            APR_INT64_T_FMT " s.", limit, window,
+                                            is_free ? " on free endpoints" : "",
                                             (reset_ms + 999) / 1000));
 }
 
@@ -519,9 +525,11 @@ int aiproxy_admit(request_rec *r)
     /* A free endpoint stays open to a spent month, the user's or the
      * course's: it costs nothing. */
     is_free = aiproxy_endpoint_free(aiproxy_endpoint_kind(st->endpoint));
-    if (rate_limit(r, st) != DECLINED ||
-        (!is_free && (spent_already(r, st) != DECLINED ||
-                      aiproxy_admit_course_spent(r, st) != DECLINED)) ||
+    if (rate_limit(r, st, 0) != DECLINED ||
+        (is_free && rate_limit(r, st, 1) != DECLINED) ||
+        /* A cap of 0 opens nothing, free or not. */
+        ((!is_free || st->cap == 0) && spent_already(r, st) != DECLINED) ||
+        (!is_free && aiproxy_admit_course_spent(r, st) != DECLINED) ||
         aiproxy_admit_body(r, st) != DECLINED ||
         aiproxy_admit_course_model(r, st) != DECLINED)
         return OK;

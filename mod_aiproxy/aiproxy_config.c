@@ -53,6 +53,8 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->rest_seconds = 30;
     g->max_attempts = 4;
     g->rate_window = 60;
+    g->free_rate_limit = 120;
+    g->free_rate_window = 60;
     g->region = "local";
     g->upstream_headers = apr_array_make(p, 4, sizeof(const char *));
     g->lease_flush_ms = 250;
@@ -304,6 +306,7 @@ static const char *add_admin(cmd_parms *cmd, void *dc, const char *email)
     return NULL;
 }
 
+/* AIProxyRateLimit and AIProxyFreeRateLimit (cmd->info non-NULL). */
 static const char *set_rate_limit(cmd_parms *cmd, void *dc, const char *n,
                                   const char *window)
 {
@@ -317,8 +320,8 @@ static const char *set_rate_limit(cmd_parms *cmd, void *dc, const char *n,
     if ((err = aiproxy_cfg_int(cmd, n, 0, 1000000, &v)) ||
         (err = aiproxy_cfg_int(cmd, window, 1, 86400, &w)))
         return err;
-    g->rate_limit = (int)v;
-    g->rate_window = (int)w;
+    *(cmd->info ? &g->free_rate_limit : &g->rate_limit) = (int)v;
+    *(cmd->info ? &g->free_rate_window : &g->rate_window) = (int)w;
     return NULL;
 }
 
@@ -528,6 +531,8 @@ const command_rec aiproxy_directives[] = {
                  "httpd's Require guards it (Off)"),
     AP_INIT_TAKE2("AIProxyRateLimit", set_rate_limit, NULL, RSRC_CONF,
                   "REQUESTS SECONDS: sliding window per user (0 = off)"),
+    AP_INIT_TAKE2("AIProxyFreeRateLimit", set_rate_limit, "free", RSRC_CONF,
+                  "REQUESTS SECONDS: the same on the free endpoints (0 = off)"),
     AP_INIT_TAKE1("AIProxyLeaseSize", set_lease_size, NULL, RSRC_CONF,
                   "USD a host takes from a user's budget at once (0: a store "
                   "hold per request)"),

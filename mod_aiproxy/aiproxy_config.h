@@ -78,6 +78,8 @@ typedef struct {
     int cache_ttl;                  /* seconds; 0 disables */
     int rate_limit;                 /* requests per window per user; 0 off */
     int rate_window;                /* seconds */
+    int free_rate_limit;            /* the same for the free endpoints */
+    int free_rate_window;
     const char *region;
     apr_array_header_t *upstream_headers; /* client request headers passed
                                              on beyond the built-in list */

@@ -460,3 +460,32 @@ def test_a_spent_course_may_still_moderate_and_count(make_gateway, up):
     gw.wait_records()
     c = course_month(db, cid)
     assert c["spent"] == 5 and c["requests"] == 3
+
+
+FREE_LIMITED = """
+AIProxyFreeRateLimit 2 60
+"""
+
+
+def test_free_endpoints_have_a_window_of_their_own(store, upstream, up):
+    """Free to the student, a count_tokens or moderation call still costs a
+    record and the provider's quota: AIProxyFreeRateLimit bounds them per
+    user (on by default), paid requests untouched; a cap of 0 opens
+    nothing, free or not."""
+    with Gateway(store, upstream, extra_conf=FREE_LIMITED) as g:
+        who = email("freelimit")
+        tok = make_token(who)
+        for _ in range(2):
+            status, hdrs, raw = curl(g, COUNT, token=tok, body=count_body())
+            assert status == 200, raw
+        status, hdrs, raw = curl(g, COUNT, token=tok, body=count_body())
+        err = err_of(status, raw, 429)
+        assert err["code"] == "rate_limit_exceeded" and "free endpoints" in err["message"]
+        assert g.db().requests.count_documents({"email": who}) == 2
+        oai(g, tok).chat.completions.create(model="gpt-4o-mini", messages=[
+            {"role": "user", "content": "hi"}])
+        zero = email("capzero")
+        g.set_cap(zero, 0)
+        status, hdrs, raw = curl(g, COUNT, token=make_token(zero), body=count_body())
+        assert err_of(status, raw, 429)["code"] == "insufficient_quota"
+        assert g.db().requests.count_documents({"email": zero}) == 0
