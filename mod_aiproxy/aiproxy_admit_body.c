@@ -306,6 +306,8 @@ int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st)
 
         if (dear.cache_write_1h > dear.cache_write)
             dear.cache_write = dear.cache_write_1h;
+        if (dear.long_cache_write_1h > dear.long_cache_write)
+            dear.long_cache_write = dear.long_cache_write_1h;
         st->reserved = aiproxy_cost_ceiling(&dear, in_tokens, out_tokens);
     }
     else {
