@@ -390,6 +390,91 @@ static void test_cost_web_search(apr_pool_t *p)
     CHECK_INT(aiproxy_cost_of(&pr, &u), APR_INT64_C(450000000));
 }
 
+/* Anthropic reports the searches it ran in usage.server_tool_use, read by
+ * the scanner and by jansson alike, and kept at their largest across a
+ * stream's events. */
+#define ONLY_SEARCHES(n) "{\"server_tool_use\":{\"web_search_requests\":" n "}}"
+
+static void test_usage_web_search(apr_pool_t *p)
+{
+    static const char *const bodies[] = {
+        "{\"id\":\"m\",\"usage\":{\"input_tokens\":10,\"output_tokens\":5,"
+        "\"server_tool_use\":{\"web_search_requests\":3}}}",
+        /* an escape sends it to jansson */
+        "{\"id\":\"m\",\"usage\":{\"input_tokens\":10,\"output_tokens\":5,"
+        "\"server_tool_use\":{\"web_search_requests\":3},\"x\":\"\\u0041\"}}",
+        NULL
+    };
+    aiproxy_usage_t u;
+    int i;
+
+    for (i = 0; bodies[i]; i++) {
+        memset(&u, 0, sizeof(u));
+        CHECK(aiproxy_usage_from_body(p, bodies[i], strlen(bodies[i]),
+                                      AIPROXY_API_ANTHROPIC, &u) == 1);
+        CHECK_INT(u.input, 10);
+        CHECK_INT(u.output, 5);
+        CHECK_INT(u.web_search, 3);
+    }
+    /* Only searches: still a usage, never dropped as empty. */
+    memset(&u, 0, sizeof(u));
+    CHECK(aiproxy_usage_from_value(p, ONLY_SEARCHES("2"),
+                                   strlen(ONLY_SEARCHES("2")),
+                                   AIPROXY_API_ANTHROPIC, &u) == 1);
+    CHECK_INT(u.web_search, 2);
+    CHECK(aiproxy_usage_from_value(p, ONLY_SEARCHES("1"),
+                                   strlen(ONLY_SEARCHES("1")),
+                                   AIPROXY_API_ANTHROPIC, &u) == 1);
+    CHECK_INT(u.web_search, 2);
+}
+
+/* The web search tool passes inspection only with max_uses in bounds;
+ * other hosted tools stay refused. */
+#define OPENAI_SEARCH "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search\"}]}"
+
+static void test_inspect_web_search(apr_pool_t *p)
+{
+    static const char *const refused[] = {
+        "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search_20250305\","
+        "\"name\":\"web_search\"}]}",
+        "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search_20250305\","
+        "\"name\":\"web_search\",\"max_uses\":0}]}",
+        "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search_20250305\","
+        "\"name\":\"web_search\",\"max_uses\":21}]}",
+        "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search_20250305\","
+        "\"name\":\"web_search\",\"max_uses\":\"3\"}]}",
+        "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search_20260209\","
+        "\"name\":\"web_search\",\"max_uses\":3}]}",
+        "{\"model\":\"m\",\"tools\":[{\"type\":\"web_fetch_20250910\","
+        "\"name\":\"web_fetch\",\"max_uses\":3}]}",
+        NULL
+    };
+    static const char *const two =
+        "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search_20250305\","
+        "\"name\":\"web_search\",\"max_uses\":3},{\"name\":\"f\","
+        "\"input_schema\":{}},{\"type\":\"web_search_20250305\","
+        "\"name\":\"w2\",\"max_uses\":2}]}";
+    aiproxy_request_info_t info;
+    int i;
+
+    CHECK(aiproxy_inspect_request(p, two, strlen(two), AIPROXY_EP_MESSAGES,
+                                  &info) == NULL);
+    CHECK(info.refused == NULL);
+    CHECK_INT(info.web_searches, 5);
+    CHECK_INT(info.tools, 1);
+    for (i = 0; refused[i]; i++) {
+        CHECK(aiproxy_inspect_request(p, refused[i], strlen(refused[i]),
+                                      AIPROXY_EP_MESSAGES, &info) == NULL);
+        check(info.refused != NULL, apr_psprintf(p, "%s refused", refused[i]),
+              __FILE__, __LINE__);
+    }
+    /* OpenAI's hosted search is not priced per call here: refused. */
+    CHECK(aiproxy_inspect_request(p, OPENAI_SEARCH, strlen(OPENAI_SEARCH),
+                                  AIPROXY_EP_RESPONSES, &info) == NULL);
+    CHECK(info.refused != NULL);
+    CHECK_INT(info.web_searches, 0);
+}
+
 const unit_test_t unit_cost[] = {
     { "decimal_parse", test_decimal_parse },
     { "money_format", test_money_format },
@@ -400,5 +485,7 @@ const unit_test_t unit_cost[] = {
     { "cost_long_tier", test_cost_long_tier },
     { "ceiling_long_tier", test_ceiling_long_tier },
     { "cost_web_search", test_cost_web_search },
+    { "usage_web_search", test_usage_web_search },
+    { "inspect_web_search", test_inspect_web_search },
     { NULL, NULL }
 };
