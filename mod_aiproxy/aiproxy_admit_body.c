@@ -138,10 +138,11 @@ static int bound_input(request_rec *r, aiproxy_req_t *st,
          * per pass, one pass more than the searches. */
         if (price->web_search <= 0 || price->context <= 0)
             return refuse_bad(r, st, "unsupported_feature", apr_psprintf(
-                              r->pool, "Web search is not offered for %s on "
-                              "this gateway: its price list names no %s.",
-                              st->info.model, price->web_search <= 0
-                              ? "web_search price" : "context window"));
+                              r->pool, "The web_search_20250305 tool is not "
+                              "offered for %s on this gateway: its price list "
+                              "names no %s.", st->info.model,
+                              price->web_search <= 0 ? "web_search= price"
+                                                     : "context window"));
         n = price->context * (st->info.web_searches + 1);
     }
     *in_tokens = n;
