@@ -101,7 +101,8 @@ full), the record
    "reasoning", "n", "background", "status"}
 seq = that request's seq in /__requests; input = uncached input tokens (OpenAI
 prompt_tokens - cached_tokens, Anthropic input_tokens); cached = cached/cache-read
-tokens; cache_write = Anthropic 5-minute cache writes, cache_write_1h = 1-hour
+tokens; web_search = searches run (only on Anthropic requests with the
+web_search_20250305 tool); cache_write = Anthropic 5-minute cache writes, cache_write_1h = 1-hour
 ones (OpenAI 0); output =
 completion/output tokens incl. reasoning; reasoning = reasoning tokens (all
 choices); status = HTTP status of the answer (a hang: the one it would have had).
@@ -528,7 +529,9 @@ class Plan:
             rec.update(input=max(0, u.prompt - u.cached), cached=u.cached,
                        output=u.completion, reasoning=u.reasoning)
         else:
-            rec.update(cache_write_1h=u.cache_creation_1h, web_search=u.web_search or 0)
+            rec.update(cache_write_1h=u.cache_creation_1h)
+            if u.web_search is not None:
+                rec["web_search"] = u.web_search
             rec.update(input=u.prompt, cached=u.cached, cache_write=u.cache_creation,
                        output=u.completion, reasoning=u.reasoning)
         return rec
