@@ -7,11 +7,13 @@ allows.
 
 Expected amounts are computed here from the AIProxyPrice lines below, in
 integer pico-dollars."""
+import datetime
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from decimal import Decimal
 
 import anthropic
@@ -73,7 +75,6 @@ def claude(gw, email):
 
 
 def record(gw, email):
-    import time
     for _ in range(200):
         doc = gw.db().requests.find_one({"email": email})
         if doc:
@@ -266,3 +267,176 @@ def test_search_count_above_max_uses_is_charged_within_the_hold(gw, up):
 def test_bad_tier_or_tool_price_stops_httpd(make_gateway, fields, needle):
     rc, out = make_gateway("AIProxyPrice m1 %s\n" % fields).configtest()
     assert rc != 0 and "AIProxyPrice" in out and needle in out, out
+
+
+# ------------------------------------------------------------------ the import command
+
+TOOL = os.path.join(ROOT, "admin/aiproxy-prices")
+FIXTURE = os.path.join(ROOT, "t/data/litellm-fixture.json")
+# LiteLLM 1.110.2's entries for the models shipped here (and a few more),
+# copied with their numbers as written from the wheel's
+# litellm/model_prices_and_context_window_backup.json.
+LITELLM = os.path.join(ROOT, "t/data/litellm-1.110.2-prices.json")
+SHIPPED_CONFS = ["conf/aiproxy.conf", "conf/httpd.conf", "conf/debian/aiproxy.conf"]
+
+
+def prices_tool(*args):
+    p = subprocess.run([sys.executable, TOOL] + list(args), capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def price_lines(text):
+    return {w[1]: " ".join(w[2:]) for w in (l.split() for l in text.splitlines())
+            if len(w) > 1 and w[0] == "AIProxyPrice"}
+
+
+def test_import_converts_exactly_and_flags_what_it_cannot_carry():
+    rc, out, err = prices_tool("--from", FIXTURE, "--models",
+                               "chat-a,chat-same,claude-tiered,tier-unreachable,an-embed,"
+                               "a-moderation,tier-no-write,two-tiers,seven-decimals,"
+                               "no-max-output,an-image-model,absent")
+    assert rc == 1, err
+    assert price_lines(out) == {
+        # 1.5e-07 USD per token is 0.15 per 1M, with no float drift; the
+        # cached rate equal to the input's is left to its default.
+        "chat-a": "input=0.15 cached=0.075 output=0.6 max_output=16384 context=128000",
+        "chat-same": "input=3 output=15 max_output=1000 context=200000",
+        # Every tier rate, the 1-hour write's too; web search per call.
+        "claude-tiered": "input=3 cached=0.3 cache_write=3.75 cache_write_1h=6 output=15 "
+                         "max_output=64000 context=1000000 reasoning=yes long_context=200000 "
+                         "long_input=6 long_cached=0.6 long_cache_write=7.5 "
+                         "long_cache_write_1h=12 long_output=22.5 web_search=0.01",
+        # A tier at the window: no input reaches it.
+        "tier-unreachable": "input=1 output=2 max_output=100 context=200000",
+        "an-embed": "input=0.02",
+        "a-moderation": "input=0 output=0",
+    }
+    for model, why in [("tier-no-write", "long_cache_write"), ("two-tiers", "one"),
+                       ("seven-decimals", "more than 6 decimals"),
+                       ("no-max-output", "max_output_tokens"),
+                       ("an-image-model", "image_generation"), ("absent", "not in")]:
+        assert re.search(r"^! %s: .*%s" % (model, why), err, re.M), (model, err)
+        assert "# ! %s:" % model in out
+    # Images: LiteLLM names no per-image ceiling; the line says nothing of
+    # them (refused) and the output says why.
+    assert "# ~ chat-a: takes images" in out
+
+
+def test_imported_lines_are_what_httpd_reads(make_gateway):
+    rc, out, _ = prices_tool("--from", FIXTURE, "--models",
+                             "chat-a,chat-same,claude-tiered,tier-unreachable,an-embed,"
+                             "a-moderation")
+    assert rc == 0
+    rc, log = make_gateway(out).configtest()
+    assert rc == 0, log
+
+
+def test_import_diff_shows_changed_added_and_missing(tmp_path):
+    site = tmp_path / "prices.conf"
+    site.write_text("# the site's\n"
+                    "AIProxyPrice chat-a input=0.20 cached=0.075 output=0.60 max_output=16384 "
+                    "context=128000 image=1445\n"
+                    "AIProxyPrice claude-tiered input=3.00 cached=0.30 cache_write=3.75 "
+                    "cache_write_1h=6.00 output=15.00 max_output=64000 context=1000000 "
+                    "long_context=200000 long_input=6 long_cached=0.60 long_cache_write=7.50 "
+                    "long_cache_write_1h=12 long_output=22.50 web_search=0.010\n"
+                    "AIProxyPrice gone-model input=1 output=2 max_output=10\n")
+    rc, out, err = prices_tool("--from", FIXTURE, "--diff", str(site), "--models",
+                               "chat-a,claude-tiered,chat-same,gone-model")
+    assert rc == 1, err
+    lines = out.splitlines()
+    # Changed: both lines and what changed; the site's image= is kept.
+    i = lines.index("- AIProxyPrice chat-a                   input=0.2 cached=0.075 output=0.6 "
+                    "max_output=16384 context=128000 image=1445")
+    assert lines[i + 1] == ("+ AIProxyPrice chat-a                   input=0.15 cached=0.075 "
+                            "output=0.6 max_output=16384 context=128000 image=1445")
+    assert lines[i + 2] == "  (input 0.2 -> 0.15)"
+    # Added, and missing from the file (kept as it is).
+    assert "+ AIProxyPrice chat-same                input=3 output=15 max_output=1000 " \
+           "context=200000" in lines
+    assert "! gone-model: not in litellm-fixture.json: kept as it is" in lines
+    # The same values written otherwise (3.00, 0.010; reasoning is the
+    # site's to say) are no change.
+    assert not any("claude-tiered" in l for l in lines)
+    # Nothing to review: status 0.
+    rc, out, _ = prices_tool("--from", FIXTURE, "--diff", str(site), "--models",
+                             "claude-tiered")
+    assert rc == 0 and "# no changes" in out
+
+
+def test_import_update_rewrites_only_changed_lines(tmp_path):
+    site = tmp_path / "prices.conf"
+    site.write_text("# Reviewed long ago\n\n"
+                    "AIProxyPrice chat-a   input=0.20 cached=0.075 output=0.60 max_output=16384 "
+                    "context=128000 image=1445\n"
+                    "AIProxyPrice chat-same   input=3.00 output=15.00 max_output=1000 "
+                    "context=200000  # same, written otherwise\n")
+    conf = tmp_path / "site.conf"
+    conf.write_text("<Location /a>\n    AIProxyRoute openai\n"
+                    "    AIProxyModels chat-a chat-same # a comment\n</Location>\n"
+                    "AIProxyModel an-embed openai\n")
+    rc, out, err = prices_tool("--from", FIXTURE, "--config", str(conf), "--update",
+                               str(site))
+    assert rc == 1
+    assert out.splitlines()[:4] == [
+        "# Reviewed long ago", "",
+        "AIProxyPrice chat-a                   input=0.15 cached=0.075 output=0.6 "
+        "max_output=16384 context=128000 image=1445",
+        "AIProxyPrice chat-same   input=3.00 output=15.00 max_output=1000 "
+        "context=200000  # same, written otherwise"]
+    assert re.search(r"^# Added \d{4}-\d\d-\d\d by aiproxy-prices from litellm-fixture.json\n"
+                     r"AIProxyPrice an-embed +input=0.02\n\Z", out, re.M), out
+    assert "+ AIProxyPrice an-embed" in err
+
+
+def test_import_refuses_bad_input(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert prices_tool("--from", str(bad), "--models", "x")[0] == 2
+    bad.write_text("[1, 2]")
+    assert prices_tool("--from", str(bad), "--models", "x")[0] == 2
+    assert prices_tool("--from", FIXTURE)[0] == 2          # no models named
+
+
+# ------------------------------------------------------------------ the shipped price list
+
+def shipped_models():
+    """Every model the shipped configuration names (AIProxyModels,
+    AIProxyModel), "*" aside: that one allows only priced models."""
+    names = set()
+    for path in SHIPPED_CONFS:
+        with open(os.path.join(ROOT, path)) as f:
+            for raw in f:
+                w = raw.split("#", 1)[0].split()
+                if w and w[0] == "AIProxyModels":
+                    names.update(n for n in w[1:] if n != "*")
+                elif w and w[0] == "AIProxyModel" and len(w) > 1:
+                    names.add(w[1])
+    return names
+
+
+def test_shipped_prices_cover_every_model_the_shipped_configuration_allows():
+    with open(os.path.join(ROOT, "conf/prices.conf")) as f:
+        text = f.read()
+    priced = set(price_lines(text))
+    names = shipped_models()
+    assert {"gpt-4o-mini", "claude-haiku-4-5"} <= names     # the parse found them
+    assert names - priced == set()
+    # Dated, with its source.
+    m = re.search(r"^# Reviewed (\d{4}-\d\d-\d\d) against LiteLLM (\S+)", text, re.M)
+    assert m, "prices.conf names no review date and source"
+    assert datetime.date.fromisoformat(m.group(1)) <= datetime.date.today()
+
+
+def test_shipped_prices_are_what_the_import_gives():
+    """The shipped lines equal LiteLLM's, but for the models it does not
+    name under their provider's name (kept, and reported)."""
+    rc, out, err = prices_tool("--from", LITELLM, "--config", "conf/aiproxy.conf",
+                               "--config", "conf/debian/aiproxy.conf",
+                               "--diff", "conf/prices.conf", "--source", "litellm 1.110.2")
+    assert rc == 1, err
+    assert sorted(out.splitlines()[1:]) == sorted(
+        "! %s: not in litellm 1.110.2: kept as it is" % m
+        for m in ("claude-3-5-haiku-latest", "claude-3-5-haiku-20241022",
+                  "claude-sonnet-4-20250514", "claude-opus-4-1")), out
