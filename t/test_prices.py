@@ -216,6 +216,26 @@ def test_web_search_without_searches_costs_tokens_only(gw, up):
     assert doc["cost"] == bill["input"] * p["input"] + bill["output"] * p["output"]
 
 
+@pytest.mark.expect_log(r"AH01110")
+def test_web_search_stream_cut_before_its_usage_pays_the_searches_bound(gw, up):
+    """message_start shows the first pass only: a stream cut before
+    message_delta pays the input bound and every search max_uses allowed."""
+    p = rates(SEARCH)
+    email = new_email("search-cut")
+    with pytest.raises(Exception):
+        with claude(gw, email).messages.stream(
+                model="claude-search", max_tokens=100, messages=MSG, tools=[SEARCH_TOOL],
+                extra_headers={"X-Fake-Web-Searches": "2", "X-Fake-Want": "60",
+                               "X-Fake-Cut-After": "12"}) as s:
+            for _ in s.text_stream:
+                pass
+    doc = record(gw, email)
+    assert doc["estimated"] is True
+    assert doc["web_search_calls"] == 3
+    assert doc["input_tokens"] == 4 * p["context"]
+    assert doc["cost"] == doc["reserved"] - (100 - doc["output_tokens"]) * p["output"]
+
+
 @pytest.mark.parametrize("model,tool,word", [
     # no per-call price: never free
     ("claude-nosearch", SEARCH_TOOL, "web_search= price"),

@@ -93,7 +93,11 @@ static const char *web_search_uses(apr_pool_t *p, const aiproxy_json_t *t,
                             "1 to %d, on this gateway: each search is billed, "
                             "and the gateway reserves the most a request can "
                             "cost.", WEB_SEARCH_TOOL, WEB_SEARCH_MAX_USES);
-    info->web_searches += n;
+    /* Together, too: each tool's searches are another bound. */
+    if ((info->web_searches += n) > WEB_SEARCH_MAX_USES)
+        return apr_psprintf(p, "The %s tools' max_uses add up to more than %d "
+                            "on this gateway.", WEB_SEARCH_TOOL,
+                            WEB_SEARCH_MAX_USES);
     return NULL;
 }
 

@@ -447,6 +447,10 @@ static void test_inspect_web_search(apr_pool_t *p)
         "\"name\":\"web_search\",\"max_uses\":3}]}",
         "{\"model\":\"m\",\"tools\":[{\"type\":\"web_fetch_20250910\","
         "\"name\":\"web_fetch\",\"max_uses\":3}]}",
+        /* together above the bound */
+        "{\"model\":\"m\",\"tools\":[{\"type\":\"web_search_20250305\","
+        "\"name\":\"a\",\"max_uses\":11},{\"type\":\"web_search_20250305\","
+        "\"name\":\"b\",\"max_uses\":10}]}",
         NULL
     };
     static const char *const two =
