@@ -263,7 +263,7 @@ static void rates_for(const aiproxy_price_t *price, int long_tier,
 aiproxy_money_t aiproxy_cost_of(const aiproxy_price_t *price,
                                 const aiproxy_usage_t *u)
 {
-    aiproxy_money_t c = 0;
+    aiproxy_money_t c = 0, twice;
     rates_t r;
 
     rates_for(price, price->long_context > 0 &&
@@ -273,9 +273,9 @@ aiproxy_money_t aiproxy_cost_of(const aiproxy_price_t *price,
     c = mul_add(c, u->cache_write, r.write);
     /* Requests that write for an hour are refused unless it is priced; one
      * reported all the same pays twice the input, Anthropic's rate. */
+    twice = r.input > MONEY_MAX / 2 ? MONEY_MAX : 2 * r.input;
     c = mul_add(c, u->cache_write_1h, r.write_1h > 0
-                ? r.write_1h
-                : (r.write > 2 * r.input ? r.write : 2 * r.input));
+                ? r.write_1h : (r.write > twice ? r.write : twice));
     c = mul_add(c, u->output, r.output);
     return mul_add(c, u->web_search, price->web_search);
 }
