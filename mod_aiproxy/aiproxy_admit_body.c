@@ -132,6 +132,19 @@ static int bound_input(request_rec *r, aiproxy_req_t *st,
     if (price->context > 0 && n > price->context &&
         aiproxy_endpoint_kind(st->endpoint) != AIPROXY_EP_EMBEDDINGS)
         n = price->context;
+    if (st->info.web_searches) {
+        /* Each search feeds its results to another pass over the whole
+         * conversation, every pass billed as input: up to a window's worth
+         * per pass, one pass more than the searches. */
+        if (price->web_search <= 0 || price->context <= 0)
+            return refuse_bad(r, st, "unsupported_feature", apr_psprintf(
+                              r->pool, "The web_search_20250305 tool is not "
+                              "offered for %s on this gateway: its price list "
+                              "names no %s.", st->info.model,
+                              price->web_search <= 0 ? "web_search= price"
+                                                     : "context window"));
+        n = price->context * (st->info.web_searches + 1);
+    }
     *in_tokens = n;
     return DECLINED;
 }
@@ -306,11 +319,15 @@ int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st)
 
         if (dear.cache_write_1h > dear.cache_write)
             dear.cache_write = dear.cache_write_1h;
+        if (dear.long_cache_write_1h > dear.long_cache_write)
+            dear.long_cache_write = dear.long_cache_write_1h;
         st->reserved = aiproxy_cost_ceiling(&dear, in_tokens, out_tokens);
     }
     else {
         st->reserved = aiproxy_cost_ceiling(st->price, in_tokens, out_tokens);
     }
+    st->reserved = aiproxy_cost_calls(st->reserved, st->info.web_searches,
+                                      st->price->web_search);
     st->body = body;
     st->body_out_len = st->body_len;
     if (changed) {

@@ -77,8 +77,11 @@ const char *aiproxy_config_set_price(cmd_parms *cmd, void *dc,
         return "AIProxyPrice: usage: AIProxyPrice MODEL input=USD "
                "[cached=USD] [cache_write=USD] [cache_write_1h=USD] "
                "[output=USD max_output=TOKENS] "
-               "[context=TOKENS] [image=TOKENS] [reasoning=yes|no] (USD per "
-               "1M tokens)";
+               "[context=TOKENS] [image=TOKENS] [reasoning=yes|no] "
+               "[long_context=TOKENS long_input=USD long_output=USD "
+               "[long_cached=USD] [long_cache_write=USD] "
+               "[long_cache_write_1h=USD]] [web_search=USD per call] (USD "
+               "per 1M tokens)";
     price = apr_pcalloc(cmd->pool, sizeof(*price));
     while (*(word = ap_getword_conf(cmd->pool, &args)))
         if ((err = aiproxy_price_field(cmd->pool, price, word, &seen)))

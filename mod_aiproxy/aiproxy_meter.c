@@ -36,7 +36,9 @@ APLOG_USE_MODULE(aiproxy);
 static int estimate_usage(aiproxy_req_t *st, int status)
 {
     if (st->meter.streaming && status < 400) {
-        if (st->meter.stream.start_found) {
+        /* Searches feed passes whose input the start does not show: the
+         * input bound, and every search max_uses allowed. */
+        if (st->meter.stream.start_found && !st->info.web_searches) {
             st->meter.usage = st->meter.stream.start_usage;
         }
         else {
@@ -52,6 +54,7 @@ static int estimate_usage(aiproxy_req_t *st, int status)
              st->meter.drain_cut) &&
             st->out_tokens > st->meter.usage.output)
             st->meter.usage.output = st->out_tokens;
+        st->meter.usage.web_search = st->info.web_searches;
         return 1;
     }
     return (!st->meter.streaming && status < 400) || st->meter.timed_out;

@@ -76,6 +76,13 @@ header values win over queued control values):
                                response.function_call_arguments.delta); Anthropic
                                tool_use block (stream: input_json_delta partial_json),
                                stop_reason "tool_use"
+  X-Fake-Web-Searches: N       Anthropic, with a web_search_20250305 tool: the model
+                               searches N times (default 1), at most the tool's
+                               max_uses: server_tool_use and web_search_tool_result
+                               blocks, usage.server_tool_use.web_search_requests
+                               (final in message_delta, 0 in message_start), billed
+                               as "web_search" (X-Fake-Usage web_search_requests
+                               overrides the count reported and billed)
   X-Fake-Stream-Content-Type: V  SSE streams sent with Content-Type V instead of
                                text/event-stream (a mislabelling upstream)
   X-Fake-Usage-On-Choice: 1    chat stream with include_usage: usage rides on the
@@ -94,7 +101,8 @@ full), the record
    "reasoning", "n", "background", "status"}
 seq = that request's seq in /__requests; input = uncached input tokens (OpenAI
 prompt_tokens - cached_tokens, Anthropic input_tokens); cached = cached/cache-read
-tokens; cache_write = Anthropic 5-minute cache writes, cache_write_1h = 1-hour
+tokens; web_search = searches run (only on Anthropic requests with the
+web_search_20250305 tool); cache_write = Anthropic 5-minute cache writes, cache_write_1h = 1-hour
 ones (OpenAI 0); output =
 completion/output tokens incl. reasoning; reasoning = reasoning tokens (all
 choices); status = HTTP status of the answer (a hang: the one it would have had).
@@ -152,7 +160,7 @@ CONTROL_KEYS = {
     "status", "retry_after", "delay_ms", "chunk_delay_ms", "split",
     "split_delay_ms", "crlf", "cut_after", "usage", "usage_position",
     "hang", "reply", "no_chunked", "want", "reasoning", "tool_call",
-    "stream_content_type", "usage_on_choice",
+    "stream_content_type", "usage_on_choice", "web_searches",
 }
 
 # Maximum output tokens per model, used when a request sets no limit.
@@ -244,7 +252,7 @@ def _reply_pieces(reply):
 
 class Usage:
     __slots__ = ("prompt", "completion", "cached", "cache_creation", "cache_creation_1h",
-                 "reasoning")
+                 "reasoning", "web_search")
 
     def __init__(self, prompt, completion, override=None, reasoning=0):
         self.prompt = prompt
@@ -253,6 +261,7 @@ class Usage:
         self.cache_creation = 0
         self.cache_creation_1h = 0
         self.reasoning = reasoning
+        self.web_search = None  # None: no search tool, no server_tool_use
         o = override or {}
         for keys, attr in (
             (("prompt_tokens", "input_tokens"), "prompt"),
@@ -261,6 +270,7 @@ class Usage:
             (("cache_creation", "cache_creation_input_tokens"), "cache_creation"),
             (("cache_creation_1h",), "cache_creation_1h"),
             (("reasoning_tokens",), "reasoning"),
+            (("web_search_requests",), "web_search"),
         ):
             for k in keys:
                 if k in o and o[k] is not None:
@@ -299,12 +309,17 @@ class Usage:
         return u
 
     def _anthropic(self, output_tokens=None):
-        return {
+        u = {
             "input_tokens": self.prompt,
             "cache_creation_input_tokens": self.cache_creation + self.cache_creation_1h,
             "cache_read_input_tokens": self.cached,
             "output_tokens": self.completion if output_tokens is None else output_tokens,
         }
+        if self.web_search is not None:
+            # message_start (output_tokens given) has run no search yet
+            u["server_tool_use"] = {"web_search_requests":
+                                    0 if output_tokens is not None else self.web_search}
+        return u
 
 
 # ---------------------------------------------------------------- errors
@@ -473,6 +488,15 @@ class Plan:
             self.args = _dumps({"text": self.text})
         self.usage = Usage(max(1, prompt), self.n * (self.reasoning + self.visible),
                            ctl.get("usage"), reasoning=self.n * self.reasoning)
+        self.searches = 0
+        if kind == "messages":
+            uses = [t.get("max_uses") for t in req.get("tools") or []
+                    if isinstance(t, dict) and t.get("type") == "web_search_20250305"]
+            if uses:
+                cap = sum(u if isinstance(u, int) and u > 0 else 1000 for u in uses)
+                self.searches = min(cap, max(0, _int(ctl.get("web_searches", 1))))
+                if self.usage.web_search is None:
+                    self.usage.web_search = self.searches
 
     def _embedding_items(self, req):
         inp = req.get("input", "")
@@ -506,6 +530,8 @@ class Plan:
                        output=u.completion, reasoning=u.reasoning)
         else:
             rec.update(cache_write_1h=u.cache_creation_1h)
+            if u.web_search is not None:
+                rec["web_search"] = u.web_search
             rec.update(input=u.prompt, cached=u.cached, cache_write=u.cache_creation,
                        output=u.completion, reasoning=u.reasoning)
         return rec
@@ -1236,6 +1262,14 @@ class Handler(BaseHTTPRequestHandler):
         stop = "max_tokens" if plan.truncated else "tool_use" if plan.tool else "end_turn"
         signature = base64.b64encode(hashlib.sha256(mid.encode()).digest()).decode()
         blocks = []
+        for i in range(plan.searches):
+            tid = _new_id("srvtoolu_")
+            blocks.append({"type": "server_tool_use", "id": tid, "name": "web_search",
+                           "input": {"query": "query %d" % (i + 1)}})
+            blocks.append({"type": "web_search_tool_result", "tool_use_id": tid,
+                           "content": [{"type": "web_search_result", "title": "r",
+                                        "url": "https://example.com/%d" % (i + 1),
+                                        "encrypted_content": "e", "page_age": None}]})
         if plan.show_reasoning:
             blocks.append({"type": "thinking", "thinking": plan.reasoning_text,
                            "signature": signature})
@@ -1263,7 +1297,9 @@ class Handler(BaseHTTPRequestHandler):
                                             "delta": d})
 
         for i, b in enumerate(blocks):
-            if b["type"] == "thinking":
+            if b["type"] in ("server_tool_use", "web_search_tool_result"):
+                start = dict(b, input={}) if b["type"] == "server_tool_use" else b
+            elif b["type"] == "thinking":
                 start = {"type": "thinking", "thinking": "", "signature": ""}
             elif b["type"] == "tool_use":
                 start = dict(b, input={})
@@ -1277,6 +1313,10 @@ class Handler(BaseHTTPRequestHandler):
                 for p in _reply_pieces(b["thinking"]) if b["thinking"] else []:
                     delta(i, {"type": "thinking_delta", "thinking": p})
                 delta(i, {"type": "signature_delta", "signature": signature})
+            elif b["type"] == "server_tool_use":
+                delta(i, {"type": "input_json_delta", "partial_json": _dumps(b["input"])})
+            elif b["type"] == "web_search_tool_result":
+                pass
             elif b["type"] == "tool_use":
                 for p in _reply_pieces(plan.args):
                     delta(i, {"type": "input_json_delta", "partial_json": p})

@@ -18,6 +18,7 @@ FILES = [
     "/etc/apache2/mods-available/aiproxy.conf",
     "/etc/aiproxy/prices.conf",
     "/usr/local/bin/aiproxy-admin",
+    "/usr/local/bin/aiproxy-prices",
     "/usr/local/bin/aiproxy-schema",
     "/usr/local/share/aiproxy/schema/collections.json",
     "/usr/local/share/aiproxy/schema/apply.py",

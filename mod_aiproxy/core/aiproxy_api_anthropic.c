@@ -37,9 +37,12 @@ static int usage_merge(const aiproxy_usage_fields_t *f, aiproxy_usage_t *u)
     aiproxy_keep_max(&u->cache_write, writes - hour);
     aiproxy_keep_max(&u->cache_write_1h, hour);
     aiproxy_keep_max(&u->output, aiproxy_field_or_0(f, AIPROXY_F_OUTPUT));
+    /* Web searches the server ran, billed per call (server_tool_use). */
+    aiproxy_keep_max(&u->web_search,
+                     aiproxy_field_or_0(f, AIPROXY_F_WEB_SEARCH));
     return f->has[AIPROXY_F_INPUT] || f->has[AIPROXY_F_CACHE_READ] ||
            f->has[AIPROXY_F_CACHE_CREATION] || f->has[AIPROXY_F_OUTPUT] ||
-           f->has[AIPROXY_F_CACHE_1H];
+           f->has[AIPROXY_F_CACHE_1H] || f->has[AIPROXY_F_WEB_SEARCH];
 }
 
 /* message_start's usage is the input, with a placeholder output: only

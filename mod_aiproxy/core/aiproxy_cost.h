@@ -22,6 +22,15 @@ typedef struct {
     /* The model reasons in tokens a stream does not show (reasoning=yes):
      * a stream cut before its usage pays its whole output bound. */
     int reasoning;
+    /* A long-context tier (Anthropic's 1M window, Gemini): a request whose
+     * input (uncached, cached and cache writes together) exceeds
+     * long_context tokens pays the long_* rates for ALL its tokens.
+     * long_context 0: no tier. */
+    apr_int64_t long_context;
+    aiproxy_money_t long_input, long_cached, long_cache_write,
+                    long_cache_write_1h, long_output;
+    /* Hosted tools, pico-dollars per call; 0: the tool is refused. */
+    aiproxy_money_t web_search;
 } aiproxy_price_t;
 
 /* Token counts normalised across APIs: every input token is in exactly one
@@ -32,6 +41,7 @@ typedef struct {
     apr_int64_t cache_write;
     apr_int64_t cache_write_1h;
     apr_int64_t output;
+    apr_int64_t web_search;   /* hosted web searches (calls, not tokens) */
 } aiproxy_usage_t;
 
 /* Parses a non-negative decimal ("0.15", "2", "1.5e0" is refused) scaled by
@@ -67,9 +77,16 @@ aiproxy_money_t aiproxy_cost_of(const aiproxy_price_t *price,
                                 const aiproxy_usage_t *u);
 
 /* The most a request can cost: every body byte an input token at the
- * dearest input rate, plus max_output tokens of output. */
+ * dearest input rate, plus max_output tokens of output; at the dearer of
+ * the two tiers' rates when input_tokens can exceed long_context. Hosted
+ * tool calls are not in it: see aiproxy_cost_calls. */
 aiproxy_money_t aiproxy_cost_ceiling(const aiproxy_price_t *price,
                                      apr_int64_t input_tokens,
                                      apr_int64_t max_output);
+
+/* acc plus calls at a per-call price, saturating: the bound of a
+ * request's hosted tool calls added to its token ceiling. */
+aiproxy_money_t aiproxy_cost_calls(aiproxy_money_t acc, apr_int64_t calls,
+                                   aiproxy_money_t per_call);
 
 #endif

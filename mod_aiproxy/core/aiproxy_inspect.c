@@ -76,9 +76,36 @@ static int scan_part(void *baton, const char *key, const aiproxy_json_t *v)
     return 0;
 }
 
+/* Anthropic's web search tool (the version without code execution) with
+ * the most searches it may run: max_uses, which admission bounds and
+ * prices. Without it nothing bounds the calls, so it is refused. */
+#define WEB_SEARCH_TOOL "web_search_20250305"
+#define WEB_SEARCH_MAX_USES 20
+
+static const char *web_search_uses(apr_pool_t *p, const aiproxy_json_t *t,
+                                   aiproxy_request_info_t *info)
+{
+    apr_int64_t n;
+
+    if (!aiproxy_json_int(aiproxy_json_get(t, "max_uses"), &n) || n < 1 ||
+        n > WEB_SEARCH_MAX_USES)
+        return apr_psprintf(p, "The %s tool needs max_uses, an integer from "
+                            "1 to %d, on this gateway: each search is billed, "
+                            "and the gateway reserves the most a request can "
+                            "cost.", WEB_SEARCH_TOOL, WEB_SEARCH_MAX_USES);
+    /* Together, too: each tool's searches are another bound. */
+    if ((info->web_searches += n) > WEB_SEARCH_MAX_USES)
+        return apr_psprintf(p, "The %s tools' max_uses add up to more than %d "
+                            "on this gateway.", WEB_SEARCH_TOOL,
+                            WEB_SEARCH_MAX_USES);
+    return NULL;
+}
+
 /* Client tools (functions the caller runs) cost their tokens only; hosted
  * and server tools (web search, file search, code execution, image
- * generation, MCP) are billed per call or per session on top. */
+ * generation, MCP) are billed per call or per session on top: only
+ * Anthropic's web search, bounded by its max_uses, passes here (admission
+ * refuses it for a model with no web_search price). */
 static const char *check_tools(apr_pool_t *p, aiproxy_endpoint_t ep,
                                aiproxy_request_info_t *info)
 {
@@ -91,6 +118,14 @@ static const char *check_tools(apr_pool_t *p, aiproxy_endpoint_t ep,
         const char *name = aiproxy_json_string(type);
 
         info->tools = 1;
+        if (ep == AIPROXY_EP_MESSAGES && name &&
+            !strcmp(name, WEB_SEARCH_TOOL)) {
+            const char *err = web_search_uses(p, t, info);
+
+            if (err)
+                return err;
+            continue;
+        }
         if (ep == AIPROXY_EP_MESSAGES ? (!type || (name && !strcmp(name, "custom")))
                                       : (name && (!strcmp(name, "function") ||
                                                   !strcmp(name, "custom"))))

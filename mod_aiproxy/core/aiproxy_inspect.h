@@ -23,6 +23,9 @@ typedef struct {
      * files, whose size the gateway cannot see. NULL or what it is. */
     const char *unseen_input;
     int tools;               /* tool definitions, which add a tool prompt */
+    /* Anthropic's hosted web search: the most searches it may run (the
+     * max_uses of its tools, summed), each billed per call; 0: none. */
+    apr_int64_t web_searches;
     int cache_1h;            /* asks for 1-hour cache writes */
     int reasoning;           /* asks for reasoning, which streams may not
                                 show (OpenAI's reasoning, Anthropic's

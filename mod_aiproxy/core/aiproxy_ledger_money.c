@@ -49,6 +49,9 @@ bson_t *aiproxy_ledger_record_doc(const aiproxy_record_t *r)
 
     if (r->course)
         BSON_APPEND_UTF8(doc, "course", r->course);
+    /* Hosted tool calls, billed per call: only where there were some. */
+    if (r->usage.web_search > 0)
+        BSON_APPEND_INT64(doc, "web_search_calls", r->usage.web_search);
     return doc;
 }
 

@@ -36,6 +36,8 @@ static void fields_from_json(const aiproxy_json_t *usage, aiproxy_usage_fields_t
              AIPROXY_F_INPUT_CACHED);
     count_at(usage, "cache_creation", "ephemeral_1h_input_tokens", f,
              AIPROXY_F_CACHE_1H);
+    count_at(usage, "server_tool_use", "web_search_requests", f,
+             AIPROXY_F_WEB_SEARCH);
 }
 
 /* Each API counts in its own way: its adapter adds the counts up. */
@@ -138,6 +140,8 @@ static int field_of(const char *s, apr_size_t start, apr_size_t n,
 
     if (details == AIPROXY_F_CACHE_1H)
         return key_is(s, start, n, "ephemeral_1h_input_tokens") ? details : -1;
+    if (details == AIPROXY_F_WEB_SEARCH)
+        return key_is(s, start, n, "web_search_requests") ? details : -1;
     if (details >= 0)
         return key_is(s, start, n, "cached_tokens") ? details : -1;
     for (k = 0; k <= AIPROXY_F_CACHE_CREATION; k++)
@@ -189,6 +193,8 @@ static int scan_object(const char *s, apr_size_t len, apr_size_t *i,
                 sub = AIPROXY_F_INPUT_CACHED;
             else if (key_is(s, start, n, "cache_creation"))
                 sub = AIPROXY_F_CACHE_1H;
+            else if (key_is(s, start, n, "server_tool_use"))
+                sub = AIPROXY_F_WEB_SEARCH;
             if (scan_object(s, len, i, sub, f))
                 return -1;
         }

@@ -41,6 +41,35 @@ static void price_line(apr_pool_t *p, const char *in)
         (!(seen & AIPROXY_PRICE_HAS_CACHED) &&
          price.cached_input != price.input))
         abort();
+    if (price.long_context < 0 || price.long_input < 0 ||
+        price.long_cached < 0 || price.long_cache_write < 0 ||
+        price.long_cache_write_1h < 0 || price.long_output < 0 ||
+        price.web_search < 0 ||
+        (price.long_context > 0 && price.context > 0 &&
+         price.long_context >= price.context))
+        abort();
+    /* No usage within an input bound costs more than its ceiling, on
+     * either side of a tier's threshold (cached input below the input
+     * rate, as every real price has it). */
+    if (price.cached_input <= price.input) {
+        const apr_int64_t bounds[] = { 0, 1, price.long_context,
+                                       price.long_context + 1, price.context };
+        int i;
+
+        for (i = 0; i < 5; i++) {
+            aiproxy_usage_t u;
+            apr_int64_t n = bounds[i];
+
+            memset(&u, 0, sizeof(u));
+            u.input = n / 2;
+            u.cached_input = n / 4;
+            u.cache_write = n - u.input - u.cached_input;
+            u.output = 7;
+            if (aiproxy_cost_of(&price, &u) >
+                aiproxy_cost_ceiling(&price, n, 7))
+                abort();
+        }
+    }
 }
 
 /* The input as the words of an AIProxyProvider line after its name. */

@@ -13,7 +13,7 @@
 static void check_usage(const aiproxy_usage_t *u)
 {
     if (u->input < 0 || u->cached_input < 0 || u->cache_write < 0 ||
-        u->output < 0)
+        u->output < 0 || u->web_search < 0)
         abort();
 }
 
