@@ -255,7 +255,8 @@ def site(deb, machine, store, upstream, tmp_path_factory):
     def token(email):
         out = run(["aiproxy-admin", "--store", store.uri, "--db", db, "--secret", secret,
                    "token", email]).stdout
-        return out.strip().split()[-1]
+        assert out.count("\n") == 1, out      # the README's TOKEN=$(...)
+        return out.strip()
 
     yield {"base": "https://127.0.0.1:%d" % port, "cert": ca, "db": db, "token": token,
            "enmod": enmod, "main_log": main_log, "store": store}
