@@ -388,6 +388,7 @@ def test_dashboard_health_and_admin_api(site):
                   headers=admin)
         assert r.status_code == 200, r.text
         assert [u["email"] for u in r.json()["data"]] == ["deb-h2@example.com"]
+        assert c.get(site["base"] + "/targets", headers=admin).status_code == 200
         r = c.get(site["base"] + "/usage", headers={
             "Authorization": "Bearer " + site["token"]("student@example.com")})
         assert r.status_code == 403
