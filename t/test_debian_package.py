@@ -248,8 +248,13 @@ def site(deb, machine, store, upstream, tmp_path_factory):
     with open("/etc/aiproxy/openai-key", "w") as f:
         os.fchmod(f.fileno(), 0o600)
         f.write(PROVIDER_KEY + "\n")
+    # The store's URI in a root-only file, as the README has it for a URI
+    # with a password.
+    with open("/etc/aiproxy/store.conf", "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write('AIProxyStore "%s"\n' % store.uri)
     sub(ETC + "/mods-available/aiproxy.conf", [
-        ('AIProxyStore "mongodb://127.0.0.1:27017"', 'AIProxyStore "%s"' % store.uri),
+        ('AIProxyStore "mongodb://127.0.0.1:27017"', "Include /etc/aiproxy/store.conf"),
         ("AIProxyStoreDatabase aiproxy", "AIProxyStoreDatabase " + db),
         ("#AIProxyAdmins admin@example.edu", "AIProxyAdmins " + ADMIN),
         ("https://api.openai.com/v1", upstream.base + "/v1")])
@@ -269,15 +274,17 @@ def site(deb, machine, store, upstream, tmp_path_factory):
     run(["apache2ctl", "start"], timeout=60)
     assert wait_port(port), open(MAIN_LOG, errors="replace").read()[main_log:]
     secret = "file:/etc/aiproxy/token-secret"
+    minted = []
 
     def token(email):
         out = run(["aiproxy-admin", "--store", store.uri, "--db", db, "--secret", secret,
                    "token", email]).stdout
         assert out.count("\n") == 1, out      # the README's TOKEN=$(...)
+        minted.append(out.strip())
         return out.strip()
 
     yield {"base": "https://127.0.0.1:%d" % port, "cert": ca, "db": db, "token": token,
-           "enmod": enmod, "main_log": main_log, "store": store}
+           "enmod": enmod, "main_log": main_log, "store": store, "minted": minted}
     stop_apache()
 
 
@@ -403,6 +410,14 @@ def test_logs_hold_no_warning(site):
         text += f.read()
     # Debian's apache2.conf sets no global ServerName.
     assert not log_problems(text, [re.compile(r"AH00558")]), text
+    # The site's access log: who, what it cost; never a key or a token.
+    access = open("/var/log/apache2/aiproxy-access.log").read()
+    assert re.search(r"email=deb-h2@example.com id=\S+ cost=0.00000345 provider=openai",
+                     access), access
+    secret = open("/etc/aiproxy/token-secret").read().strip()
+    assert len(site["minted"]) >= 4
+    for s in [PROVIDER_KEY, secret] + site["minted"]:
+        assert s not in access + text
 
 
 def test_purge_leaves_nothing(site, machine):
