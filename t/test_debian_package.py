@@ -44,10 +44,20 @@ APT_ENV = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
 APT = ["apt-get", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=600"]
 
 
-def installed(pkg=PKG):
+def status(pkg=PKG):
+    """dpkg's status words of the package ([] when dpkg does not know it)."""
     p = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True,
                        text=True)
-    return p.returncode == 0 and "installed" in p.stdout.split()
+    return p.stdout.split() if p.returncode == 0 else []
+
+
+def installed():
+    return status()[-1:] == ["installed"]
+
+
+def known():
+    """Installed, or removed with its configuration still there."""
+    return status()[-1:] not in ([], ["not-installed"])
 
 
 def apache_pid():
@@ -67,8 +77,8 @@ def why_skip():
         return "the package ships the normal build: tested in the plain pass only"
     if not shutil.which("dpkg-buildpackage") or not shutil.which("lintian"):
         return "dpkg-dev and lintian missing: run tools/setup.sh --test"
-    if installed():
-        return PKG + " is installed on this machine already: not ours to purge"
+    if known():
+        return PKG + " is on this machine already: not ours to purge"
     if apache_pid():
         return "Debian's apache2 is running on this machine: not ours to stop"
     return None
@@ -154,7 +164,7 @@ class Machine:
         """Stops apache2, purges the package, removes what enabling added
         (and whatever a broken purge left)."""
         stop_apache()
-        if installed():
+        if known():
             run(APT + ["purge", PKG], env=APT_ENV, check=False, timeout=600)
         if not self.etc_aiproxy:
             shutil.rmtree("/etc/aiproxy", ignore_errors=True)
@@ -426,8 +436,17 @@ def test_purge_leaves_nothing(site, machine):
     owned = [f for f in owned if f and not os.path.isdir(f)]
     assert MODULE in owned
     stop_apache()
+    # Removed: the module and site are disabled, the configuration stays.
+    run(APT + ["remove", PKG], env=APT_ENV, timeout=600)
+    for link in ("mods-enabled/aiproxy.load", "mods-enabled/aiproxy.conf",
+                 "sites-enabled/aiproxy.conf"):
+        assert not os.path.lexists("%s/%s" % (ETC, link)), link
+    assert os.path.exists("/etc/aiproxy/token-secret")
+    assert os.path.exists(ETC + "/mods-available/aiproxy.conf")
+    assert not os.path.exists(MODULE)
+    assert status()[-1:] == ["config-files"]
     run(APT + ["purge", PKG], env=APT_ENV, timeout=600)
-    assert not installed()
+    assert not known()
     left = [f for f in owned if os.path.lexists(f)]
     assert not left, left
     for d in ("/etc/aiproxy", "/usr/share/aiproxy", "/usr/share/doc/" + PKG):
