@@ -8,7 +8,9 @@ machine's apache2 configuration is as it was.
 It needs root (dpkg, /etc/apache2) and runs in the plain pass only: the
 package ships the normal build, not the sanitized one. Other tests are not
 disturbed: they run their own httpd from the tree on configurations of their
-own; this one binds only 127.0.0.1 on a free port."""
+own; this one binds only 127.0.0.1 on a free port. A Debian apache2 that
+was running (its package starts it under systemd) is stopped for the test
+and started again after it."""
 import fcntl
 import glob
 import os
