@@ -1,7 +1,7 @@
 """The Debian package end to end on this machine: built from the tree (a
 copy, so the checkout stays clean), installed with apt, enabled with
 a2enmod/a2ensite, served by Debian's own apache2 (/etc/apache2, apache2ctl)
-behind mod_ssl with a self-signed certificate and HTTP/2 on a loopback port,
+behind mod_ssl (a throwaway CA and certificate) and HTTP/2 on a loopback port,
 driven with the openai SDK, then purged: nothing of it may be left, and the
 machine's apache2 configuration is as it was.
 
