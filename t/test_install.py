@@ -16,6 +16,7 @@ FILES = [
     LIBEXEC + "/mod_aiproxy.so",
     "/etc/apache2/mods-available/aiproxy.load",
     "/etc/apache2/mods-available/aiproxy.conf",
+    "/etc/apache2/sites-available/aiproxy.conf",
     "/etc/aiproxy/prices.conf",
     "/usr/local/bin/aiproxy-admin",
     "/usr/local/bin/aiproxy-prices",
@@ -25,6 +26,8 @@ FILES = [
     "/usr/local/share/aiproxy/www/index.html",
     "/usr/local/share/aiproxy/www/admin.html",
     "/usr/local/share/aiproxy/www/app.js",
+    "/usr/local/share/man/man1/aiproxy-admin.1",
+    "/usr/local/share/man/man1/aiproxy-schema.1",
 ]
 
 
@@ -80,6 +83,9 @@ def test_files_land_where_stated(dest):
     assert "# Depends: proxy proxy_http ssl reqtimeout" in load      # for a2enmod
     conf = (dest / "etc/apache2/mods-available/aiproxy.conf").read_text()
     assert "@" + "SYSCONFDIR@" not in conf and "Include /etc/aiproxy/prices.conf" in conf
+    site = (dest / "etc/apache2/sites-available/aiproxy.conf").read_text()
+    assert 'Alias /admin/ "/usr/local/share/aiproxy/www/"' in site
+    assert "Protocols h2 http/1.1" in site and "AIProxyRoute openai" in site
     schema = (dest / "usr/local/bin/aiproxy-schema").read_text()
     assert "/usr/local/share/aiproxy/schema/apply.py" in schema
 

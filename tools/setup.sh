@@ -26,6 +26,9 @@ fi
 # (redis), a moved clock (month rollover), the fuzzers (clang's libFuzzer).
 if ((TEST)); then
     APT_PACKAGES+=(chromium redis-server faketime clang libclang-rt-14-dev)
+    # The Debian package (t/test_debian_package.py): its build tools, and
+    # what it depends on, so that installing it needs no download.
+    APT_PACKAGES+=(dpkg-dev debhelper lintian python3-pymongo)
 fi
 
 missing=()
