@@ -75,7 +75,9 @@ const char *aiproxy_config_add_endpoint(cmd_parms *cmd, void *dcv,
         return apr_psprintf(cmd->pool, "AIProxyEndpoints: '%s' is not an "
                             "endpoint the gateway can meter (%s)", ep,
                             "chat/completions, embeddings, models, moderations, "
-                            "responses, messages, messages/count_tokens");
+                            "responses, messages, messages/count_tokens, "
+                            "images/generations, audio/transcriptions, "
+                            "audio/speech");
     if (!d->endpoints)
         d->endpoints = apr_array_make(cmd->pool, 4, sizeof(const char *));
     APR_ARRAY_PUSH(d->endpoints, const char *) = ep;
