@@ -40,20 +40,24 @@ void aiproxy_meter_media_init(aiproxy_meter_t *m)
 }
 
 /* `usage` {"type": "duration", "seconds": N}, as OpenAI reports
- * whisper's in json and verbose_json. */
+ * whisper's in json and verbose_json: N read as its text, so a fraction
+ * is not lost to a float. */
 static int usage_seconds(apr_pool_t *p, aiproxy_meter_t *m, apr_int64_t *ms)
 {
-    apr_size_t len;
+    apr_size_t len, n;
     const char *text = m->scan ? aiproxy_jscan_value(m->scan, &len) : NULL;
     const char *err, *type, *num;
-    aiproxy_json_t *u, *v;
+    aiproxy_json_t *u;
+    aiproxy_jscan_t *sec;
 
     if (!text || !(u = aiproxy_json_parse(p, text, len, &err)) ||
         !(type = aiproxy_json_string(aiproxy_json_get(u, "type"))) ||
-        strcmp(type, "duration") || !(v = aiproxy_json_get(u, "seconds")) ||
-        !(num = aiproxy_json_dump(p, v, &len)))
+        strcmp(type, "duration"))
         return 0;
-    return aiproxy_duration_ms(num, len, ms);
+    sec = aiproxy_jscan_create(p, "seconds", DURATION_TEXT_MAX);
+    aiproxy_jscan_feed(sec, text, len);
+    return (num = aiproxy_jscan_value(sec, &n)) &&
+           aiproxy_duration_ms(num, n, ms);
 }
 
 void aiproxy_meter_media_held(aiproxy_meter_t *m)
