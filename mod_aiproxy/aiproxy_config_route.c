@@ -217,7 +217,10 @@ int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d,
                 return 1;
         return 0;
     }
-    return route_has(d, pv, ep);
+    /* Images and audio cost far more than a request of tokens: open only
+     * where listed, never by a route's default. */
+    return route_has(d, pv, ep) &&
+           !aiproxy_endpoint_media(aiproxy_endpoint_kind(ep));
 }
 
 const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,
@@ -235,7 +238,8 @@ const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,
             api->id != (pv ? pv->api : AIPROXY_API_OPENAI))
             continue;
         for (e = api->endpoints; e->path; e++)
-            out = out ? apr_pstrcat(p, out, ",", e->path, NULL) : e->path;
+            if (!aiproxy_endpoint_media(e->kind))
+                out = out ? apr_pstrcat(p, out, ",", e->path, NULL) : e->path;
     }
     return out;
 }

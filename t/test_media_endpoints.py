@@ -304,6 +304,20 @@ def test_endpoint_not_allowed_on_a_location_is_404(media, up):
     assert sent(up) == []
 
 
+@pytest.mark.parametrize("path", [
+    "/v1/images/generations", "/v1/audio/speech", "/proxy/openai/v1/images/generations",
+    "/proxy/openai/v1/audio/transcriptions",
+])
+def test_routes_without_an_endpoint_list_do_not_serve_media(media, up, path):
+    """A route's default is every endpoint of its API but images and audio:
+    those cost per unit and open only where AIProxyEndpoints lists them."""
+    status, _, raw = curl(media, path, token=make_token(email("default")),
+                          body={"model": "dall-e-2", "prompt": "x", "input": "hi",
+                                "voice": "alloy"})
+    err_of(status, raw, 404)
+    assert sent(up) == []
+
+
 # ---------------------------------------------------------- transcriptions
 
 def test_transcription_json_is_charged_its_seconds(media, up):
