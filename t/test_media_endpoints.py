@@ -166,6 +166,16 @@ def test_speech_bodies_refused_without_charge(media, up, body, code):
     assert sent(up) == [] and month(media, who).get("spent", 0) == 0
 
 
+def test_speech_upstream_error_is_not_charged(media, up):
+    who = email("ttserr")
+    with pytest.raises(openai.BadRequestError):
+        client(media, who).audio.speech.create(model="tts-1", voice="alloy", input="hi",
+                                               extra_headers={"X-Fake-Status": "400"})
+    m = month(media, who)
+    assert m.get("spent", 0) == 0 and m.get("reserved", 0) == 0
+    assert records(media, who) == [("audio/speech", "tts-1", 0, 400)]
+
+
 def test_a_token_model_is_not_priced_for_speech_nor_a_speech_model_for_chat(media, up):
     who = email("cross")
     status, _, raw = curl(media, MEDIA + "/audio/speech", token=make_token(who),
