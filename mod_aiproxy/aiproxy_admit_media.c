@@ -146,6 +146,7 @@ int aiproxy_admit_media_form(request_rec *r, aiproxy_req_t *st, char *body)
     apr_array_header_t *parts;
     const aiproxy_form_part_t *file;
     const char *why, *model, *stream;
+    apr_int64_t bound_ms, declared_ms = 0;
     int bad = 0, dup, rc;
 
     if ((why = aiproxy_multipart_parse(r->pool, apr_table_get(r->headers_in,
@@ -181,9 +182,14 @@ int aiproxy_admit_media_form(request_rec *r, aiproxy_req_t *st, char *body)
                                                 r->pool, st), ',')));
     if ((rc = priced(r, st, AIPROXY_EP_TRANSCRIPTIONS)) != DECLINED)
         return rc;
-    /* The most audio the file can hold, whatever it says of itself. */
-    st->reserved = aiproxy_audio_cost(st->price, 1000 *
-                       aiproxy_audio_max_seconds((apr_int64_t)file->len));
+    /* The most audio the file can hold at the lowest bitrate, or more
+     * when its header says so (it can only raise the bound). */
+    bound_ms = 1000 * aiproxy_audio_max_seconds((apr_int64_t)file->len);
+    if (aiproxy_audio_declared_ms((const unsigned char *)file->value,
+                                  file->len, &declared_ms) &&
+        declared_ms > bound_ms)
+        bound_ms = declared_ms;
+    st->reserved = aiproxy_audio_cost(st->price, bound_ms);
     st->body = body;
     st->body_out_len = st->body_len;
     return DECLINED;

@@ -83,13 +83,13 @@ def err_of(status, body, expected):
     return err
 
 
-def wav(seconds, rate=8000):
+def wav(seconds, rate=8000, width=2):
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
-        w.setsampwidth(2)
+        w.setsampwidth(width)
         w.setframerate(rate)
-        w.writeframes(b"\0\0" * int(seconds * rate))
+        w.writeframes(b"\0" * width * int(seconds * rate))
     return buf.getvalue()
 
 
@@ -366,6 +366,21 @@ def test_transcription_without_a_duration_pays_its_bound(media, up, fmt):
     # The SDK's form adds some bytes around the file; the bound is the file's.
     assert cost(raw.headers) == bound(len(audio))
     assert month(media, who)["reserved"] == 0
+
+
+def test_transcription_of_audio_denser_than_the_bound_reserves_what_it_declares(media, up):
+    """A WAV at 100 bytes a second holds 20 s in 2 KB, more than 6 kbit/s
+    bounds (3 s): its header raises the reservation, so its whole duration
+    is charged (and no charge passes what was reserved)."""
+    who = email("sttdense")
+    audio = wav(20, rate=100, width=1)
+    assert bound(len(audio)) == 3 * WHISPER_PER_SECOND
+    raw = client(media, who).audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=("a.wav", audio, "audio/wav"), response_format="text")
+    assert cost(raw.headers) == 20 * WHISPER_PER_SECOND
+    raw = client(media, who).audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=("a.wav", audio, "audio/wav"))
+    assert cost(raw.headers) == 20 * WHISPER_PER_SECOND
 
 
 def test_transcription_reservation_must_fit_the_cap(media, up):

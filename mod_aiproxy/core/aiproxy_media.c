@@ -166,6 +166,72 @@ apr_int64_t aiproxy_audio_max_seconds(apr_int64_t bytes)
     return (bytes + per_second - 1) / per_second;
 }
 
+static apr_uint64_t le32(const unsigned char *b)
+{
+    return (apr_uint64_t)b[0] | (apr_uint64_t)b[1] << 8 |
+           (apr_uint64_t)b[2] << 16 | (apr_uint64_t)b[3] << 24;
+}
+
+/* samples (or bytes) at rate a second, as milliseconds rounded up. */
+static int ms_of(apr_uint64_t n, apr_uint64_t rate, apr_int64_t *ms)
+{
+    /* n < 2^36 and rate >= 1: n * 1000 cannot overflow. */
+    if (!n || !rate || n >= (APR_UINT64_C(1) << 36))
+        return 0;
+    *ms = (apr_int64_t)((n * 1000 + rate - 1) / rate);
+    return 1;
+}
+
+/* RIFF/WAVE: the "fmt " chunk's byte rate, the "data" chunk's size. */
+static int wav_ms(const unsigned char *f, apr_size_t len, apr_int64_t *ms)
+{
+    apr_size_t at = 12;
+    apr_uint64_t byte_rate = 0;
+    int chunks;
+
+    for (chunks = 0; chunks < 64 && at + 8 <= len; chunks++) {
+        apr_uint64_t size = le32(f + at + 4);
+
+        if (!memcmp(f + at, "fmt ", 4) && size >= 16 && at + 24 <= len)
+            byte_rate = le32(f + at + 16);
+        else if (!memcmp(f + at, "data", 4)) {
+            /* Only the bytes present can be decoded. */
+            if (size > len - at - 8)
+                size = len - at - 8;
+            return ms_of(size, byte_rate, ms);
+        }
+        if (size > len - at - 8)
+            return 0;
+        at += 8 + (apr_size_t)size + (size & 1);
+    }
+    return 0;
+}
+
+/* fLaC: the first metadata block is STREAMINFO; its bytes 10..17 hold the
+ * sample rate (20 bits) and the total samples (36 bits; 0: unknown). */
+static int flac_ms(const unsigned char *f, apr_size_t len, apr_int64_t *ms)
+{
+    const unsigned char *b = f + 8;
+    apr_uint64_t rate, total;
+
+    if (len < 8 + 34 || (f[4] & 0x7F) != 0)
+        return 0;
+    rate = (apr_uint64_t)b[10] << 12 | (apr_uint64_t)b[11] << 4 | b[12] >> 4;
+    total = (apr_uint64_t)(b[13] & 0x0F) << 32 | (apr_uint64_t)b[14] << 24 |
+            (apr_uint64_t)b[15] << 16 | (apr_uint64_t)b[16] << 8 | b[17];
+    return ms_of(total, rate, ms);
+}
+
+int aiproxy_audio_declared_ms(const unsigned char *f, apr_size_t len,
+                              apr_int64_t *ms)
+{
+    if (len >= 12 && !memcmp(f, "RIFF", 4) && !memcmp(f + 8, "WAVE", 4))
+        return wav_ms(f, len, ms);
+    if (len >= 4 && !memcmp(f, "fLaC", 4))
+        return flac_ms(f, len, ms);
+    return 0;
+}
+
 aiproxy_money_t aiproxy_audio_cost(const aiproxy_price_t *price,
                                    apr_int64_t ms)
 {

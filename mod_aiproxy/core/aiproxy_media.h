@@ -42,6 +42,15 @@ apr_int64_t aiproxy_utf8_chars(const char *s);
 #define AIPROXY_AUDIO_MIN_BITRATE 6000
 apr_int64_t aiproxy_audio_max_seconds(apr_int64_t bytes);
 
+/* The duration an upload's header declares, in milliseconds rounded up:
+ * a WAV file's data bytes (those present) at its byte rate, a FLAC file's
+ * STREAMINFO samples at its sample rate. 0 when it is neither or declares
+ * none. Only ever raises a reservation: audio that packs more than 6
+ * kbit/s would bound (silence in FLAC, a WAV at 100 Hz) is then reserved
+ * as long as it says it is. */
+int aiproxy_audio_declared_ms(const unsigned char *f, apr_size_t len,
+                              apr_int64_t *ms);
+
 /* The charge for ms milliseconds of audio at price->per_minute, by the
  * second, rounded up (as OpenAI bills). */
 aiproxy_money_t aiproxy_audio_cost(const aiproxy_price_t *price,

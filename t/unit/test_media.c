@@ -80,6 +80,56 @@ static void test_media_units(apr_pool_t *p)
     CHECK_INT(aiproxy_money_times(-1, 2), 0);
 }
 
+/* A WAV header: PCM, byte_rate bytes a second, data bytes declared. */
+static apr_size_t wav_head(unsigned char *b, apr_uint32_t byte_rate,
+                           apr_uint32_t data)
+{
+    memcpy(b, "RIFF\0\0\0\0WAVEfmt \x10\0\0\0\1\0\1\0", 24);
+    memcpy(b + 24, "\x40\x1f\0\0", 4);                /* 8000 Hz */
+    b[28] = byte_rate & 0xff;
+    b[29] = (byte_rate >> 8) & 0xff;
+    b[30] = (byte_rate >> 16) & 0xff;
+    b[31] = byte_rate >> 24;
+    memcpy(b + 32, "\2\0\x10\0data", 8);
+    b[40] = data & 0xff;
+    b[41] = (data >> 8) & 0xff;
+    b[42] = (data >> 16) & 0xff;
+    b[43] = data >> 24;
+    return 44;
+}
+
+static void test_audio_declared(apr_pool_t *p)
+{
+    unsigned char f[44 + 1000];
+    /* fLaC, STREAMINFO (last), 44100 Hz, 2 ch, 16 bit, 441000 samples. */
+    static const unsigned char flac[42] = {
+        'f', 'L', 'a', 'C', 0x80, 0, 0, 34, 0x10, 0, 0x10, 0, 0, 0, 0, 0, 0, 0,
+        0x0A, 0xC4, 0x42, 0xF0, 0x00, 0x06, 0xBA, 0xA8
+    };
+    apr_int64_t ms = -1;
+
+    (void)p;
+    memset(f, 0, sizeof(f));
+    /* 1000 bytes at 100 a second: 10 s; a declared size past the file
+     * counts what is there. */
+    wav_head(f, 100, 1000);
+    CHECK(aiproxy_audio_declared_ms(f, sizeof(f), &ms));
+    CHECK_INT(ms, 10000);
+    wav_head(f, 100, 0xFFFFFFFF);
+    CHECK(aiproxy_audio_declared_ms(f, sizeof(f), &ms));
+    CHECK_INT(ms, 10000);
+    wav_head(f, 3, 1000);
+    CHECK(aiproxy_audio_declared_ms(f, sizeof(f), &ms));
+    CHECK_INT(ms, 333334);
+    wav_head(f, 0, 1000);
+    CHECK(!aiproxy_audio_declared_ms(f, sizeof(f), &ms));
+    CHECK(!aiproxy_audio_declared_ms(f, 30, &ms));
+    CHECK(!aiproxy_audio_declared_ms((const unsigned char *)"ID3\4", 4, &ms));
+    CHECK(aiproxy_audio_declared_ms(flac, sizeof(flac), &ms));
+    CHECK_INT(ms, 10000);
+    CHECK(!aiproxy_audio_declared_ms(flac, 20, &ms));
+}
+
 #define CT "multipart/form-data; boundary=XyZ"
 
 static const char *form_model(apr_pool_t *p, const char *ct, const char *body,
@@ -175,6 +225,7 @@ static void test_jscan_items(apr_pool_t *p)
 const unit_test_t unit_media[] = {
     { "media_prices", test_media_prices },
     { "media_units", test_media_units },
+    { "audio_declared", test_audio_declared },
     { "multipart", test_multipart },
     { "jscan_items", test_jscan_items },
     { NULL, NULL }
