@@ -2,7 +2,8 @@
  * images. The first byte picks the Content-Type; the rest is the body.
  * Every part found must lie inside the body, named, at most
  * AIPROXY_FORM_MAX_PARTS of them; the image count must not depend on where
- * the input is cut. */
+ * the input is cut; the duration an audio header declares, read from the
+ * body as an upload, must be positive when given. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <apr_strings.h>
 
 #include "aiproxy_jscan.h"
+#include "aiproxy_media.h"
 #include "aiproxy_multipart.h"
 
 static const char *const ctypes[] = {
@@ -61,6 +63,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 f->value + f->len > body + n)
                 abort();
         }
+    }
+    {
+        apr_int64_t ms = 0;
+
+        if (aiproxy_audio_declared_ms((const unsigned char *)body, n, &ms) &&
+            ms <= 0)
+            abort();
     }
     cut = n ? data[0] % (n + 1) : 0;
     if (items(p, body, n, cut) != items(p, body, n, n))
