@@ -449,6 +449,34 @@ def test_malformed_multipart_is_400(media, up, body, ctype):
     assert sent(up) == []
 
 
+M = b'--b0undary\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+F = b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+
+
+@pytest.mark.parametrize("body", [
+    # A second model behind a bare-LF delimiter, inside the file: a lax
+    # parser's part.
+    M + F + b"RIFF\n--b0undary\nContent-Disposition: form-data; name=\"model\"\n\n"
+    b"gpt-4o-transcribe\n\r\n--b0undary--\r\n",
+    # A name given twice, or extended (RFC 2231) beside the plain one.
+    b'--b0undary\r\nContent-Disposition: form-data; name="prompt"; name*=UTF-8\'\'model\r\n'
+    b'\r\nwhisper-1\r\n' + F + b"RIFF\r\n--b0undary--\r\n",
+    b'--b0undary\r\nContent-Disposition: form-data; name="model"; name="prompt"\r\n'
+    b'\r\nwhisper-1\r\n' + F + b"RIFF\r\n--b0undary--\r\n",
+    # An encoded model reads as another to whoever decodes it.
+    b'--b0undary\r\nContent-Disposition: form-data; name="model"\r\n'
+    b'Content-Transfer-Encoding: base64\r\n\r\nd2hpc3Blci0x\r\n' + F +
+    b"RIFF\r\n--b0undary--\r\n",
+])
+def test_forms_another_parser_could_read_otherwise_are_400(media, up, body):
+    """The provider must read the model the gateway allowed and priced:
+    a form whose reading depends on the parser is refused."""
+    status, _, raw = post_form(media, email("sttdiff"), body,
+                               "multipart/form-data; boundary=b0undary")
+    err_of(status, raw, 400)
+    assert sent(up) == []
+
+
 def test_multipart_larger_than_the_body_limit_is_413_unread(media, up):
     """Refused on its Content-Length, before the gateway reads it: the
     answer comes while most of the body was never sent."""

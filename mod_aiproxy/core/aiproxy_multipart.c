@@ -24,51 +24,82 @@ static apr_size_t find(const char *hay, apr_size_t from, apr_size_t len,
     return len;
 }
 
-/* A parameter's value after "name=" in s: quoted or a token. */
-static const char *param_value(apr_pool_t *p, const char *s)
+/* The next ";key=value" of a header value at *s: 1 with *key and *val,
+ * 0 at the end, -1 when it is malformed. Read strictly, quotes and all, so
+ * that no parameter hides in another's value: a parser of the provider's
+ * that reads a form otherwise than this one must see a 400 here, not
+ * another model. Extended (key*=) and escaped values are refused. */
+static int next_param(apr_pool_t *p, const char **s, const char **key,
+                      const char **val)
 {
-    const char *end;
+    const char *c = *s, *k, *v;
 
-    if (*s == '"') {
-        if (!(end = strchr(s + 1, '"')))
-            return NULL;
-        return apr_pstrmemdup(p, s + 1, (apr_size_t)(end - s - 1));
-    }
-    for (end = s; *end && *end != ';' && !apr_isspace(*end); end++)
+    while (*c == ' ' || *c == '\t')
+        c++;
+    if (!*c)
+        return 0;
+    if (*c++ != ';')
+        return -1;
+    while (*c == ' ' || *c == '\t')
+        c++;
+    for (k = c; apr_isalnum(*c) || *c == '-' || *c == '_' || *c == '.'; c++)
         ;
-    return end > s ? apr_pstrmemdup(p, s, (apr_size_t)(end - s)) : NULL;
+    if (c == k || *c != '=')
+        return -1;
+    *key = apr_pstrmemdup(p, k, (apr_size_t)(c - k));
+    if (*++c == '"') {
+        for (v = ++c; *c && *c != '"' && *c != '\\'; c++)
+            ;
+        if (*c != '"')
+            return -1;
+        *val = apr_pstrmemdup(p, v, (apr_size_t)(c++ - v));
+    }
+    else {
+        for (v = c; *c && *c != ';' && *c != '"' && *c != ' ' && *c != '\t';
+             c++)
+            ;
+        if (c == v)
+            return -1;
+        *val = apr_pstrmemdup(p, v, (apr_size_t)(c - v));
+    }
+    *s = c;
+    return 1;
 }
 
-/* The value of parameter name in a header value's ";"-separated list. */
-static const char *param(apr_pool_t *p, const char *v, const char *name,
-                         int *bad)
+/* The parameters after a header value's type: name and filename (or
+ * boundary) each at most once. 0, or -1 when malformed. */
+static int params(apr_pool_t *p, const char *s, const char *want1,
+                  const char **val1, const char *want2, const char **val2)
 {
-    apr_size_t n = strlen(name);
-    const char *s = v, *val;
+    const char *k, *v;
+    int rc;
 
-    while ((s = strchr(s, ';'))) {
-        s++;
-        while (*s == ' ' || *s == '\t')
-            s++;
-        if (!strncasecmp(s, name, n) && s[n] == '=') {
-            if (!(val = param_value(p, s + n + 1)))
-                *bad = 1;
-            return val;
+    *val1 = NULL;
+    if (val2)
+        *val2 = NULL;
+    while ((rc = next_param(p, &s, &k, &v)) == 1) {
+        const char **slot = !strcasecmp(k, want1) ? val1
+                            : want2 && !strcasecmp(k, want2) ? val2 : NULL;
+
+        if (slot) {
+            if (*slot)
+                return -1;
+            *slot = v;
         }
     }
-    return NULL;
+    return rc;
 }
 
 static const char *boundary_of(apr_pool_t *p, const char *ctype)
 {
     const char *b;
-    int bad = 0;
 
     if (!ctype || strncasecmp(ctype, "multipart/form-data", 19) ||
-        (ctype[19] && ctype[19] != ';' && ctype[19] != ' '))
+        (ctype[19] && ctype[19] != ';' && ctype[19] != ' ' &&
+         ctype[19] != '\t'))
         return NULL;
-    b = param(p, ctype, "boundary", &bad);
-    if (!b || bad || !*b || strlen(b) > MAX_BOUNDARY)
+    if (params(p, ctype + 19, "boundary", &b, NULL, NULL) < 0 ||
+        !b || !*b || strlen(b) > MAX_BOUNDARY)
         return NULL;
     return b;
 }
@@ -78,7 +109,7 @@ static const char *part_headers(apr_pool_t *p, const char *hdr, apr_size_t n,
                                 aiproxy_form_part_t *part)
 {
     char *h = apr_pstrmemdup(p, hdr, n), *line, *last;
-    int seen = 0, bad = 0;
+    int seen = 0;
 
     if (memchr(hdr, '\0', n))
         return "a part's headers hold a NUL byte";
@@ -87,22 +118,28 @@ static const char *part_headers(apr_pool_t *p, const char *hdr, apr_size_t n,
         char *colon = strchr(line, ':');
         const char *v;
 
-        if (!colon)
-            return "a part's header line has no ':'";
+        /* A folded line continues the last header: read as one by some. */
+        if (!colon || *line == ' ' || *line == '\t')
+            return "a part's header line is malformed";
         *colon = '\0';
+        for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+            ;
+        /* An encoded value reads differently to whoever decodes it. */
+        if (!strcasecmp(line, "Content-Transfer-Encoding") &&
+            strcasecmp(v, "binary") && strcasecmp(v, "8bit") &&
+            strcasecmp(v, "7bit"))
+            return "a part's Content-Transfer-Encoding is not binary";
         if (strcasecmp(line, "Content-Disposition"))
             continue;
         if (seen++)
             return "a part has two Content-Disposition headers";
-        for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
-            ;
         if (strncasecmp(v, "form-data", 9) || (v[9] && v[9] != ';' &&
-                                               v[9] != ' '))
+                                               v[9] != ' ' && v[9] != '\t'))
             return "a part's Content-Disposition is not form-data";
-        part->name = param(p, v, "name", &bad);
-        part->filename = param(p, v, "filename", &bad);
-        if (bad)
-            return "a part's Content-Disposition has an unreadable parameter";
+        if (params(p, v + 9, "name", &part->name, "filename",
+                   &part->filename) < 0)
+            return "a part's Content-Disposition is malformed (its "
+                   "parameters, quoted without escapes, each once)";
     }
     if (!part->name || !*part->name)
         return "a part has no name (Content-Disposition: form-data; "
@@ -164,6 +201,11 @@ const char *aiproxy_multipart_parse(apr_pool_t *p, const char *ctype,
             return "the multipart body ends before its closing boundary";
         part->value = body + pos;
         part->len = end - pos;
+        /* The boundary's text inside a value, as a laxer parser's
+         * delimiter (a bare LF before it), would be a part to some. */
+        if (find(part->value, 0, part->len, delim + 2, dlen - 2) < part->len)
+            return "a part holds the boundary's text: choose another "
+                   "boundary";
         pos = end + dlen;
     }
 }
