@@ -286,9 +286,7 @@ int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st)
         return refuse_bad(r, st, "unsupported_feature", st->info.refused);
     st->price = apr_hash_get(st->g->prices, st->info.model,
                              APR_HASH_KEY_STRING);
-    /* A model priced at nothing (a moderation model) serves the free
-     * endpoints only: on a paid one, or under another's name by an alias,
-     * its price would be a way to work for free. */
+    /* A model priced in media units only has no token price to bill. */
     if (st->price && st->price->input <= 0 && st->price->output <= 0 &&
         (st->price->per_char > 0 || st->price->per_minute > 0 ||
          st->price->images))
@@ -298,6 +296,9 @@ int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st)
                                                 "here for images or audio "
                                                 "only, not %s.",
                                                 st->info.model, st->endpoint));
+    /* A model priced at nothing (a moderation model) serves the free
+     * endpoints only: on a paid one, or under another's name by an alias,
+     * its price would be a way to work for free. */
     if (!st->price || (st->price->input <= 0 && st->price->output <= 0 &&
                        st->price->cached_input <= 0 &&
                        st->price->cache_write <= 0))
