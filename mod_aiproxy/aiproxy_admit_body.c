@@ -272,6 +272,9 @@ int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st)
         return aiproxy_reply_error(r, st, rc, "invalid_request_error",
                                    "invalid_body", "The request body could "
                                    "not be read.");
+    /* A form, not JSON: its model is read from its fields. */
+    if (ep == AIPROXY_EP_TRANSCRIPTIONS)
+        return aiproxy_admit_media_form(r, st, body);
     /* A parse's tree can be 40 times its text: bounded before it is
      * built, per request and with the bodies this child holds. */
     if ((rc = parse_memory(r, st, body)) != DECLINED)
@@ -290,10 +293,22 @@ int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st)
                                                     ',')));
     if (aiproxy_endpoint_free(ep))
         return admit_free(r, st, body);
+    if (aiproxy_endpoint_media(ep))
+        return aiproxy_admit_media(r, st, body);
     if (st->info.refused)
         return refuse_bad(r, st, "unsupported_feature", st->info.refused);
     st->price = apr_hash_get(st->g->prices, st->info.model,
                              APR_HASH_KEY_STRING);
+    /* A model priced in media units only has no token price to bill. */
+    if (st->price && st->price->input <= 0 && st->price->output <= 0 &&
+        (st->price->per_char > 0 || st->price->per_minute > 0 ||
+         st->price->images))
+        return aiproxy_reply_error(r, st, HTTP_FORBIDDEN,
+                                   "invalid_request_error", "model_not_priced",
+                                   apr_psprintf(r->pool, "Model %s is priced "
+                                                "here for images or audio "
+                                                "only, not %s.",
+                                                st->info.model, st->endpoint));
     /* A model priced at nothing (a moderation model) serves the free
      * endpoints only: on a paid one, or under another's name by an alias,
      * its price would be a way to work for free. */

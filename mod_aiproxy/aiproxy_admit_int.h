@@ -14,6 +14,11 @@ apr_array_header_t *aiproxy_admit_model_names(apr_pool_t *p,
 /* The body: read within the limits, checked, its cost bounded and the
  * reservation set. DECLINED to go on, else the request was answered. */
 int aiproxy_admit_body(request_rec *r, aiproxy_req_t *st);
+/* The media endpoints (aiproxy_admit_media.c), once the body is read:
+ * a JSON body checked and its model allowed (images, speech), or an
+ * audio/transcriptions form. Set the price and the reservation. */
+int aiproxy_admit_media(request_rec *r, aiproxy_req_t *st, char *body);
+int aiproxy_admit_media_form(request_rec *r, aiproxy_req_t *st, char *body);
 
 /* A course's part (aiproxy_admit_course.c). After the caller is known:
  * sets st->cap (the user's, or the course's for its members) and, when the

@@ -75,7 +75,9 @@ const char *aiproxy_config_add_endpoint(cmd_parms *cmd, void *dcv,
         return apr_psprintf(cmd->pool, "AIProxyEndpoints: '%s' is not an "
                             "endpoint the gateway can meter (%s)", ep,
                             "chat/completions, embeddings, models, moderations, "
-                            "responses, messages, messages/count_tokens");
+                            "responses, messages, messages/count_tokens, "
+                            "images/generations, audio/transcriptions, "
+                            "audio/speech");
     if (!d->endpoints)
         d->endpoints = apr_array_make(cmd->pool, 4, sizeof(const char *));
     APR_ARRAY_PUSH(d->endpoints, const char *) = ep;
@@ -229,7 +231,9 @@ int aiproxy_endpoint_allowed(const aiproxy_dir_conf_t *d,
                 return 1;
         return 0;
     }
-    return 1;
+    /* Images and audio cost far more than a request of tokens: open only
+     * where listed, never by a route's default. */
+    return !aiproxy_endpoint_media(aiproxy_endpoint_kind(ep));
 }
 
 const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,
@@ -247,7 +251,8 @@ const char *aiproxy_endpoint_list(apr_pool_t *p, const aiproxy_dir_conf_t *d,
             api->id != (pv ? pv->api : AIPROXY_API_OPENAI))
             continue;
         for (e = api->endpoints; e->path; e++)
-            out = out ? apr_pstrcat(p, out, ",", e->path, NULL) : e->path;
+            if (!aiproxy_endpoint_media(e->kind))
+                out = out ? apr_pstrcat(p, out, ",", e->path, NULL) : e->path;
     }
     return out;
 }

@@ -81,7 +81,8 @@ const char *aiproxy_config_set_price(cmd_parms *cmd, void *dc,
                "[long_context=TOKENS long_input=USD long_output=USD "
                "[long_cached=USD] [long_cache_write=USD] "
                "[long_cache_write_1h=USD]] [web_search=USD per call] (USD "
-               "per 1M tokens)";
+               "per 1M tokens); media: [per_million_chars=USD] "
+               "[per_minute=USD] [image_SIZE_QUALITY=USD ... max_images=N]";
     price = apr_pcalloc(cmd->pool, sizeof(*price));
     while (*(word = ap_getword_conf(cmd->pool, &args)))
         if ((err = aiproxy_price_field(cmd->pool, price, word, &seen)))
@@ -91,7 +92,8 @@ const char *aiproxy_config_set_price(cmd_parms *cmd, void *dc,
     /* A forgotten output price would bill every answer's output at $0.
      * Embeddings produce none: a model named *embed* may leave it out;
      * any other says output=0 if it truly costs nothing. */
-    if (!(seen & AIPROXY_PRICE_HAS_OUTPUT) && !ap_strcasestr(model, "embed"))
+    if (!(seen & AIPROXY_PRICE_HAS_OUTPUT) && !ap_strcasestr(model, "embed") &&
+        !(seen & AIPROXY_PRICE_HAS_MEDIA))
         return apr_psprintf(cmd->pool, "AIProxyPrice %s: output= is required "
                             "(USD per 1M output tokens, with max_output=); "
                             "only embedding models (named *embed*) may leave "

@@ -108,7 +108,8 @@ static void set_body(request_rec *r, aiproxy_req_t *st, const char *model)
 
     if (!st->body)
         return;
-    if (strcmp(model, st->info.model)) {
+    /* A form (audio/transcriptions) is forwarded as sent: no alias. */
+    if (strcmp(model, st->info.model) && st->info.root) {
         if (!st->fwd.aliased)
             st->fwd.aliased = apr_hash_make(r->pool);
         if (!(a = apr_hash_get(st->fwd.aliased, model, APR_HASH_KEY_STRING))) {

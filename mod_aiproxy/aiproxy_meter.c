@@ -85,7 +85,13 @@ void aiproxy_meter_settle(request_rec *r, aiproxy_req_t *st, int status)
     }
     aiproxy_req_record(st, st->fwd.provider ? st->fwd.provider->name : "",
                        status, &rec);
-    if (st->meter.usage_found)
+    if (st->media_ep)
+        /* Its own units, else what an answer without them may have cost:
+         * the reservation (a failure: nothing). */
+        rec.cost = st->meter.media_found ? st->meter.media_cost
+                   : (rec.estimated = (status < 400 || st->meter.timed_out))
+                   ? st->reserved : 0;
+    else if (st->meter.usage_found)
         rec.cost = aiproxy_cost_of(st->price, &st->meter.usage);
     else if ((rec.estimated = estimate_usage(st, status)))
         rec.cost = st->meter.streaming
@@ -231,6 +237,8 @@ static aiproxy_meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
         m->mode = MODE_STREAM;
     else
         m->mode = MODE_BUFFER;
+    if (st->media_ep && (m->mode == MODE_BUFFER || m->mode == MODE_STREAM))
+        aiproxy_meter_media_init(m);
     if (m->mode == MODE_BUFFER)
         m->scan = aiproxy_jscan_create(r->pool, "usage",
                                        AIPROXY_USAGE_TEXT_MAX);
@@ -273,6 +281,8 @@ apr_status_t aiproxy_meter_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     m->st->fwd.committed = 1;
     if (m->mode == MODE_STREAM)
         return aiproxy_meter_stream(f, m, bb);
+    if (m->mode == MODE_PASS)
+        return aiproxy_meter_pass(f, m, bb);
     return aiproxy_meter_held(f, m, bb);
 }
 

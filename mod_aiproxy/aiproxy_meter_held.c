@@ -188,6 +188,8 @@ static void hold(aiproxy_meter_t *m, apr_bucket *b)
     /* Read for its usage even when it cannot be kept: it is charged. */
     if (m->scan)
         aiproxy_jscan_feed(m->scan, d, n);
+    if (m->media_scan)
+        aiproxy_jscan_feed(m->media_scan, d, n);
     if (m->unheld) {
         apr_bucket_delete(b);
         return;
@@ -297,6 +299,8 @@ apr_status_t aiproxy_meter_held(ap_filter_t *f, aiproxy_meter_t *m,
     }
     else {
         held_usage(m);
+        if (st->media_ep)
+            aiproxy_meter_media_held(m);
         if (m->unheld)
             replace_unheld(m);
         else if (m->spill)

@@ -23,7 +23,8 @@ typedef enum {
     MODE_BUFFER,   /* hold the body, price it at the end */
     MODE_STREAM,   /* SSE: pass events, read usage on the way */
     MODE_MODELS,   /* hold the model list and keep allowed models only */
-    MODE_ERROR     /* replace an error page of httpd's with JSON */
+    MODE_ERROR,    /* replace an error page of httpd's with JSON */
+    MODE_PASS      /* audio/speech: charged at once, its audio passed */
 } aiproxy_meter_mode_t;
 
 typedef struct {
@@ -43,6 +44,9 @@ typedef struct {
     apr_file_t *spill;      /* where a held answer past HELD_IN_MEMORY goes */
     apr_uint64_t spilled;   /* its bytes, counted in child_spilled */
     const char *unheld;     /* why the answer could not be held, if so */
+    aiproxy_jscan_t *media_scan; /* a media answer's units (images' data,
+                                    a transcription's duration) */
+    int passed;             /* MODE_PASS: charged, headers set */
 } aiproxy_meter_t;
 
 /* Charges the request once; later calls do nothing. */
@@ -53,6 +57,13 @@ void aiproxy_meter_final_headers(request_rec *r, aiproxy_req_t *st);
 apr_status_t aiproxy_meter_stream(ap_filter_t *f, aiproxy_meter_t *m,
                                   apr_bucket_brigade *bb);
 apr_status_t aiproxy_meter_held(ap_filter_t *f, aiproxy_meter_t *m,
+                                apr_bucket_brigade *bb);
+/* The media endpoints (aiproxy_meter_media.c): how an answer is read (a
+ * success to audio/speech passes, MODE_PASS; others are held and their
+ * units scanned), the units a held answer reports, and passing. */
+void aiproxy_meter_media_init(aiproxy_meter_t *m);
+void aiproxy_meter_media_held(aiproxy_meter_t *m);
+apr_status_t aiproxy_meter_pass(ap_filter_t *f, aiproxy_meter_t *m,
                                 apr_bucket_brigade *bb);
 
 #endif

@@ -43,6 +43,8 @@ typedef struct {
     int error_generated;            /* httpd made the response (e.g. 502) */
     int settled;
     aiproxy_money_t cost;           /* charged at settlement */
+    int media_found;                /* a media answer told its units: */
+    aiproxy_money_t media_cost;     /* what they cost */
 } aiproxy_metering_t;
 
 /* A local answer instead of forwarding. */
@@ -64,6 +66,9 @@ typedef struct {
     int is_models;                  /* a model list, not a metered call */
     int free_ep;                    /* a free endpoint: no hold, $0, its
                                        record written when answered */
+    int media_ep;                   /* billed by its own unit: images,
+                                       audio minutes, characters */
+    aiproxy_money_t media_each;     /* images: the price of one */
     const char *email;
     const char *month;              /* YYYY-MM at admission, UTC */
     const char *id;                 /* request id, also the hold's key */

@@ -631,6 +631,8 @@ def load_prices():
         p = {k: (v == "yes") if k == "reasoning"
              else int(v) if k in ("max_output", "context", "image")
              else int(Decimal(v) * 1000000) for k, v in fields.items()}
+        # Media models (images, audio) may have no token price.
+        p.setdefault("input", 0)
         p.setdefault("cached", p["input"])
         p.setdefault("cache_write", 0)
         p.setdefault("output", 0)

@@ -18,6 +18,17 @@ Routes (matched on the path suffix, so any prefix works: /v1/..., /openai/v1/...
                                  "category_applied_input_types"}]}; model defaults to
                                  omni-moderation-latest; an input is flagged (violence)
                                  when its text holds the word "kill"
+  POST .../images/generations    OpenAI images: {"created", "data": [n of {"url"} or
+                                 {"b64_json"}, with "revised_prompt"]}; controls:
+                                 X-Fake-Images (how many), X-Fake-B64-Bytes (size of each),
+                                 X-Fake-Raw (this body instead)
+  POST .../audio/transcriptions  multipart form (file, model, response_format): json
+                                 {"text", "usage": {"type": "duration", "seconds"}},
+                                 verbose_json (+ "duration", "segments"), text, srt, vtt;
+                                 the duration is the WAV file's, else X-Fake-Duration;
+                                 X-Fake-No-Usage leaves usage out
+  POST .../audio/speech          audio bytes of the response_format's type (mp3 default),
+                                 X-Fake-Audio-Bytes long (default 64 per input character)
 
 Token counts: prompt/input = whitespace-separated words over all message text
 (incl. system / instructions), min 1; completion/output = words of the reply
@@ -134,6 +145,7 @@ import hashlib
 import itertools
 import json
 import os
+import math
 import re
 import socket
 import struct
@@ -880,6 +892,12 @@ class Handler(BaseHTTPRequestHandler):
             route = ("POST", self.count_tokens, "count_tokens")
         elif path.endswith("/moderations"):
             route = ("POST", self.moderations, "moderations")
+        elif path.endswith("/images/generations"):
+            route = ("POST", self.images, None)
+        elif path.endswith("/audio/transcriptions"):
+            route = ("POST", self.transcriptions, None)
+        elif path.endswith("/audio/speech"):
+            route = ("POST", self.speech, None)
         elif path.endswith("/models"):
             route = ("GET", self.models, None)
         elif "/models/" in path:
@@ -894,7 +912,10 @@ class Handler(BaseHTTPRequestHandler):
                 usage_err = "fake_upstream: X-Fake-Usage is not valid JSON"
         status = _int(ctl.get("status"), 200)
         req, parse_err = None, None
-        if cmd == "POST":
+        self.raw_body = body
+        if cmd == "POST" and path.endswith("/audio/transcriptions"):
+            req = {}  # a multipart form: read by the handler
+        elif cmd == "POST":
             try:
                 req = json.loads(body) if body.strip() else {}
                 if not isinstance(req, dict):
@@ -1254,6 +1275,88 @@ class Handler(BaseHTTPRequestHandler):
                         else ["text"]) for c in MODERATION_CATEGORIES},
             })
         self.ok({"id": _new_id("modr-"), "model": plan.model, "results": results})
+
+    # -- images and audio (OpenAI's wire formats)
+
+    def images(self, req, ctl, plan):
+        if ctl.get("raw") is not None:   # X-Fake-Raw: the body as given
+            return self.send_body(200, str(ctl["raw"]).encode(), headers=self.base_headers)
+        n = _int(ctl.get("images"), _int(req.get("n"), 1))
+        fmt = req.get("response_format") or "url"
+        size = _int(ctl.get("b64_bytes"), 96)
+        data = []
+        for i in range(n):
+            item = {"revised_prompt": str(req.get("prompt", ""))}
+            if fmt == "b64_json":
+                item["b64_json"] = base64.b64encode(b"\x89PNG" + b"\0" * size).decode()[:size]
+            else:
+                item["url"] = "https://images.example/%s.png" % _new_id("img-")
+            data.append(item)
+        self.ok({"created": int(time.time()), "data": data})
+
+    def _form(self):
+        import email.parser
+        import email.policy
+        head = "Content-Type: %s\r\n\r\n" % self.headers.get("Content-Type", "")
+        msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            head.encode("latin-1") + self.raw_body)
+        fields, files = {}, {}
+        for part in msg.iter_parts() if msg.is_multipart() else []:
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True) or b""
+            if part.get_filename() is not None:
+                files[name] = payload
+            else:
+                fields[name] = payload.decode("utf-8", "replace")
+        return fields, files
+
+    def transcriptions(self, req, ctl, plan):
+        fields, files = self._form()
+        if "file" not in files or not fields.get("model"):
+            return self.error(400, "file and model are required")
+        audio = files["file"]
+        duration = float(ctl.get("duration") or 0) or 1.0
+        if audio[:4] == b"RIFF" and audio[8:12] == b"WAVE" and not ctl.get("duration"):
+            rate = struct.unpack("<I", audio[28:32])[0]
+            data = audio.find(b"data")
+            if rate and data > 0:
+                duration = struct.unpack("<I", audio[data + 4:data + 8])[0] / float(rate)
+        text = "A fake transcription."
+        usage = {"type": "duration", "seconds": int(math.ceil(duration))}
+        fmt = fields.get("response_format") or "json"
+        def stamp(t, sep):
+            return "%02d:%02d:%02d%s%03d" % (t // 3600, t % 3600 // 60, int(t) % 60, sep,
+                                             int(t * 1000) % 1000)
+        if fmt == "text":
+            return self.send_body(200, (text + "\n").encode(), "text/plain; charset=utf-8",
+                                  headers=self.base_headers)
+        if fmt == "srt":
+            return self.send_body(200, ("1\n%s --> %s\n%s\n\n" % (
+                stamp(0, ","), stamp(duration, ","), text)).encode(),
+                "text/plain; charset=utf-8", headers=self.base_headers)
+        if fmt == "vtt":
+            return self.send_body(200, ("WEBVTT\n\n%s --> %s\n%s\n\n" % (
+                stamp(0, "."), stamp(duration, "."), text)).encode(),
+                "text/plain; charset=utf-8", headers=self.base_headers)
+        out = {"text": text}
+        if fmt == "verbose_json":
+            out = {"task": "transcribe", "language": "english", "duration": duration,
+                   "text": text, "segments": [{"id": 0, "start": 0.0, "end": duration,
+                                               "text": text}]}
+        if not _truthy(ctl.get("no_usage", "")):
+            out["usage"] = usage
+        self.ok(out)
+
+    def speech(self, req, ctl, plan):
+        types = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac",
+                 "flac": "audio/flac", "wav": "audio/wav", "pcm": "audio/pcm"}
+        fmt = req.get("response_format") or "mp3"
+        if not isinstance(req.get("input"), str) or fmt not in types:
+            return self.error(400, "input and a known response_format are required")
+        n = _int(ctl.get("audio_bytes"), 64 * len(req["input"]))
+        audio = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+        self.send_body(200, audio, types[fmt], headers=self.base_headers,
+                       split=self.split or 4096)
 
     def messages(self, req, ctl, plan):
         model = req.get("model", "")

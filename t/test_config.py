@@ -207,9 +207,9 @@ def test_path_route_must_name_its_providers(make_gateway):
 def test_endpoint_the_gateway_cannot_meter(make_gateway):
     configtest_fails(make_gateway("<Location /p>\n    AIProxyRoute openai\n"
                                   "    AIProxyModels *\n"
-                                  "    AIProxyEndpoints chat/completions images/generations\n"
+                                  "    AIProxyEndpoints chat/completions audio/translations\n"
                                   "</Location>\n"),
-                     "AIProxyEndpoints", "images/generations")
+                     "AIProxyEndpoints", "audio/translations")
 
 
 def test_endpoint_of_another_api_on_a_fixed_route(make_gateway):

@@ -58,7 +58,7 @@ def read_prices(path=os.path.join(ROOT, "conf/prices.conf")):
                 per_token = Decimal(v) * PICO_PER_USD / Decimal(10 ** 6)
                 assert per_token == per_token.to_integral_value(), line
                 fields[k] = int(per_token)
-            fields.setdefault("cached", fields["input"])
+            fields.setdefault("cached", fields.get("input", 0))
             fields.setdefault("cache_write", 0)
             fields.setdefault("output", 0)
             prices[words[1]] = fields

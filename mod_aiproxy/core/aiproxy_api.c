@@ -109,6 +109,12 @@ int aiproxy_endpoint_free(aiproxy_endpoint_t ep)
     return ep == AIPROXY_EP_COUNT_TOKENS || ep == AIPROXY_EP_MODERATIONS;
 }
 
+int aiproxy_endpoint_media(aiproxy_endpoint_t ep)
+{
+    return ep == AIPROXY_EP_IMAGES || ep == AIPROXY_EP_TRANSCRIPTIONS ||
+           ep == AIPROXY_EP_SPEECH;
+}
+
 static const aiproxy_endpoint_def_t *of_kind(aiproxy_endpoint_t ep)
 {
     const aiproxy_endpoint_def_t *e;

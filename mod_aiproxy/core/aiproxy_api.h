@@ -23,6 +23,9 @@ typedef enum {
     AIPROXY_EP_EMBEDDINGS,   /* embeddings: input only */
     AIPROXY_EP_COUNT_TOKENS, /* messages/count_tokens (Anthropic): free */
     AIPROXY_EP_MODERATIONS,  /* moderations (OpenAI): free */
+    AIPROXY_EP_IMAGES,       /* images/generations: per image */
+    AIPROXY_EP_TRANSCRIPTIONS, /* audio/transcriptions: per minute */
+    AIPROXY_EP_SPEECH,       /* audio/speech: per input character */
     AIPROXY_EP_OTHER
 } aiproxy_endpoint_t;
 
@@ -112,6 +115,9 @@ aiproxy_endpoint_t aiproxy_endpoint_kind(const char *path);
 /* 1 when an endpoint costs nothing at the provider (counting tokens,
  * moderation): no hold, charged $0, never streamed. */
 int aiproxy_endpoint_free(aiproxy_endpoint_t ep);
+/* 1 when an endpoint is billed by its own unit, not by tokens (images,
+ * minutes of audio, characters): aiproxy_media.h. */
+int aiproxy_endpoint_media(aiproxy_endpoint_t ep);
 /* The model OpenAI's moderations use when a body names none; the gateway
  * names it in the forwarded body, so what it allowed is what serves. */
 #define AIPROXY_MODERATION_MODEL "omni-moderation-latest"

@@ -1,5 +1,5 @@
 /* OpenAI's wire format: Chat Completions, the Responses API, embeddings,
- * moderations, the model list. */
+ * moderations, images, audio, the model list. */
 #include <string.h>
 #include <apr_strings.h>
 
@@ -18,9 +18,14 @@ static const char *const pass_headers[] = {
 };
 
 static const aiproxy_endpoint_def_t endpoints[] = {
+    /* Billed by their own units (aiproxy_media.h). */
+    { "audio/speech", AIPROXY_EP_SPEECH, NULL, NULL, NULL, NULL },
+    { "audio/transcriptions", AIPROXY_EP_TRANSCRIPTIONS, NULL, NULL, NULL,
+      NULL },
     { "chat/completions", AIPROXY_EP_CHAT, "max_completion_tokens",
       chat_limits, "stream_options", "include_usage" },
     { "embeddings", AIPROXY_EP_EMBEDDINGS, NULL, NULL, NULL, NULL },
+    { "images/generations", AIPROXY_EP_IMAGES, NULL, NULL, NULL, NULL },
     { "models", AIPROXY_EP_OTHER, NULL, NULL, NULL, NULL },
     /* Free; its model is optional (AIPROXY_MODERATION_MODEL). */
     { "moderations", AIPROXY_EP_MODERATIONS, NULL, NULL, NULL, NULL },

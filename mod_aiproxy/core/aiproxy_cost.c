@@ -1,6 +1,7 @@
 #include <apr_strings.h>
 
 #include "aiproxy_cost.h"
+#include "aiproxy_media.h"
 
 #define MONEY_MAX APR_INT64_MAX
 
@@ -82,7 +83,15 @@ const char *aiproxy_price_field(apr_pool_t *p, aiproxy_price_t *price,
     aiproxy_money_t *field = NULL;
     apr_int64_t *tokens = NULL;
     const char *err;
+    int media = 0;
 
+    /* A media endpoint's unit price (aiproxy_media.c). */
+    err = aiproxy_price_media_field(p, price, name, eq ? eq + 1 : NULL, &media);
+    if (media) {
+        if (!err)
+            *seen |= AIPROXY_PRICE_HAS_MEDIA;
+        return err;
+    }
     if (!strcmp(name, "input"))
         field = &price->input, *seen |= AIPROXY_PRICE_HAS_INPUT;
     else if (!strcmp(name, "cached"))
@@ -161,8 +170,9 @@ static const char *long_finish(aiproxy_price_t *price, int seen)
 
 const char *aiproxy_price_finish(aiproxy_price_t *price, int seen)
 {
-    if (!(seen & AIPROXY_PRICE_HAS_INPUT))
-        return "input= is required";
+    if (!(seen & AIPROXY_PRICE_HAS_INPUT) && !(seen & AIPROXY_PRICE_HAS_MEDIA))
+        return "input= is required (or a media unit: per_million_chars=, "
+               "per_minute=, image_SIZE_QUALITY=)";
     /* Without it no request's output, and so no reservation, is bounded. */
     if (price->output > 0 && price->max_output <= 0)
         return "max_output= (the most output tokens one answer can have) is "

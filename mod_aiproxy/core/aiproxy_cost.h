@@ -31,6 +31,14 @@ typedef struct {
                     long_cache_write_1h, long_output;
     /* Hosted tools, pico-dollars per call; 0: the tool is refused. */
     aiproxy_money_t web_search;
+    /* Media endpoints' own units (aiproxy_media.c), 0/NULL where not
+     * priced: audio/speech per input character, audio/transcriptions per
+     * minute of audio, images/generations per image by size and quality
+     * (aiproxy_image_price_t), at most max_images (0: 10) a request. */
+    aiproxy_money_t per_char;
+    aiproxy_money_t per_minute;
+    apr_array_header_t *images;
+    apr_int64_t max_images;
 } aiproxy_price_t;
 
 /* Token counts normalised across APIs: every input token is in exactly one
@@ -62,6 +70,7 @@ const char *aiproxy_price_parse(apr_pool_t *p, const char *usd_per_million,
 #define AIPROXY_PRICE_HAS_INPUT 1
 #define AIPROXY_PRICE_HAS_CACHED 2
 #define AIPROXY_PRICE_HAS_OUTPUT 4
+#define AIPROXY_PRICE_HAS_MEDIA 8   /* a media unit: input= optional */
 const char *aiproxy_price_field(apr_pool_t *p, aiproxy_price_t *price,
                                 const char *word, int *seen);
 

@@ -288,8 +288,9 @@ const char *aiproxy_inspect_request(apr_pool_t *p, const char *body,
         info->stream = b;
     }
     /* Nothing a free endpoint's body asks for is billed: its limits,
-     * tools and parts are the provider's to check. */
-    if (aiproxy_endpoint_free(ep))
+     * tools and parts are the provider's to check. A media endpoint's
+     * units are read by its admission (aiproxy_media.h). */
+    if (aiproxy_endpoint_free(ep) || aiproxy_endpoint_media(ep))
         return NULL;
     if ((opts = aiproxy_json_get(root, "stream_options")) &&
         (v = aiproxy_json_get(opts, "include_usage")))

@@ -26,6 +26,9 @@ struct aiproxy_jscan {
     int in_string, escape, first_key;
     char *buf;
     apr_size_t vlen, max;
+    int is_array;       /* the member's value opened with '[' */
+    int nonempty;       /* the array has an element */
+    apr_int64_t commas; /* between its elements */
 };
 
 aiproxy_jscan_t *aiproxy_jscan_create(apr_pool_t *p, const char *key,
@@ -105,6 +108,13 @@ static void value_byte(aiproxy_jscan_t *s, char c)
         s->first_key = 0;
         return;
     }
+    if (s->capturing && s->is_array) {
+        if (c == ',' && s->depth == 2)
+            s->commas++;
+        else if (s->depth >= 2 && !blank(c) && !(c == '[' && s->depth == 2 &&
+                                                  !s->vlen && !s->overflow))
+            s->nonempty = 1;
+    }
     keep(s, c);
 }
 
@@ -115,6 +125,13 @@ static void keep_run(aiproxy_jscan_t *s, const char *run, apr_size_t n)
 
     if (!s->capturing)
         return;
+    if (s->is_array && s->depth >= 2 && !s->nonempty) {
+        apr_size_t i;
+
+        for (i = 0; i < n; i++)
+            if (!blank(run[i]))
+                s->nonempty = 1;
+    }
     if (n > room) {
         n = room;
         s->overflow = 1;
@@ -230,6 +247,7 @@ void aiproxy_jscan_feed(aiproxy_jscan_t *s, const char *buf, apr_size_t len)
                     break;
                 }
                 s->capturing = 1;
+                s->is_array = c == '[';
             }
             s->state = JS_VALUE;
             value_byte(s, c);
@@ -254,4 +272,12 @@ const char *aiproxy_jscan_value(aiproxy_jscan_t *s, apr_size_t *len)
     s->buf[s->vlen] = '\0';
     *len = s->vlen;
     return s->buf;
+}
+
+int aiproxy_jscan_items(aiproxy_jscan_t *s, apr_int64_t *n)
+{
+    if (s->state != JS_END || !s->found || !s->is_array)
+        return 0;
+    *n = s->nonempty ? s->commas + 1 : 0;
+    return 1;
 }

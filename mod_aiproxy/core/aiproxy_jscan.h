@@ -20,4 +20,10 @@ void aiproxy_jscan_feed(aiproxy_jscan_t *s, const char *buf, apr_size_t len);
  * nothing but blanks after it; else NULL. */
 const char *aiproxy_jscan_value(aiproxy_jscan_t *s, apr_size_t *len);
 
+/* After the last piece, when the member is an array: 1 and its element
+ * count in *n (how many images an answer's `data` holds, however large
+ * they are: counted whatever max_value is); else 0. Same conditions as
+ * aiproxy_jscan_value otherwise. */
+int aiproxy_jscan_items(aiproxy_jscan_t *s, apr_int64_t *n);
+
 #endif

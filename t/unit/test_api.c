@@ -47,7 +47,8 @@ static void test_api_tables(apr_pool_t *p)
 {
     CHECK_INT(aiproxy_endpoint_kind("chat/completions"), AIPROXY_EP_CHAT);
     CHECK_INT(aiproxy_endpoint_kind("messages"), AIPROXY_EP_MESSAGES);
-    CHECK_INT(aiproxy_endpoint_kind("audio/speech"), AIPROXY_EP_OTHER);
+    CHECK_INT(aiproxy_endpoint_kind("audio/speech"), AIPROXY_EP_SPEECH);
+    CHECK_INT(aiproxy_endpoint_kind("audio/translations"), AIPROXY_EP_OTHER);
     CHECK_INT(aiproxy_endpoint_api("messages"), AIPROXY_API_ANTHROPIC);
     CHECK_INT(aiproxy_endpoint_api("responses"), AIPROXY_API_OPENAI);
     CHECK_STR(aiproxy_output_limit_field(AIPROXY_EP_CHAT),
