@@ -319,10 +319,8 @@ static int signin_course(request_rec *r, aiproxy_req_t *st, const char *email,
     return DECLINED;
 }
 
-/* Signs a gateway token for email with the newest secret, issued after
- * any revocation (aiproxy_token_issue). */
-static int issue_token(request_rec *r, aiproxy_req_t *st, const char *email,
-                       const char *course)
+int aiproxy_admin_issue(request_rec *r, aiproxy_req_t *st, const char *email,
+                        const char *course)
 {
     const char *token;
     apr_int64_t exp;
@@ -389,7 +387,7 @@ int aiproxy_token_handler(request_rec *r)
                     apr_pstrcat(r->pool, "Google sign-in refused: ", why, ".",
                                 NULL));
     }
-    return issue_token(r, st, id.email, course);
+    return aiproxy_admin_issue(r, st, id.email, course);
 }
 
 /* ---- /admin/api -------------------------------------------------------- */
