@@ -109,7 +109,7 @@ def test_config_endpoint_tells_the_page_the_client_id(gw):
     assert r.status_code == 200
     assert r.json() == {"client_id": CLIENT_ID,
                         "allowed_domains": ["example.com", "study.example.edu"],
-                        "require_hosted_domain": False}
+                        "require_hosted_domain": False, "oidc_signin": None}
 
 
 # --- each bad credential, with its own status and code --------------------

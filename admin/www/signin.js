@@ -125,9 +125,41 @@
     $("#gsi-button").hidden = true;
   }
 
+  /* Sign-in through mod_auth_openidc: a link to its location, which sends
+   * the browser back here with ?signin=oidc once the provider has
+   * authenticated it; then the token is fetched from there (the provider's
+   * session cookie rides along), so it is never in a URL. */
+  function loadOidc(config) {
+    var path = config.oidc_signin;
+    if (!path) return false;
+    if (window.AIProxyMine) window.AIProxyMine.oidc(path);
+    var params = new URLSearchParams(window.location.search);
+    var link = $("#oidc-signin");
+    var course = sessionStorage.getItem("aiproxy.pending-course");
+    link.href = path + (course ? "?course=" + encodeURIComponent(course) : "");
+    link.hidden = false;
+    if (params.get("signin") === "oidc") {
+      window.history.replaceState(null, "", window.location.pathname);
+      var q = params.get("course") ? "?course=" + encodeURIComponent(params.get("course")) : "";
+      A.announce("Signing in…");
+      A.api(path + q, { anonymous: true }).then(function (r) {
+        sessionStorage.removeItem("aiproxy.pending-course");
+        A.setSession(r);
+        A.announce("Signed in as " + r.email + ".", "ok");
+        render();
+      }, function (err) {
+        A.announce("");
+        signInError(err.message);
+      });
+    }
+    return true;
+  }
+
   function loadGoogle(config) {
+    var oidc = loadOidc(config);
     if (!config.client_id) {
-      gsiProblem("Google sign-in is not configured on this server.");
+      if (!oidc) gsiProblem("Sign-in is not configured on this server.");
+      else $("#gsi-button").hidden = true;
       return;
     }
     if (config.allowed_domains && config.allowed_domains.length) {
@@ -174,10 +206,13 @@
       A.copyText($("#snippet-curl").textContent, e.currentTarget);
     });
     render();
-    if (!A.session()) {
-      A.api("/token/config", { anonymous: true }).then(loadGoogle, function (err) {
-        gsiProblem("Sign-in is unavailable: " + err.message);
-      });
-    }
+    /* The configuration also when signed in: a course token may come from
+     * the organisation's sign-in. */
+    A.api("/token/config", { anonymous: true }).then(function (config) {
+      if (!A.session()) loadGoogle(config);
+      else if (config.oidc_signin && window.AIProxyMine) window.AIProxyMine.oidc(config.oidc_signin);
+    }, function (err) {
+      if (!A.session()) gsiProblem("Sign-in is unavailable: " + err.message);
+    });
   });
 })();
