@@ -13,7 +13,7 @@ TEST=0
 APT_PACKAGES=(
     apache2 apache2-dev libjwt-dev libmongoc-dev libbson-dev libjansson-dev
     libssl-dev libcurl4-openssl-dev pkg-config make gcc ca-certificates curl
-    openssl python3 python3-venv
+    openssl python3 python3-venv libapache2-mod-auth-openidc
 )
 # The local store is a Java server: wanted without MONGODB_URI, and always
 # by the tests (some stop and restart their own).
@@ -23,9 +23,11 @@ if [ -z "${MONGODB_URI:-}" ] || ((TEST)); then
     APT_PACKAGES+=(openjdk-17-jdk-headless maven)
 fi
 # Testing adds: the dashboard's browser (chromium), a shared cache
-# (redis), a moved clock (month rollover), the fuzzers (clang's libFuzzer).
+# (redis), a moved clock (month rollover), the fuzzers (clang's libFuzzer),
+# node for the test OpenID provider (unless the machine has its own).
 if ((TEST)); then
     APT_PACKAGES+=(chromium redis-server faketime clang libclang-rt-14-dev)
+    command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 fi
 
 missing=()
@@ -91,6 +93,17 @@ if ((TEST)) && { [ ! -x .tools/bin/toxiproxy-server ] ||
         "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
     mv -f .tools/gobin/server .tools/bin/toxiproxy-server
     echo "$TOXIPROXY_VERSION" > .tools/toxiproxy.version
+fi
+
+# A real OpenID provider for t/test_oidc.py: npm's oidc-provider, pinned,
+# in a project-local prefix.
+OIDC_PROVIDER_VERSION=9.13.3
+if ((TEST)) && [ "$(cat .tools/npm-oidc/.version 2>/dev/null)" != "$OIDC_PROVIDER_VERSION" ]; then
+    echo "setup: installing oidc-provider $OIDC_PROVIDER_VERSION" >&2
+    mkdir -p .tools/npm-oidc
+    npm install --prefix .tools/npm-oidc --no-audit --no-fund --save-exact \
+        --loglevel=error "oidc-provider@$OIDC_PROVIDER_VERSION" >/dev/null
+    echo "$OIDC_PROVIDER_VERSION" > .tools/npm-oidc/.version
 fi
 
 ((STORE)) && tools/store.sh build
