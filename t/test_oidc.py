@@ -100,6 +100,8 @@ OIDCRedirectURI http://127.0.0.1:%(port)d/signin/callback
 OIDCCryptoPassphrase ${OIDC_PASSPHRASE}
 OIDCScope "openid email profile"
 OIDCPKCEMethod S256
+# The code comes back in a POST body, not in a URL the access log records.
+OIDCResponseMode form_post
 OIDCRemoteUserClaim email
 OIDCPassClaimsAs environment
 OIDCSessionInactivityTimeout %(idle)d
@@ -324,3 +326,6 @@ def test_no_secret_or_token_in_logs(gw, op_gw, page):
     for secret in (token, token.split(".")[2], TOKEN_SECRET, CLIENT_SECRET, PASSPHRASE):
         assert secret not in logs
     assert "email=alice@uni.example" in gw.access_log()
+    # The provider's authorization codes came in POST bodies: none is logged.
+    assert "POST /signin/callback HTTP" in gw.access_log()
+    assert "code=" not in gw.access_log()
