@@ -515,8 +515,12 @@ const command_rec aiproxy_directives[] = {
                    "protected by AuthType openid-connect that the dashboard "
                    "offers, and where it sends a browser back (/admin/)"),
     AP_INIT_TAKE2("AIProxyOIDCClaim", aiproxy_oidc_signin_set_claim, NULL,
-                  RSRC_CONF, "email|email_verified|hd|tid NAME: the claim "
-                  "mod_auth_openidc passes it in ('-': none)"),
+                  RSRC_CONF, "email|email_verified|hd|tid|groups NAME: the "
+                  "claim mod_auth_openidc passes it in ('-': none)"),
+    AP_INIT_TAKE1("AIProxyOIDCCourseGroups", aiproxy_oidc_signin_set_course_groups,
+                  NULL, RSRC_CONF, "PREFIX: a group PREFIX<course-id> in the "
+                  "groups claim enrols the user in that course at sign-in "
+                  "(off)"),
     AP_INIT_ITERATE("AIProxyOIDCTenants", aiproxy_oidc_signin_add_tenant,
                     NULL, RSRC_CONF, "Microsoft Entra tenant IDs whose "
                     "accounts are organisation-managed"),

@@ -74,9 +74,11 @@ typedef struct {
     int require_managed;            /* -1 unset: on when domains are set */
     const char *oidc_signin;        /* its location; NULL: not offered */
     const char *oidc_dashboard;     /* where a browser goes once signed in */
-    const char *oidc_claim[4];      /* environment names: email,
+    const char *oidc_claim[5];      /* environment names: email,
                                        email_verified (NULL: unchecked), hd,
-                                       tid */
+                                       tid, groups */
+    const char *oidc_course_groups; /* group prefix that enrols in the
+                                       course named by the rest; NULL: off */
     apr_array_header_t *oidc_tenants; /* lower-case Entra tenant IDs */
     apr_int64_t token_lifetime;     /* seconds; 0: issued tokens carry no exp */
     apr_hash_t *model_map;          /* public model -> array of aiproxy_target_t */

@@ -23,6 +23,8 @@
 #include "aiproxy_course.h"
 #include "aiproxy_handler.h"
 #include "aiproxy_ledger.h"
+#include "aiproxy_ledger_course.h"
+#include "aiproxy_ledger_course_admin.h"
 #include "aiproxy_oidc.h"
 #include "aiproxy_oidc_signin.h"
 #include "aiproxy_params.h"
@@ -34,9 +36,13 @@ APLOG_USE_MODULE(aiproxy);
 /* mod_auth_openidc's default OIDCClaimPrefix. */
 #define CLAIM_PREFIX "OIDC_CLAIM_"
 
-enum { CLAIM_EMAIL, CLAIM_VERIFIED, CLAIM_HD, CLAIM_TID, CLAIM_KINDS };
+/* Course groups looked at per sign-in: each may cost store round trips. */
+#define COURSE_GROUPS_MAX 16
+
+enum { CLAIM_EMAIL, CLAIM_VERIFIED, CLAIM_HD, CLAIM_TID, CLAIM_GROUPS,
+       CLAIM_KINDS };
 static const char *const kinds[CLAIM_KINDS] = {
-    "email", "email_verified", "hd", "tid"
+    "email", "email_verified", "hd", "tid", "groups"
 };
 
 /* ---- Directives -------------------------------------------------------- */
@@ -104,7 +110,7 @@ const char *aiproxy_oidc_signin_set_claim(cmd_parms *cmd, void *dc,
         ;
     if (i == CLAIM_KINDS)
         return apr_psprintf(cmd->pool, "AIProxyOIDCClaim: '%s' is not one "
-                            "of email, email_verified, hd, tid", kind);
+                            "of email, email_verified, hd, tid, groups", kind);
     if (!strcmp(name, "-")) {
         if (i == CLAIM_EMAIL)
             return "AIProxyOIDCClaim: email cannot be '-': the token is "
@@ -118,6 +124,22 @@ const char *aiproxy_oidc_signin_set_claim(cmd_parms *cmd, void *dc,
         return apr_psprintf(cmd->pool, "AIProxyOIDCClaim: '%s' is not a "
                             "claim name (letters, digits, _) or '-'", name);
     g->oidc_claim[i] = apr_pstrcat(cmd->pool, CLAIM_PREFIX, name, NULL);
+    return NULL;
+}
+
+const char *aiproxy_oidc_signin_set_course_groups(cmd_parms *cmd, void *dc,
+                                                  const char *prefix)
+{
+    const char *err = aiproxy_cfg_global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if (!*prefix || strlen(prefix) > 64 || strpbrk(prefix, ", \t\"\\"))
+        return apr_psprintf(cmd->pool, "AIProxyOIDCCourseGroups: '%s' is not "
+                            "a group prefix (1 to 64 characters, no comma, "
+                            "space or quote)", prefix);
+    aiproxy_cfg_global(cmd)->oidc_course_groups = prefix;
     return NULL;
 }
 
@@ -227,6 +249,57 @@ static apr_int64_t auth_time(request_rec *r)
     return *end || t < 0 ? 0 : t;
 }
 
+/* Enrols email in each existing course that the groups claim names with
+ * the AIProxyOIDCCourseGroups prefix (mod_auth_openidc joins an array's
+ * values with commas): the provider's groups are the class lists. At most
+ * COURSE_GROUPS_MAX such groups per sign-in; unknown courses are skipped.
+ * 0, or -1 when the store failed (*err). */
+static int enrol_from_groups(request_rec *r, aiproxy_ledger_t *l,
+                             const char *email, const char **err)
+{
+    aiproxy_global_t *g = aiproxy_global(r->server);
+    const char *groups = claim(r, g->oidc_claim[CLAIM_GROUPS]);
+    apr_size_t plen;
+    char *list, *grp, *last;
+    int seen = 0;
+
+    if (!g->oidc_course_groups || !groups)
+        return 0;
+    plen = strlen(g->oidc_course_groups);
+    list = apr_pstrdup(r->pool, groups);
+    for (grp = apr_strtok(list, ",", &last); grp && seen < COURSE_GROUPS_MAX;
+         grp = apr_strtok(NULL, ",", &last)) {
+        apr_array_header_t *who;
+        aiproxy_course_t c;
+        aiproxy_ledger_rc_t rc;
+        const char *id;
+        int added = 0;
+
+        if (strncmp(grp, g->oidc_course_groups, plen) ||
+            !aiproxy_course_id_valid(grp + plen))
+            continue;
+        id = grp + plen;
+        seen++;
+        rc = aiproxy_ledger_course_get(l, r->pool, id, &c, err);
+        if (rc == AIPROXY_LEDGER_NOT_FOUND)
+            continue;
+        if (rc != AIPROXY_LEDGER_OK)
+            return -1;
+        who = apr_array_make(r->pool, 1, sizeof(const char *));
+        APR_ARRAY_PUSH(who, const char *) = email;
+        if (aiproxy_ledger_members_add(l, r->pool, id, who,
+                                       "identity provider",
+                                       apr_time_as_msec(apr_time_now()),
+                                       &added, err) != AIPROXY_LEDGER_OK)
+            return -1;
+        if (added)
+            ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, AIPLOGNO(04504)
+                          "%s enrolled in course %s by the group %s of their "
+                          "identity provider", email, id, grp);
+    }
+    return 0;
+}
+
 int aiproxy_oidc_signin_handler(request_rec *r)
 {
     aiproxy_req_t *st;
@@ -302,6 +375,13 @@ int aiproxy_oidc_signin_handler(request_rec *r)
                       "Sign-in refused: your access was revoked after you "
                       "signed in. Sign out of your identity provider, then "
                       "sign in again.");
+    }
+    if (enrol_from_groups(r, l, email, &err) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(04505)
+                      "usage store unavailable: %s", err);
+        return refuse(r, st, json, HTTP_SERVICE_UNAVAILABLE,
+                      "store_unavailable", "The usage store is unavailable; "
+                      "try again in a minute.");
     }
     no_store(r);
     if (json)

@@ -18,6 +18,8 @@ const char *aiproxy_oidc_signin_set_location(cmd_parms *cmd, void *dc,
                                              const char *dashboard);
 const char *aiproxy_oidc_signin_set_claim(cmd_parms *cmd, void *dc,
                                           const char *kind, const char *name);
+const char *aiproxy_oidc_signin_set_course_groups(cmd_parms *cmd, void *dc,
+                                                  const char *prefix);
 const char *aiproxy_oidc_signin_add_tenant(cmd_parms *cmd, void *dc,
                                            const char *tid);
 const char *aiproxy_oidc_signin_finish(aiproxy_global_t *g);

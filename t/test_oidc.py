@@ -5,6 +5,7 @@ consent, the redirect back), gets a token and uses it with the openai SDK;
 the wrong domain, an unverified email, a consumer account and a revoked
 user are refused with clear pages; an expired session needs a new
 sign-in; no secret or token reaches the logs."""
+import datetime
 import json
 import os
 import secrets
@@ -15,6 +16,7 @@ import httpx
 import jwt
 import openai
 import pytest
+from bson import Int64
 
 from conftest import ADMIN, ROOT, TOKEN_SECRET, Gateway, free_port, make_token
 
@@ -36,7 +38,8 @@ IDLE = 10   # the least mod_auth_openidc allows
 USERS = {
     # Google-style: a Workspace account (hd).
     "alice@uni.example": {"email": "alice@uni.example", "email_verified": True,
-                          "hd": "uni.example", "name": "Alice"},
+                          "hd": "uni.example", "name": "Alice",
+                          "groups": ["staff", "course-cs102", "course-nosuch", "course-BAD!"]},
     # Entra-style: an account of a configured tenant (tid), no hd.
     "frank@college.example": {"email": "Frank@College.example", "email_verified": True,
                               "tid": TENANT},
@@ -114,6 +117,7 @@ OIDCSessionMaxDuration 3600
 AIProxyOIDCSignIn /signin
 AIProxyAllowedDomains uni.example college.example
 AIProxyOIDCTenants %(tenant)s
+AIProxyOIDCCourseGroups course-
 """ % {"m": MODULES, "issuer": op.issuer, "port": gw_port, "idle": IDLE, "tenant": TENANT}
 
 
@@ -256,6 +260,22 @@ def test_course_choice_needs_membership(page, gw):
     assert r.status == 400
 
 
+def test_groups_claim_enrols_in_existing_courses(page, gw):
+    db = gw.db()
+    db.courses.insert_one({"_id": "cs102", "name": "Course cs102", "budget": Int64(10 ** 14),
+                           "instructors": [],
+                           "created": datetime.datetime.now(datetime.timezone.utc)})
+    sign_in_at(page, "alice@uni.example", "/signin?course=cs102")
+    expect(page.locator("#signed-in")).to_be_visible()
+    claims = jwt.decode(page.locator("#token").inner_text(), TOKEN_SECRET,
+                        algorithms=["HS256"])
+    assert claims["course"] == "cs102"
+    assert db.members.find_one({"course": "cs102", "who": "alice@uni.example"})
+    # A group for a course that does not exist creates nothing.
+    assert db.courses.find_one({"_id": "nosuch"}) is None
+    assert db.members.count_documents({"who": "alice@uni.example"}) == 1
+
+
 def test_expired_session_needs_a_new_sign_in(page, gw):
     sign_in_at(page, "alice@uni.example")
     expect(page.locator("#signed-in")).to_be_visible()
@@ -308,6 +328,7 @@ def test_handler_without_openid_connect_refuses(store, upstream):
     ("AIProxyOIDCClaim email -", "AIProxyOIDCClaim"),
     ("AIProxyOIDCClaim hd bad-name", "AIProxyOIDCClaim"),
     ("AIProxyOIDCTenants not-a-guid", "AIProxyOIDCTenants"),
+    ("AIProxyOIDCCourseGroups a,b", "AIProxyOIDCCourseGroups"),
     ("AIProxyRequireManagedAccount maybe", "AIProxyRequireManagedAccount"),
     ("<Location /x>\nAIProxyOIDCSignIn /x\n</Location>", "AIProxyOIDCSignIn"),
 ])
