@@ -350,3 +350,46 @@ def test_no_secret_or_token_in_logs(gw, op_gw, page):
     # The provider's authorization codes came in POST bodies: none is logged.
     assert "POST /signin/callback HTTP" in gw.access_log()
     assert "code=" not in gw.access_log()
+
+
+def test_tools_run_signs_in_through_a_provider(store, upstream, browser, tmp_path):
+    """tools/run with AIPROXY_OIDC_*: conf/aiproxy.conf's development
+    block, the dashboard's button, the provider, a token."""
+    addr = "127.0.0.1:%d" % free_port()
+    op = Provider("http://%s/signin/callback" % addr, str(tmp_path))
+    e = dict(os.environ, OPENAI_API_KEY="sk-test-run", AIPROXY_TOKEN_SECRET="r" * 40,
+             MONGODB_URI=store.uri, AIPROXY_LISTEN=addr, AIPROXY_DB="t_run_oidc",
+             OPENAI_BASE_URL=upstream.base + "/v1", AIPROXY_LOGLEVEL="info",
+             AIPROXY_OIDC_METADATA_URL=op.issuer + "/.well-known/openid-configuration",
+             AIPROXY_OIDC_CLIENT_ID="aiproxy", AIPROXY_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+             AIPROXY_ALLOWED_DOMAINS="uni.example")
+    p = subprocess.Popen([os.path.join(ROOT, "tools", "run")], env=e, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    ctx = browser.new_context(base_url="http://" + addr)
+    try:
+        for line in p.stdout:
+            if "/admin/#token=" in line:
+                break
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                if httpx.get("http://%s/health" % addr).status_code in (200, 503):
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        page = ctx.new_page()
+        page.goto("/admin/")
+        page.locator("#oidc-signin").click()
+        provider_login(page, "alice@uni.example")
+        expect(page.locator("#who")).to_have_text("alice@uni.example")
+        # AIPROXY_ALLOWED_DOMAINS reaches this sign-in too: managed only.
+        ctx2 = browser.new_context(base_url="http://" + addr)
+        p2 = ctx2.new_page()
+        sign_in_at(p2, "carol@uni.example")
+        assert refusal(p2)[0] == "managed_account_required"
+        ctx2.close()
+    finally:
+        ctx.close()
+        p.terminate()
+        p.wait(timeout=15)
+        op.stop()
