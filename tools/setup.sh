@@ -95,15 +95,16 @@ if ((TEST)) && { [ ! -x .tools/bin/toxiproxy-server ] ||
     echo "$TOXIPROXY_VERSION" > .tools/toxiproxy.version
 fi
 
-# A real OpenID provider for t/test_oidc.py: npm's oidc-provider, pinned,
-# in a project-local prefix.
-OIDC_PROVIDER_VERSION=9.13.3
-if ((TEST)) && [ "$(cat .tools/npm-oidc/.version 2>/dev/null)" != "$OIDC_PROVIDER_VERSION" ]; then
-    echo "setup: installing oidc-provider $OIDC_PROVIDER_VERSION" >&2
+# A real OpenID provider for t/test_oidc.py: npm's oidc-provider, pinned
+# with its dependencies by t/oidc/package-lock.json, in a project-local
+# prefix.
+if ((TEST)) && ! cmp -s t/oidc/package-lock.json .tools/npm-oidc/.installed-lock; then
+    echo "setup: installing oidc-provider (t/oidc/package-lock.json)" >&2
+    rm -rf .tools/npm-oidc
     mkdir -p .tools/npm-oidc
-    npm install --prefix .tools/npm-oidc --no-audit --no-fund --save-exact \
-        --loglevel=error "oidc-provider@$OIDC_PROVIDER_VERSION" >/dev/null
-    echo "$OIDC_PROVIDER_VERSION" > .tools/npm-oidc/.version
+    cp t/oidc/package.json t/oidc/package-lock.json .tools/npm-oidc/
+    (cd .tools/npm-oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp t/oidc/package-lock.json .tools/npm-oidc/.installed-lock
 fi
 
 ((STORE)) && tools/store.sh build
