@@ -158,7 +158,8 @@ static int token_config(request_rec *r, aiproxy_req_t *st)
             aiproxy_json_quote(r->pool, APR_ARRAY_IDX(d, i, const char *));
     return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
                   "{\"client_id\":%s,\"allowed_domains\":[%s],"
-                  "\"require_hosted_domain\":%s,\"oidc_signin\":%s}",
+                  "\"require_hosted_domain\":%s,\"oidc_signin\":%s,"
+                  "\"oidc_signout\":%s}",
                   st->g->google_client_id
                   ? aiproxy_json_quote(r->pool, st->g->google_client_id)
                   : "null",
@@ -166,6 +167,9 @@ static int token_config(request_rec *r, aiproxy_req_t *st)
                   st->g->require_hd ? "true" : "false",
                   st->g->oidc_signin
                   ? aiproxy_json_quote(r->pool, st->g->oidc_signin)
+                  : "null",
+                  st->g->oidc_signout
+                  ? aiproxy_json_quote(r->pool, st->g->oidc_signout)
                   : "null"));
 }
 

@@ -514,6 +514,9 @@ const command_rec aiproxy_directives[] = {
                    NULL, RSRC_CONF, "URL-PATH [DASHBOARD-PATH]: the location "
                    "protected by AuthType openid-connect that the dashboard "
                    "offers, and where it sends a browser back (/admin/)"),
+    AP_INIT_TAKE1("AIProxyOIDCSignOut", aiproxy_oidc_signin_set_signout,
+                  NULL, RSRC_CONF, "URL: where the dashboard's sign-out ends "
+                  "mod_auth_openidc's session (OIDCRedirectURI?logout=...)"),
     AP_INIT_TAKE2("AIProxyOIDCClaim", aiproxy_oidc_signin_set_claim, NULL,
                   RSRC_CONF, "email|email_verified|hd|tid|groups NAME: the "
                   "claim mod_auth_openidc passes it in ('-': none)"),

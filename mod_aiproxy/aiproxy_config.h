@@ -74,6 +74,8 @@ typedef struct {
     int require_managed;            /* -1 unset: on when domains are set */
     const char *oidc_signin;        /* its location; NULL: not offered */
     const char *oidc_dashboard;     /* where a browser goes once signed in */
+    const char *oidc_signout;       /* mod_auth_openidc's logout URL; NULL:
+                                       sign-out ends only the dashboard's */
     const char *oidc_claim[5];      /* environment names: email,
                                        email_verified (NULL: unchecked), hd,
                                        tid, groups */

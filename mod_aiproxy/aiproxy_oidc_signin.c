@@ -96,6 +96,26 @@ const char *aiproxy_oidc_signin_set_location(cmd_parms *cmd, void *dc,
     return NULL;
 }
 
+/* mod_auth_openidc ends its session at OIDCRedirectURI?logout=URL: a
+ * local URL with a query, which the dashboard's sign-out goes to. */
+const char *aiproxy_oidc_signin_set_signout(cmd_parms *cmd, void *dc,
+                                            const char *url)
+{
+    const char *err = aiproxy_cfg_global_only(cmd);
+
+    (void)dc;
+    if (err)
+        return err;
+    if (url[0] != '/' || url[1] == '/' || url[1] == '\\' ||
+        strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                    "0123456789/-_.~?=&%:") != strlen(url))
+        return apr_psprintf(cmd->pool, "AIProxyOIDCSignOut: '%s' is not a "
+                            "local URL (/path?logout=..., of letters, digits "
+                            "and /-_.~?=&%%:)", url);
+    aiproxy_cfg_global(cmd)->oidc_signout = url;
+    return NULL;
+}
+
 const char *aiproxy_oidc_signin_set_claim(cmd_parms *cmd, void *dc,
                                           const char *kind, const char *name)
 {

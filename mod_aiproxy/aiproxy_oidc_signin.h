@@ -16,6 +16,8 @@ const char *aiproxy_oidc_signin_set_flag(cmd_parms *cmd, void *dc, int on);
 const char *aiproxy_oidc_signin_set_location(cmd_parms *cmd, void *dc,
                                              const char *path,
                                              const char *dashboard);
+const char *aiproxy_oidc_signin_set_signout(cmd_parms *cmd, void *dc,
+                                            const char *url);
 const char *aiproxy_oidc_signin_set_claim(cmd_parms *cmd, void *dc,
                                           const char *kind, const char *name);
 const char *aiproxy_oidc_signin_set_course_groups(cmd_parms *cmd, void *dc,

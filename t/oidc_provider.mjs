@@ -2,7 +2,8 @@
 // certified reference implementation, pinned in tools/setup.sh) with its
 // development login and consent pages, one confidential client and the
 // test's users. Usage: node t/oidc_provider.mjs CONFIG.json
-// CONFIG: {port, client_id, client_secret, redirect_uri, users: {login: claims}}
+// CONFIG: {prefix, port, client_id, client_secret, redirect_uri,
+//          post_logout_redirect_uri, users: {login: claims}}
 // Prints "READY <port>" once it listens.
 import fs from "node:fs";
 import { createRequire } from "node:module";
@@ -18,6 +19,7 @@ const provider = new Provider(issuer, {
     client_id: cfg.client_id,
     client_secret: cfg.client_secret,
     redirect_uris: [cfg.redirect_uri],
+    post_logout_redirect_uris: cfg.post_logout_redirect_uri ? [cfg.post_logout_redirect_uri] : [],
     grant_types: ["authorization_code"],
     response_types: ["code"],
     token_endpoint_auth_method: "client_secret_basic",

@@ -109,7 +109,8 @@ def test_config_endpoint_tells_the_page_the_client_id(gw):
     assert r.status_code == 200
     assert r.json() == {"client_id": CLIENT_ID,
                         "allowed_domains": ["example.com", "study.example.edu"],
-                        "require_hosted_domain": False, "oidc_signin": None}
+                        "require_hosted_domain": False, "oidc_signin": None,
+                        "oidc_signout": None}
 
 
 # --- each bad credential, with its own status and code --------------------

@@ -76,6 +76,8 @@ class Provider:
         with open(cfg, "w") as f:
             json.dump({"prefix": NPM_PREFIX, "port": self.port, "client_id": "aiproxy",
                        "client_secret": CLIENT_SECRET, "redirect_uri": redirect_uri,
+                       "post_logout_redirect_uri": redirect_uri.replace("/signin/callback",
+                                                                        "/admin/"),
                        "users": USERS}, f)
         self.log = open(os.path.join(tmp, "op.log"), "w")
         self.proc = subprocess.Popen(["node", os.path.join(ROOT, "t/oidc_provider.mjs"), cfg],
@@ -115,6 +117,8 @@ OIDCSessionMaxDuration 3600
     SetHandler aiproxy-oidc
 </Location>
 AIProxyOIDCSignIn /signin
+# Absolute: it becomes the provider's post_logout_redirect_uri.
+AIProxyOIDCSignOut /signin/callback?logout=http%%3A%%2F%%2F127.0.0.1%%3A%(port)d%%2Fadmin%%2F
 AIProxyAllowedDomains uni.example college.example
 AIProxyOIDCTenants %(tenant)s
 AIProxyOIDCCourseGroups course-
@@ -199,6 +203,23 @@ def test_dashboard_sign_in_through_the_provider_then_the_sdk(page, gw):
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
     assert gw.db().months.find_one({"email": "alice@uni.example"})["requests"] >= 1
+
+
+def test_sign_out_ends_the_providers_session_here(page, gw):
+    """On a shared computer, the dashboard's sign-out must not leave a
+    session that signs the next person straight back in."""
+    sign_in_at(page, "alice@uni.example")
+    expect(page.locator("#signed-in")).to_be_visible()
+    page.locator("#sign-out").click()
+    # mod_auth_openidc's logout, then the provider's own (RP-initiated).
+    page.wait_for_selector("button[name=logout]")
+    page.click("button[name=logout]")
+    expect(page.locator("#signin-title")).to_be_visible()
+    r = page.context.request.get("/signin", headers={"Accept": "application/json"},
+                                 max_redirects=0)
+    assert r.status in (302, 401), r.status
+    page.goto("/signin")
+    page.wait_for_selector("input[name=login]")
 
 
 def test_entra_tenant_account_signs_in_lower_cased(page, gw):
@@ -329,6 +350,7 @@ def test_handler_without_openid_connect_refuses(store, upstream):
     ("AIProxyOIDCClaim hd bad-name", "AIProxyOIDCClaim"),
     ("AIProxyOIDCTenants not-a-guid", "AIProxyOIDCTenants"),
     ("AIProxyOIDCCourseGroups a,b", "AIProxyOIDCCourseGroups"),
+    ("AIProxyOIDCSignOut https://evil.example/", "AIProxyOIDCSignOut"),
     ("AIProxyRequireManagedAccount maybe", "AIProxyRequireManagedAccount"),
     ("<Location /x>\nAIProxyOIDCSignIn /x\n</Location>", "AIProxyOIDCSignIn"),
 ])

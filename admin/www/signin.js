@@ -145,6 +145,7 @@
       A.api(path + q, { anonymous: true }).then(function (r) {
         sessionStorage.removeItem("aiproxy.pending-course");
         A.setSession(r);
+        if (config.oidc_signout) sessionStorage.setItem("aiproxy.oidc-signout", config.oidc_signout);
         A.announce("Signed in as " + r.email + ".", "ok");
         render();
       }, function (err) {
