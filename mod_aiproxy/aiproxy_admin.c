@@ -158,12 +158,19 @@ static int token_config(request_rec *r, aiproxy_req_t *st)
             aiproxy_json_quote(r->pool, APR_ARRAY_IDX(d, i, const char *));
     return aiproxy_handler_answer(r, st, HTTP_OK, apr_psprintf(r->pool,
                   "{\"client_id\":%s,\"allowed_domains\":[%s],"
-                  "\"require_hosted_domain\":%s}",
+                  "\"require_hosted_domain\":%s,\"oidc_signin\":%s,"
+                  "\"oidc_signout\":%s}",
                   st->g->google_client_id
                   ? aiproxy_json_quote(r->pool, st->g->google_client_id)
                   : "null",
                   apr_array_pstrcat(r->pool, quoted, ','),
-                  st->g->require_hd ? "true" : "false"));
+                  st->g->require_hd ? "true" : "false",
+                  st->g->oidc_signin
+                  ? aiproxy_json_quote(r->pool, st->g->oidc_signin)
+                  : "null",
+                  st->g->oidc_signout
+                  ? aiproxy_json_quote(r->pool, st->g->oidc_signout)
+                  : "null"));
 }
 
 /* The credential from ?credential= or a POSTed form (what Google Identity
@@ -319,10 +326,8 @@ static int signin_course(request_rec *r, aiproxy_req_t *st, const char *email,
     return DECLINED;
 }
 
-/* Signs a gateway token for email with the newest secret, issued after
- * any revocation (aiproxy_token_issue). */
-static int issue_token(request_rec *r, aiproxy_req_t *st, const char *email,
-                       const char *course)
+int aiproxy_admin_issue(request_rec *r, aiproxy_req_t *st, const char *email,
+                        const char *course)
 {
     const char *token;
     apr_int64_t exp;
@@ -389,7 +394,7 @@ int aiproxy_token_handler(request_rec *r)
                     apr_pstrcat(r->pool, "Google sign-in refused: ", why, ".",
                                 NULL));
     }
-    return issue_token(r, st, id.email, course);
+    return aiproxy_admin_issue(r, st, id.email, course);
 }
 
 /* ---- /admin/api -------------------------------------------------------- */

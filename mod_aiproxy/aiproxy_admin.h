@@ -37,6 +37,11 @@ const char *aiproxy_admin_month_json(apr_pool_t *p, const aiproxy_month_t *m);
 int aiproxy_admin_sign(request_rec *r, aiproxy_req_t *st, const char *email,
                        const char *course, apr_int64_t lifetime,
                        const char **token, apr_int64_t *exp);
+/* Sign-in's answer: a token for email with the newest secret, issued
+ * after any revocation, for course (NULL: their only course, if one),
+ * which they must be in; JSON {token, email, course}. Returns OK. */
+int aiproxy_admin_issue(request_rec *r, aiproxy_req_t *st, const char *email,
+                        const char *course);
 /* Appends the audit entry of an action that succeeded: who and role from
  * sc; before and after are JSON texts (NULL: null). A store that fails
  * here is logged: the action itself is done. */

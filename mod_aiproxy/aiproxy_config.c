@@ -12,6 +12,7 @@
 #include "aiproxy_config.h"
 #include "aiproxy_directives.h"
 #include "aiproxy_ledger.h"
+#include "aiproxy_oidc_signin.h"
 #include "aiproxy_secret.h"
 
 #include "aiproxy_config_int.h"
@@ -47,6 +48,9 @@ void *aiproxy_create_server_config(apr_pool_t *p, server_rec *s)
     g->google_jwks_url = "https://www.googleapis.com/oauth2/v3/certs";
     g->google_jwks_refetch = 60;
     g->allowed_domains = apr_array_make(p, 4, sizeof(const char *));
+    g->require_hd = UNSET;
+    g->require_managed = UNSET;
+    aiproxy_oidc_signin_defaults(p, g);
     g->anthropic_betas = apr_hash_make(p);
     g->model_map = apr_hash_make(p);
     g->model_order = apr_array_make(p, 8, sizeof(const char *));
@@ -507,7 +511,28 @@ const command_rec aiproxy_directives[] = {
                     "(none given: any)"),
     AP_INIT_FLAG("AIProxyRequireHostedDomain", set_require_hd, NULL,
                  RSRC_CONF, "On: only Google Workspace accounts (with hd) may "
-                 "sign in (Off)"),
+                 "sign in (as AIProxyRequireManagedAccount)"),
+    AP_INIT_FLAG("AIProxyRequireManagedAccount", aiproxy_oidc_signin_set_flag,
+                 NULL, RSRC_CONF, "On: only organisation-managed accounts "
+                 "(hd, or tid in AIProxyOIDCTenants) may sign in (On when "
+                 "AIProxyAllowedDomains is set)"),
+    AP_INIT_TAKE12("AIProxyOIDCSignIn", aiproxy_oidc_signin_set_location,
+                   NULL, RSRC_CONF, "URL-PATH [DASHBOARD-PATH]: the location "
+                   "protected by AuthType openid-connect that the dashboard "
+                   "offers, and where it sends a browser back (/admin/)"),
+    AP_INIT_TAKE1("AIProxyOIDCSignOut", aiproxy_oidc_signin_set_signout,
+                  NULL, RSRC_CONF, "URL: where the dashboard's sign-out ends "
+                  "mod_auth_openidc's session (OIDCRedirectURI?logout=...)"),
+    AP_INIT_TAKE2("AIProxyOIDCClaim", aiproxy_oidc_signin_set_claim, NULL,
+                  RSRC_CONF, "email|email_verified|hd|tid|groups NAME: the "
+                  "claim mod_auth_openidc passes it in ('-': none)"),
+    AP_INIT_TAKE1("AIProxyOIDCCourseGroups", aiproxy_oidc_signin_set_course_groups,
+                  NULL, RSRC_CONF, "PREFIX: a group PREFIX<course-id> in the "
+                  "groups claim enrols the user in that course at sign-in "
+                  "(off)"),
+    AP_INIT_ITERATE("AIProxyOIDCTenants", aiproxy_oidc_signin_add_tenant,
+                    NULL, RSRC_CONF, "Microsoft Entra tenant IDs whose "
+                    "accounts are organisation-managed"),
     AP_INIT_TAKE1("AIProxyTokenLifetime", set_signin_int, NULL, RSRC_CONF,
                   "seconds an issued token lasts; 0 = no exp (10368000: "
                   "120 days)"),

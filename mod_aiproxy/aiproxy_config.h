@@ -69,7 +69,19 @@ typedef struct {
     const char *google_jwks_url;
     int google_jwks_refetch;        /* seconds between unknown-kid fetches */
     apr_array_header_t *allowed_domains; /* lower-case; empty: any */
-    int require_hd;
+    int require_hd;                 /* -1 unset: as require_managed */
+    /* Sign-in through mod_auth_openidc (aiproxy_oidc_signin.c). */
+    int require_managed;            /* -1 unset: on when domains are set */
+    const char *oidc_signin;        /* its location; NULL: not offered */
+    const char *oidc_dashboard;     /* where a browser goes once signed in */
+    const char *oidc_signout;       /* mod_auth_openidc's logout URL; NULL:
+                                       sign-out ends only the dashboard's */
+    const char *oidc_claim[5];      /* environment names: email,
+                                       email_verified (NULL: unchecked), hd,
+                                       tid, groups */
+    const char *oidc_course_groups; /* group prefix that enrols in the
+                                       course named by the rest; NULL: off */
+    apr_array_header_t *oidc_tenants; /* lower-case Entra tenant IDs */
     apr_int64_t token_lifetime;     /* seconds; 0: issued tokens carry no exp */
     apr_hash_t *model_map;          /* public model -> array of aiproxy_target_t */
     apr_array_header_t *model_order;/* public models in AIProxyModel order */

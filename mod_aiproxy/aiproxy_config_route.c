@@ -11,6 +11,7 @@
 
 #include "aiproxy_config.h"
 #include "aiproxy_config_int.h"
+#include "aiproxy_oidc_signin.h"
 #include "aiproxy_directives.h"
 #include "aiproxy_secret.h"
 
@@ -200,6 +201,8 @@ const char *aiproxy_config_finish(apr_pool_t *p, server_rec *s)
     const char *err;
     int i;
 
+    if ((err = aiproxy_oidc_signin_finish(g)))
+        return err;
     if (routes->nelts == 0)
         return NULL;
     if (g->secret_specs->nelts == 0)

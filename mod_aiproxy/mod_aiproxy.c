@@ -16,6 +16,7 @@
 #include "util_filter.h"
 
 #include "aiproxy_admin.h"
+#include "aiproxy_oidc_signin.h"
 #include "aiproxy_alert.h"
 #include "aiproxy_cache.h"
 #include "aiproxy_admit.h"
@@ -160,6 +161,7 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_child_init(aiproxy_admin_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(aiproxy_token_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(aiproxy_admin_api_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(aiproxy_oidc_signin_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(aiproxy_meter_insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
     /* First, so the access log can show the cost note. */

@@ -118,8 +118,8 @@ class GoogleFake:
                  "AIProxyGoogleJWKS %s" % self.url]
         if domains:
             lines.append("AIProxyAllowedDomains %s" % " ".join(domains))
-        if require_hd:
-            lines.append("AIProxyRequireHostedDomain On")
+        # Explicit: with domains, the default is On (managed accounts only).
+        lines.append("AIProxyRequireHostedDomain %s" % ("On" if require_hd else "Off"))
         if refetch is not None:
             lines.append("AIProxyGoogleJWKSRefetch %d" % refetch)
         if lifetime is not None:

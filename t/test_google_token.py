@@ -109,7 +109,8 @@ def test_config_endpoint_tells_the_page_the_client_id(gw):
     assert r.status_code == 200
     assert r.json() == {"client_id": CLIENT_ID,
                         "allowed_domains": ["example.com", "study.example.edu"],
-                        "require_hosted_domain": False}
+                        "require_hosted_domain": False, "oidc_signin": None,
+                        "oidc_signout": None}
 
 
 # --- each bad credential, with its own status and code --------------------
@@ -222,6 +223,28 @@ def test_missing_hd_where_required(store, upstream, google):
                      "hosted_domain_required")
         assert get_token(g, google.id_token("frank@example.com")).status_code == 200
         assert httpx.get(g.url("/token/config")).json()["require_hosted_domain"] is True
+    finally:
+        g.stop()
+
+
+def test_domains_listed_mean_managed_accounts_by_default(store, upstream, google):
+    """A consumer Google account opened with a university address passes
+    the domain check but outlives the person's enrolment: with domains
+    listed and nothing said, only Workspace accounts (hd) sign in."""
+    conf = "\n".join(l for l in google.gateway_conf().splitlines()
+                     if not l.startswith("AIProxyRequireHostedDomain")) + "\n"
+    g = start(store, upstream, conf)
+    try:
+        assert_error(get_token(g, google.id_token("frank@example.com", hd=None)), 403,
+                     "hosted_domain_required")
+        assert get_token(g, google.id_token("frank@example.com")).status_code == 200
+        assert httpx.get(g.url("/token/config")).json()["require_hosted_domain"] is True
+    finally:
+        g.stop()
+    # AIProxyRequireManagedAccount Off says otherwise, for both sign-ins.
+    g = start(store, upstream, conf + "AIProxyRequireManagedAccount Off\n")
+    try:
+        assert get_token(g, google.id_token("frank@example.com", hd=None)).status_code == 200
     finally:
         g.stop()
 

@@ -45,3 +45,51 @@ def test_port_in_use(store):
     finally:
         s.close()
     assert_one_clear_line(rc, out, err, addr, "AIPROXY_LISTEN", "in use")
+
+
+def test_dashboard_link_signs_an_admin_in(store, upstream):
+    """A newcomer without an identity provider: tools/run prints a link
+    that opens the dashboard signed in as the first admin; its token rides
+    in the fragment, which no request and so no log carries."""
+    import time
+    from conftest import ADMIN, free_port
+    sync_api = __import__("pytest").importorskip("playwright.sync_api")
+    addr = "127.0.0.1:%d" % free_port()
+    e = dict(os.environ, OPENAI_API_KEY="sk-test-run", AIPROXY_TOKEN_SECRET="r" * 40,
+             MONGODB_URI=store.uri, AIPROXY_LISTEN=addr, AIPROXY_DB="t_run_link",
+             OPENAI_BASE_URL=upstream.base + "/v1", AIPROXY_LOGLEVEL="info")
+    p = subprocess.Popen([os.path.join(ROOT, "tools", "run")], env=e, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        link = None
+        for line in p.stdout:
+            if "/admin/#token=" in line:
+                link = line.strip()
+                break
+        assert link and link.startswith("http://%s/admin/#token=" % addr), link
+        token = link.split("#token=")[1]
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(tuple(addr.split(":")[:1] + [int(addr.split(":")[1])]),
+                                         timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        pw = sync_api.sync_playwright().start()
+        try:
+            b = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                   args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = b.new_page()
+            page.goto(link)
+            sync_api.expect(page.locator("#who")).to_have_text(ADMIN)
+            sync_api.expect(page.locator("#nav-admin")).to_be_visible()
+            assert "#token" not in page.url
+            b.close()
+        finally:
+            pw.stop()
+        with open(os.path.join(ROOT, "var", "access.log")) as f:
+            assert token not in f.read()
+    finally:
+        p.terminate()
+        p.wait(timeout=15)

@@ -13,7 +13,7 @@ TEST=0
 APT_PACKAGES=(
     apache2 apache2-dev libjwt-dev libmongoc-dev libbson-dev libjansson-dev
     libssl-dev libcurl4-openssl-dev pkg-config make gcc ca-certificates curl
-    openssl python3 python3-venv
+    openssl python3 python3-venv libapache2-mod-auth-openidc
 )
 # The local store is a Java server: wanted without MONGODB_URI, and always
 # by the tests (some stop and restart their own).
@@ -23,12 +23,14 @@ if [ -z "${MONGODB_URI:-}" ] || ((TEST)); then
     APT_PACKAGES+=(openjdk-17-jdk-headless maven)
 fi
 # Testing adds: the dashboard's browser (chromium), a shared cache
-# (redis), a moved clock (month rollover), the fuzzers (clang's libFuzzer).
+# (redis), a moved clock (month rollover), the fuzzers (clang's libFuzzer),
+# node for the test OpenID provider (unless the machine has its own).
 if ((TEST)); then
     APT_PACKAGES+=(chromium redis-server faketime clang libclang-rt-14-dev)
     # The Debian package (t/test_debian_package.py): its build tools, and
     # what it depends on, so that installing it needs no download.
     APT_PACKAGES+=(dpkg-dev debhelper lintian python3-pymongo)
+    command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 fi
 
 missing=()
@@ -94,6 +96,18 @@ if ((TEST)) && { [ ! -x .tools/bin/toxiproxy-server ] ||
         "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
     mv -f .tools/gobin/server .tools/bin/toxiproxy-server
     echo "$TOXIPROXY_VERSION" > .tools/toxiproxy.version
+fi
+
+# A real OpenID provider for t/test_oidc.py: npm's oidc-provider, pinned
+# with its dependencies by t/oidc/package-lock.json, in a project-local
+# prefix.
+if ((TEST)) && ! cmp -s t/oidc/package-lock.json .tools/npm-oidc/.installed-lock; then
+    echo "setup: installing oidc-provider (t/oidc/package-lock.json)" >&2
+    rm -rf .tools/npm-oidc
+    mkdir -p .tools/npm-oidc
+    cp t/oidc/package.json t/oidc/package-lock.json .tools/npm-oidc/
+    (cd .tools/npm-oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp t/oidc/package-lock.json .tools/npm-oidc/.installed-lock
 fi
 
 ((STORE)) && tools/store.sh build

@@ -277,12 +277,17 @@
     });
   }
 
+  /* A session from the organisation's sign-in ends mod_auth_openidc's
+   * session too (AIProxyOIDCSignOut), or the next click would be signed
+   * straight back in: a shared computer's next user would be this one. */
   function signOut() {
+    var logout = sessionStorage.getItem("aiproxy.oidc-signout");
     clearSession();
+    sessionStorage.removeItem("aiproxy.oidc-signout");
     if (window.google && google.accounts && google.accounts.id) {
       google.accounts.id.disableAutoSelect();
     }
-    window.location.href = "./";
+    window.location.href = logout || "./";
   }
 
   window.AIProxy = {

@@ -9,10 +9,16 @@
   var PENDING = "aiproxy.pending-course";
   var PAGE = 20;
 
-  var st = { credential: null, skip: 0, wired: false, me: null };
+  var st = { credential: null, oidc: null, skip: 0, wired: false, me: null };
 
   function credential(c) {
     st.credential = c;
+  }
+
+  /* The organisation's sign-in location: a course token comes from there
+   * while the provider's session lasts. */
+  function oidc(path) {
+    st.oidc = path;
   }
 
   function showCourseToken(r) {
@@ -24,6 +30,12 @@
   }
 
   function courseToken(id) {
+    if (!st.credential && st.oidc) {
+      return A.api(st.oidc + "?course=" + encodeURIComponent(id), { anonymous: true })
+        .then(showCourseToken, function (err) {
+          A.announce("Sign in again to get a token for " + id + ": " + err.message, "error");
+        });
+    }
     if (!st.credential) {
       /* Google's credential is gone (a reload): sign in again for it. */
       sessionStorage.setItem(PENDING, id);
@@ -131,5 +143,5 @@
     });
   }
 
-  window.AIProxyMine = { render: render, credential: credential };
+  window.AIProxyMine = { render: render, credential: credential, oidc: oidc };
 })();

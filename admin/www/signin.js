@@ -125,9 +125,42 @@
     $("#gsi-button").hidden = true;
   }
 
+  /* Sign-in through mod_auth_openidc: a link to its location, which sends
+   * the browser back here with ?signin=oidc once the provider has
+   * authenticated it; then the token is fetched from there (the provider's
+   * session cookie rides along), so it is never in a URL. */
+  function loadOidc(config) {
+    var path = config.oidc_signin;
+    if (!path) return false;
+    if (window.AIProxyMine) window.AIProxyMine.oidc(path);
+    var params = new URLSearchParams(window.location.search);
+    var link = $("#oidc-signin");
+    var course = sessionStorage.getItem("aiproxy.pending-course");
+    link.href = path + (course ? "?course=" + encodeURIComponent(course) : "");
+    link.hidden = false;
+    if (params.get("signin") === "oidc") {
+      window.history.replaceState(null, "", window.location.pathname);
+      var q = params.get("course") ? "?course=" + encodeURIComponent(params.get("course")) : "";
+      A.announce("Signing in…");
+      A.api(path + q, { anonymous: true }).then(function (r) {
+        sessionStorage.removeItem("aiproxy.pending-course");
+        A.setSession(r);
+        if (config.oidc_signout) sessionStorage.setItem("aiproxy.oidc-signout", config.oidc_signout);
+        A.announce("Signed in as " + r.email + ".", "ok");
+        render();
+      }, function (err) {
+        A.announce("");
+        signInError(err.message);
+      });
+    }
+    return true;
+  }
+
   function loadGoogle(config) {
+    var oidc = loadOidc(config);
     if (!config.client_id) {
-      gsiProblem("Google sign-in is not configured on this server.");
+      if (!oidc) gsiProblem("Sign-in is not configured on this server.");
+      else $("#gsi-button").hidden = true;
       return;
     }
     if (config.allowed_domains && config.allowed_domains.length) {
@@ -159,7 +192,24 @@
     document.head.appendChild(script);
   }
 
+  /* tools/run's development link: /admin/#token=<a short-lived token>. A
+   * fragment is never sent to a server, so it reaches no log; it is taken
+   * out of the address bar at once. */
+  function tokenFromFragment() {
+    var m = /^#token=([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)$/.exec(window.location.hash);
+    if (!m) return;
+    window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    try {
+      var b64 = m[1].split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      var claims = JSON.parse(atob(b64));
+      if (claims.email) A.setSession({ token: m[1], email: claims.email, course: claims.course });
+    } catch (e) {
+      signInError("The sign-in link is not valid.");
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    tokenFromFragment();
     $("#sign-out").addEventListener("click", A.signOut);
     $("#copy-token").addEventListener("click", function (e) {
       A.copyText($("#token").textContent, e.currentTarget);
@@ -174,10 +224,13 @@
       A.copyText($("#snippet-curl").textContent, e.currentTarget);
     });
     render();
-    if (!A.session()) {
-      A.api("/token/config", { anonymous: true }).then(loadGoogle, function (err) {
-        gsiProblem("Sign-in is unavailable: " + err.message);
-      });
-    }
+    /* The configuration also when signed in: a course token may come from
+     * the organisation's sign-in. */
+    A.api("/token/config", { anonymous: true }).then(function (config) {
+      if (!A.session()) loadGoogle(config);
+      else if (config.oidc_signin && window.AIProxyMine) window.AIProxyMine.oidc(config.oidc_signin);
+    }, function (err) {
+      if (!A.session()) gsiProblem("Sign-in is unavailable: " + err.message);
+    });
   });
 })();
