@@ -128,10 +128,13 @@ int aiproxy_scope_may_act(request_rec *r, aiproxy_req_t *st,
      * them enrol anyone and then mint that person's token, rewrite their
      * month or revoke them everywhere. Identity and money belong to
      * administrators; instructors enrol and remove. */
-    if (s->role != AIPROXY_ROLE_ADMIN)
-        return aiproxy_scope_forbidden(r, st, "Only administrators may issue "
-                                       "tokens, reset a month or revoke. "
-                                       "Instructors enrol and remove members; "
-                                       "students get their tokens at sign-in.");
+    if (s->role != AIPROXY_ROLE_ADMIN) {
+        aiproxy_reply_error(r, st, HTTP_FORBIDDEN, "permission_error",
+                            "not_admin", "Only administrators may issue "
+                            "tokens, reset a month or revoke. Instructors "
+                            "enrol and remove members; students get their "
+                            "tokens at sign-in.");
+        return aiproxy_reply_handler(r);
+    }
     return DECLINED;
 }
