@@ -93,6 +93,25 @@ if ((TEST)) && { [ ! -x .tools/bin/toxiproxy-server ] ||
     echo "$TOXIPROXY_VERSION" > .tools/toxiproxy.version
 fi
 
+# The coding agents the tests drive (t/test_agents.py): Claude Code and the
+# Codex CLI, pinned, from npm into .tools/npm (each ships a native binary
+# per platform as an optional dependency, so Node 18+ is enough to install).
+AGENTS="@anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0"
+if ((TEST)) && [ "$(cat .tools/npm/agents.version 2>/dev/null)" != "$AGENTS" ]; then
+    command -v npm >/dev/null || {
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+            --no-install-recommends nodejs npm >/dev/null
+    }
+    echo "setup: installing $AGENTS into .tools/npm" >&2
+    mkdir -p .tools/npm
+    # shellcheck disable=SC2086
+    npm install --prefix .tools/npm --no-audit --no-fund --loglevel=error \
+        --omit=dev $AGENTS >/dev/null
+    echo "$AGENTS" > .tools/npm/agents.version
+fi
+
 ((STORE)) && tools/store.sh build
 if ((TEST)); then
     make -s -f Makefile.apxs all >/dev/null
