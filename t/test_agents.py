@@ -187,7 +187,7 @@ def test_claude_code_revoked_token(gw, up):
     p = run_claude(gw.url("/anthropic"), token, "Say hello.", "--model", "claude-haiku-4-5")
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
-    assert "revoked" in out, out
+    assert "401" in out and "this token was revoked; sign in again." in out, out
     assert up.requests() == []
     assert month(gw, email)["spent"] == 0
 
