@@ -71,6 +71,8 @@ name = "aiproxy"
 base_url = "%(base)s"
 env_key = "AIPROXY_TOKEN"
 wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
 '''
 
 
@@ -247,3 +249,17 @@ def test_codex_exec(gw, up):
         assert "namespace" in types and "web_search" not in types, types
     assert_secrets_kept(up, token, "Bearer " + PROVIDER_KEY, "authorization")
     assert_charged_what_was_billed(gw, up, email)
+
+
+def test_codex_over_cap(gw, up):
+    """Over the cap nothing goes out and Codex says so; it reads the 429's
+    code (insufficient_quota, OpenAI's) and prints its own words for it
+    rather than the gateway's message."""
+    email = new_email("codex-cap")
+    gw.set_cap(email, 0)
+    p = run_codex(gw.url("/openai/v1"), make_token(email), "Say hello.")
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert "ERROR: Quota exceeded." in out, out
+    assert up.requests() == []
+    assert month(gw, email)["spent"] == 0
