@@ -100,6 +100,11 @@ header values win over queued control values):
                                last chunk that has choices (the last finish chunk);
                                no usage-only chunk
 
+Anthropic beta fields: a messages or count_tokens request with `context_management`
+needs anthropic-beta context-management-2025-06-27, a tool with `defer_loading`
+advanced-tool-use-2025-11-20 (else 400 "<field>: Extra inputs are not permitted",
+unbilled), as at Anthropic.
+
 Request fields honoured: chat `n` (1..128, else 400); Responses `"background": true` (non-stream:
 200 at once with status "queued", background true, output [], usage null; the
 work is billed all the same; with stream true it streams as usual).
@@ -390,6 +395,21 @@ class _Cut(Exception):
 
 class _BadRequest(Exception):
     """An invalid model request: answered 400, not billed."""
+
+
+def _check_betas(req, header):
+    """Anthropic refuses a beta feature's fields without its anthropic-beta
+    value (as Claude Code sends them): context editing, deferred tools."""
+    betas = {b.strip() for b in header.split(",")}
+    need = []
+    if "context_management" in req:
+        need.append(("context_management", "context-management-2025-06-27"))
+    for i, t in enumerate(req.get("tools") or []):
+        if isinstance(t, dict) and "defer_loading" in t:
+            need.append(("tools.%d.defer_loading" % i, "advanced-tool-use-2025-11-20"))
+    for field, beta in need:
+        if beta not in betas:
+            raise _BadRequest("%s: Extra inputs are not permitted" % field)
 
 
 # ---------------------------------------------------------------- generation plan
@@ -929,6 +949,8 @@ class Handler(BaseHTTPRequestHandler):
                            400 if parse_err else 405 if cmd != route[0] else 200)
             if bill_status == 200:
                 try:
+                    if route[2] in ("messages", "count_tokens"):
+                        _check_betas(req, headers.get("anthropic-beta", ""))
                     plan = Plan(route[2], req, ctl, self.reply_of(ctl))
                 except _BadRequest as e:
                     plan_err, bill_status = str(e), 400

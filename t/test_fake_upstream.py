@@ -771,3 +771,29 @@ def test_billed_equals_reported_usage(fake):
         assert rec["output"] == rec["n"] * per, (path, body, h)
         cases += 1
     assert cases > 100
+
+
+def test_anthropic_beta_fields_need_their_beta(fake):
+    """context_management and deferred tools without their anthropic-beta
+    are refused 400 and not billed, as Anthropic does (Claude Code sends
+    both); with the beta (among others) they are answered and billed."""
+    body = {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": MSGS,
+            "context_management": {"edits": []},
+            "tools": [{"name": "f", "input_schema": {"type": "object"},
+                       "defer_loading": True}]}
+    hdr = {"anthropic-version": "2023-06-01"}
+    r, raw = call(fake, "POST", "/v1/messages", body, hdr)
+    assert r.status == 400, raw
+    err = json.loads(raw)
+    assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
+    assert err["error"]["message"] == "context_management: Extra inputs are not permitted"
+    r, raw = call(fake, "POST", "/v1/messages/count_tokens", body,
+                  dict(hdr, **{"anthropic-beta": "context-management-2025-06-27"}))
+    assert r.status == 400
+    assert json.loads(raw)["error"]["message"] == \
+        "tools.0.defer_loading: Extra inputs are not permitted"
+    r, raw = call(fake, "POST", "/v1/messages", body, dict(hdr, **{
+        "anthropic-beta": "x-1, context-management-2025-06-27,advanced-tool-use-2025-11-20"}))
+    assert r.status == 200, raw
+    assert [b["status"] for b in billed(fake)] == [400, 400, 200]
+    assert [b["input"] for b in billed(fake)][:2] == [0, 0]

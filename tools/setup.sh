@@ -110,6 +110,19 @@ if ((TEST)) && ! cmp -s t/oidc/package-lock.json .tools/npm-oidc/.installed-lock
     cp t/oidc/package-lock.json .tools/npm-oidc/.installed-lock
 fi
 
+# The coding agents the tests drive (t/test_agents.py): Claude Code and the
+# Codex CLI, pinned, from npm into .tools/npm (each ships a native binary
+# per platform as an optional dependency, so Node 18+ is enough to install).
+AGENTS="@anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0"
+if ((TEST)) && [ "$(cat .tools/npm/agents.version 2>/dev/null)" != "$AGENTS" ]; then
+    echo "setup: installing $AGENTS into .tools/npm" >&2
+    mkdir -p .tools/npm
+    # shellcheck disable=SC2086
+    npm install --prefix .tools/npm --no-audit --no-fund --loglevel=error \
+        --omit=dev $AGENTS >/dev/null
+    echo "$AGENTS" > .tools/npm/agents.version
+fi
+
 ((STORE)) && tools/store.sh build
 if ((TEST)); then
     make -s -f Makefile.apxs all >/dev/null

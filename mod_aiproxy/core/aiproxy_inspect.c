@@ -105,37 +105,53 @@ static const char *web_search_uses(apr_pool_t *p, const aiproxy_json_t *t,
  * and server tools (web search, file search, code execution, image
  * generation, MCP) are billed per call or per session on top: only
  * Anthropic's web search, bounded by its max_uses, passes here (admission
- * refuses it for a model with no web_search price). */
-static const char *check_tools(apr_pool_t *p, aiproxy_endpoint_t ep,
-                               aiproxy_request_info_t *info)
+ * refuses it for a model with no web_search price). A Responses
+ * "namespace" (the Codex CLI groups its sub-agent functions in one) is as
+ * free as the tools in it, which are checked in turn, one level deep. */
+static const char *check_tool_list(apr_pool_t *p, aiproxy_endpoint_t ep,
+                                   const aiproxy_json_t *tools, int nested,
+                                   aiproxy_request_info_t *info)
 {
-    const aiproxy_json_t *tools = aiproxy_json_get(info->root, "tools");
     apr_size_t i, n = aiproxy_json_array_size(tools);
 
     for (i = 0; i < n; i++) {
         const aiproxy_json_t *t = aiproxy_json_array_at(tools, i);
         const aiproxy_json_t *type = aiproxy_json_get(t, "type");
-        const char *name = aiproxy_json_string(type);
+        const char *name = aiproxy_json_string(type), *why;
 
-        info->tools = 1;
         if (ep == AIPROXY_EP_MESSAGES && name &&
             !strcmp(name, WEB_SEARCH_TOOL)) {
-            const char *err = web_search_uses(p, t, info);
-
-            if (err)
-                return err;
+            if ((why = web_search_uses(p, t, info)))
+                return why;
             continue;
         }
         if (ep == AIPROXY_EP_MESSAGES ? (!type || (name && !strcmp(name, "custom")))
                                       : (name && (!strcmp(name, "function") ||
                                                   !strcmp(name, "custom"))))
             continue;
+        if (ep == AIPROXY_EP_RESPONSES && !nested && name
+            && !strcmp(name, "namespace")) {
+            if ((why = check_tool_list(p, ep, aiproxy_json_get(t, "tools"), 1,
+                                       info)))
+                return why;
+            continue;
+        }
         return apr_psprintf(p, "The tool type '%s' is not offered by this "
                             "gateway: hosted and server tools are billed "
                             "beyond tokens. Use function tools.",
                             name ? name : "(not a string)");
     }
     return NULL;
+}
+
+static const char *check_tools(apr_pool_t *p, aiproxy_endpoint_t ep,
+                               aiproxy_request_info_t *info)
+{
+    const aiproxy_json_t *tools = aiproxy_json_get(info->root, "tools");
+
+    if (aiproxy_json_array_size(tools))
+        info->tools = 1;
+    return check_tool_list(p, ep, tools, 0, info);
 }
 
 /* Fields whose cost the gateway cannot bound before the answer. */

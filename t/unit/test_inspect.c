@@ -158,6 +158,26 @@ static void test_inspect_bounds(apr_pool_t *p)
                      "\"type\":\"function\",\"name\":\"f\"},{\"type\":"
                      "\"web_search\"}]}", &info) == NULL);
     CHECK_REJECT(info.refused, "web_search");
+    /* A namespace of functions (Codex CLI) is functions; of anything
+     * else, or nested, or on chat, it is refused like a hosted tool. */
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"tools\":[{"
+                     "\"type\":\"namespace\",\"name\":\"ns\",\"tools\":[{"
+                     "\"type\":\"function\",\"name\":\"f\"}]}]}", &info) == NULL);
+    CHECK(info.refused == NULL && info.tools == 1);
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"tools\":[{"
+                     "\"type\":\"namespace\",\"name\":\"ns\",\"tools\":[{"
+                     "\"type\":\"function\",\"name\":\"f\"},{\"type\":"
+                     "\"web_search\"}]}]}", &info) == NULL);
+    CHECK_REJECT(info.refused, "web_search");
+    CHECK(inspect_at(p, AIPROXY_EP_RESPONSES, "{\"model\":\"m\",\"tools\":[{"
+                     "\"type\":\"namespace\",\"name\":\"ns\",\"tools\":[{"
+                     "\"type\":\"namespace\",\"name\":\"in\",\"tools\":[]}]}]}",
+                     &info) == NULL);
+    CHECK_REJECT(info.refused, "namespace");
+    CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"tools\":[{"
+                     "\"type\":\"namespace\",\"name\":\"ns\",\"tools\":[]}]}",
+                     &info) == NULL);
+    CHECK_REJECT(info.refused, "namespace");
     CHECK(inspect_at(p, AIPROXY_EP_CHAT, "{\"model\":\"m\",\"tools\":[{"
                      "\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}",
                      &info) == NULL);
