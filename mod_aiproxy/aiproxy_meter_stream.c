@@ -56,7 +56,7 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
 
     if (ev->oversize)
         st->meter.oversize = 1;
-    out = aiproxy_api(st->api)->stream_event(&st->meter.stream, m->event_pool,
+    out = aiproxy_api(st->fwd.provider->api)->stream_event(&st->meter.stream, m->event_pool,
                                              m->ep, ev, &len);
     if (st->meter.stream.ended)
         finish_stream(m);
