@@ -70,31 +70,40 @@ static const char *only_keys(xl_t *x, const aiproxy_json_t *obj,
 
 /* ---- Chat Completions -> Messages ---- */
 
+/* One {type:text} part as a text block. */
+static const char *text_part(xl_t *x, aiproxy_json_t *part, const char *w,
+                             aiproxy_json_t *blocks)
+{
+    static const char *const part_keys[] = { "type", "text", NULL };
+    const char *type = aiproxy_json_string(aiproxy_json_get(part, "type"));
+    const char *err;
+
+    if (!type || strcmp(type, "text") ||
+        !aiproxy_json_is_string(aiproxy_json_get(part, "text")))
+        return refuse(x, w, type ? apr_psprintf(x->p, "of type '%s'", type)
+                                 : NULL);
+    if ((err = only_keys(x, part, w, part_keys)))
+        return err;
+    return aiproxy_json_push(blocks, text_block(aiproxy_json_get(part, "text")))
+           ? "" : NULL;
+}
+
 /* Text parts (a string, or an array of {type:text}) as text blocks. */
 static const char *text_blocks(xl_t *x, aiproxy_json_t *content,
                                const char *where, aiproxy_json_t *blocks)
 {
-    static const char *const part_keys[] = { "type", "text", NULL };
     apr_size_t i;
+    const char *err;
 
     if (aiproxy_json_is_string(content))
         return aiproxy_json_push(blocks, text_block(content)) ? "" : NULL;
     if (!aiproxy_json_is_array(content))
         return refuse(x, where, "(not text)");
-    for (i = 0; i < aiproxy_json_array_size(content); i++) {
-        aiproxy_json_t *part = aiproxy_json_array_at(content, i);
-        const char *w = apr_psprintf(x->p, "%s[%" APR_SIZE_T_FMT "]", where, i);
-        const char *type = aiproxy_json_string(aiproxy_json_get(part, "type"));
-        const char *err;
-
-        if (!type || strcmp(type, "text") ||
-            !aiproxy_json_is_string(aiproxy_json_get(part, "text")))
-            return refuse(x, w, type ? apr_psprintf(x->p, "of type '%s'", type)
-                                     : NULL);
-        if ((err = only_keys(x, part, w, part_keys)))
+    for (i = 0; i < aiproxy_json_array_size(content); i++)
+        if ((err = text_part(x, aiproxy_json_array_at(content, i),
+                             apr_psprintf(x->p, "%s[%" APR_SIZE_T_FMT "]",
+                                          where, i), blocks)))
             return err;
-        aiproxy_json_push(blocks, text_block(aiproxy_json_get(part, "text")));
-    }
     return NULL;
 }
 
@@ -155,11 +164,7 @@ static const char *user_blocks(xl_t *x, aiproxy_json_t *content,
             continue;
         }
         if (type && !strcmp(type, "text")) {
-            aiproxy_json_t *one = aiproxy_json_own(x->p,
-                                                   aiproxy_json_new_array());
-
-            aiproxy_json_push(one, aiproxy_json_ref(part));
-            if ((err = text_blocks(x, one, w, blocks)))
+            if ((err = text_part(x, part, w, blocks)))
                 return err;
             continue;
         }
@@ -250,20 +255,21 @@ static const char *chat_messages(xl_t *x, aiproxy_json_t *messages,
         aiproxy_json_t *content = aiproxy_json_get(m, "content");
         aiproxy_json_t *blocks = aiproxy_json_own(x->p,
                                                   aiproxy_json_new_array());
-        const char *w = apr_psprintf(x->p, "messages[%" APR_SIZE_T_FMT "]", i);
+        const char *mw = apr_psprintf(x->p, "messages[%" APR_SIZE_T_FMT "]",
+                                      i);
+        const char *w = apr_pstrcat(x->p, mw, ".content", NULL);
         const char *role = aiproxy_json_string(aiproxy_json_get(m, "role"));
         const char *err;
 
         if (!role)
-            return refuse(x, apr_pstrcat(x->p, w, ".role", NULL), NULL);
-        w = apr_pstrcat(x->p, w, ".content", NULL);
+            return refuse(x, apr_pstrcat(x->p, mw, ".role", NULL), NULL);
         if (!strcmp(role, "system") || !strcmp(role, "developer")) {
             static const char *const keys[] = { "role", "content", NULL };
 
             if (started)
                 return refuse(x, w, "(a system message after the first "
                               "user or assistant message)");
-            if ((err = only_keys(x, m, w, keys)) ||
+            if ((err = only_keys(x, m, mw, keys)) ||
                 (err = text_blocks(x, content, w, system)))
                 return err;
             continue;
@@ -272,7 +278,7 @@ static const char *chat_messages(xl_t *x, aiproxy_json_t *messages,
         if (!strcmp(role, "user")) {
             static const char *const keys[] = { "role", "content", NULL };
 
-            if ((err = only_keys(x, m, w, keys)) ||
+            if ((err = only_keys(x, m, mw, keys)) ||
                 (err = user_blocks(x, content, w, blocks)))
                 return err;
             push_turn(msgs, "user", blocks);
@@ -281,7 +287,7 @@ static const char *chat_messages(xl_t *x, aiproxy_json_t *messages,
             static const char *const keys[] = { "role", "content",
                                                 "tool_calls", NULL };
 
-            if ((err = only_keys(x, m, w, keys)) ||
+            if ((err = only_keys(x, m, mw, keys)) ||
                 (!absent(content) &&
                  (err = text_blocks(x, content, w, blocks))) ||
                 (!absent(aiproxy_json_get(m, "tool_calls")) &&
@@ -299,7 +305,7 @@ static const char *chat_messages(xl_t *x, aiproxy_json_t *messages,
             aiproxy_json_t *b, *text = aiproxy_json_own(
                 x->p, aiproxy_json_new_array());
 
-            if ((err = only_keys(x, m, w, keys)) ||
+            if ((err = only_keys(x, m, mw, keys)) ||
                 (err = text_blocks(x, content, w, text)))
                 return err;
             if (!aiproxy_json_is_string(aiproxy_json_get(m, "tool_call_id")))
@@ -484,32 +490,41 @@ static aiproxy_json_t *chat_text_part(aiproxy_json_t *text)
     return text_block(text);    /* the same shape: {type:text,text} */
 }
 
-/* Text blocks (cache_control allowed: OpenAI caches on its own) as chat
- * text parts. */
+/* One text block (cache_control allowed: OpenAI caches on its own; a
+ * citation is not) as a chat text part. */
+static const char *msg_text_part(xl_t *x, aiproxy_json_t *b, const char *w,
+                                 aiproxy_json_t *parts)
+{
+    static const char *const keys[] = { "type", "text", "cache_control", NULL };
+    const char *type = aiproxy_json_string(aiproxy_json_get(b, "type"));
+    const char *err;
+
+    if (!type || strcmp(type, "text") ||
+        !aiproxy_json_is_string(aiproxy_json_get(b, "text")))
+        return refuse(x, w, type ? apr_psprintf(x->p, "of type '%s'", type)
+                                 : NULL);
+    if ((err = only_keys(x, b, w, keys)))
+        return err;
+    return aiproxy_json_push(parts, chat_text_part(aiproxy_json_get(b, "text")))
+           ? "" : NULL;
+}
+
+/* Text blocks (a string, or an array of them) as chat text parts. */
 static const char *msg_text_parts(xl_t *x, aiproxy_json_t *content,
                                   const char *where, aiproxy_json_t *parts)
 {
-    static const char *const keys[] = { "type", "text", "cache_control", NULL };
     apr_size_t i;
+    const char *err;
 
     if (aiproxy_json_is_string(content))
         return aiproxy_json_push(parts, chat_text_part(content)) ? "" : NULL;
     if (!aiproxy_json_is_array(content))
         return refuse(x, where, "(not text)");
-    for (i = 0; i < aiproxy_json_array_size(content); i++) {
-        aiproxy_json_t *b = aiproxy_json_array_at(content, i);
-        const char *w = apr_psprintf(x->p, "%s[%" APR_SIZE_T_FMT "]", where, i);
-        const char *type = aiproxy_json_string(aiproxy_json_get(b, "type"));
-        const char *err;
-
-        if (!type || strcmp(type, "text") ||
-            !aiproxy_json_is_string(aiproxy_json_get(b, "text")))
-            return refuse(x, w, type ? apr_psprintf(x->p, "of type '%s'", type)
-                                     : NULL);
-        if ((err = only_keys(x, b, w, keys)))
+    for (i = 0; i < aiproxy_json_array_size(content); i++)
+        if ((err = msg_text_part(x, aiproxy_json_array_at(content, i),
+                                 apr_psprintf(x->p, "%s[%" APR_SIZE_T_FMT "]",
+                                              where, i), parts)))
             return err;
-        aiproxy_json_push(parts, chat_text_part(aiproxy_json_get(b, "text")));
-    }
     return NULL;
 }
 
@@ -571,11 +586,7 @@ static const char *msg_user(xl_t *x, aiproxy_json_t *content, const char *w,
         const char *type = aiproxy_json_string(aiproxy_json_get(b, "type"));
 
         if (type && !strcmp(type, "text")) {
-            aiproxy_json_t *one = aiproxy_json_own(x->p,
-                                                   aiproxy_json_new_array());
-
-            aiproxy_json_push(one, aiproxy_json_ref(b));
-            err = msg_text_parts(x, one, bw, parts);
+            err = msg_text_part(x, b, bw, parts);
         }
         else if (type && !strcmp(type, "image")) {
             err = msg_image_part(x, b, bw, parts);
