@@ -113,41 +113,18 @@ static apr_array_header_t *targets_for(apr_pool_t *p, aiproxy_req_t *st,
 
 /* A request some target serves in the other API: its body translated
  * once, now, so that what cannot be translated is refused before anything
- * is held. The output limit is the reservation's. Streams are not
- * translated: their targets are left out, and a stream no target can take
- * as sent is refused. */
+ * is held. The output limit is the reservation's. */
 static int admit_translated(request_rec *r, aiproxy_req_t *st)
 {
     apr_array_header_t *t = st->fwd.targets;
     const char *err;
-    int i, native = 0, other = 0;
+    int i, other = 0;
 
-    for (i = 0; i < t->nelts; i++) {
-        if (APR_ARRAY_IDX(t, i, aiproxy_target_t).provider->api == st->api)
-            native++;
-        else
+    for (i = 0; i < t->nelts; i++)
+        if (APR_ARRAY_IDX(t, i, aiproxy_target_t).provider->api != st->api)
             other++;
-    }
     if (!other)
         return DECLINED;
-    if (st->info.stream) {
-        if (!native)
-            return aiproxy_reply_error(r, st, HTTP_BAD_REQUEST,
-                                       "invalid_request_error", "untranslatable",
-                                       apr_psprintf(r->pool, "'stream' cannot "
-                                       "be translated: %s is served by the "
-                                       "other API than %s. Send it without "
-                                       "'stream'.", st->info.model,
-                                       st->endpoint));
-        for (i = t->nelts - 1; i >= 0; i--)
-            if (APR_ARRAY_IDX(t, i, aiproxy_target_t).provider->api != st->api) {
-                memmove(t->elts + i * t->elt_size,
-                        t->elts + (i + 1) * t->elt_size,
-                        (t->nelts - i - 1) * t->elt_size);
-                t->nelts--;
-            }
-        return DECLINED;
-    }
     /* Serialised per target model by the forwarder, which counts it. */
     if ((err = aiproxy_xlate_request(r->pool, st->api, st->info.root,
                                      st->out_tokens, &st->fwd.xlated)))

@@ -43,6 +43,7 @@ typedef struct {
     apr_file_t *spill;      /* where a held answer past HELD_IN_MEMORY goes */
     apr_uint64_t spilled;   /* its bytes, counted in child_spilled */
     const char *unheld;     /* why the answer could not be held, if so */
+    struct aiproxy_xlate_stream *xs; /* a translated stream's state */
 } aiproxy_meter_t;
 
 /* Charges the request once; later calls do nothing. */

@@ -181,7 +181,6 @@ def test_output_limit_is_the_reserved_one(gateway, up):
     ({"response_format": {"type": "json_schema", "json_schema": {
         "name": "x", "schema": {"type": "object"}}}}, "response_format"),
     ({"seed": 3}, "seed"),
-    ({"stream": True}, "stream"),
     ({"messages": [{"role": "user", "content": "a", "name": "bob"}]},
      "messages[0].name"),
     ({"messages": [{"role": "user", "content": [
@@ -228,6 +227,54 @@ def test_cap_refuses_translated_as_native(gateway, up):
     assert up.requests() == []
 
 
+@pytest.mark.parametrize("usage", [False, True])
+def test_chat_stream_from_claude(gateway, up, usage):
+    email = new_email("xl-stream")
+    extra = {"stream_options": {"include_usage": True}} if usage else {}
+    raw = oai(gateway, email).chat.completions.with_raw_response.create(
+        model=CLAUDE, stream=True,
+        messages=[{"role": "user", "content": "stream to me"}], **extra)
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "This is a fake reply."
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finish = [c.choices[0].finish_reason for c in chunks
+              if c.choices and c.choices[0].finish_reason]
+    assert finish == ["stop"]
+    with_usage = [c for c in chunks if c.usage]
+    _, _, body = sent(up)
+    assert body["stream"] is True and "stream_options" not in body
+    if usage:
+        assert len(with_usage) == 1 and with_usage[0].choices == []
+        assert (with_usage[0].usage.prompt_tokens,
+                with_usage[0].usage.completion_tokens) == (3, 5)
+    else:
+        assert with_usage == []
+    doc = wait_docs(gateway, email)[0]
+    assert doc["cost"] == cost(CLAUDE, 3, 5)
+    assert spent(gateway, email)[0] == doc["cost"]
+
+
+def test_chat_stream_tool_call_from_claude(gateway, up):
+    up.next(tool_call="lookup")
+    stream = oai(gateway, new_email("xl-stool")).chat.completions.create(
+        model=CLAUDE, stream=True, tools=[TOOL],
+        messages=[{"role": "user", "content": "look up cats"}])
+    calls, finish = {}, None
+    for c in stream:
+        for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            d = calls.setdefault(tc.index, {"id": None, "name": None, "args": ""})
+            d["id"] = tc.id or d["id"]
+            if tc.function and tc.function.name:
+                d["name"] = tc.function.name
+            d["args"] += (tc.function.arguments or "") if tc.function else ""
+        if c.choices and c.choices[0].finish_reason:
+            finish = c.choices[0].finish_reason
+    assert finish == "tool_calls" and list(calls) == [0]
+    assert calls[0]["name"] == "lookup" and calls[0]["id"]
+    assert json.loads(calls[0]["args"]) == {"text": "This is a fake reply."}
+
+
 # ------------------------------------------------ Anthropic client, GPT model
 
 def test_messages_to_gpt_answer_usage_and_price(gateway, up):
@@ -259,6 +306,37 @@ def test_messages_to_gpt_answer_usage_and_price(gateway, up):
     doc = wait_docs(gateway, email)[0]
     assert doc["cost"] == cost(GPT, 10, 5, cached=30)
     assert raw.headers["cost"] == usd(doc["cost"])
+
+
+def test_messages_stream_from_gpt(gateway, up):
+    email = new_email("xl-mstream")
+    with ant(gateway, email).messages.stream(
+            model=GPT, max_tokens=50,
+            messages=[{"role": "user", "content": "stream to me"}]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == "This is a fake reply."
+    assert final.stop_reason == "end_turn"
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (3, 5)
+    _, _, body = sent(up)
+    # The gateway asks for the usage, which the charge needs.
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    doc = wait_docs(gateway, email)[0]
+    assert doc["cost"] == cost(GPT, 3, 5)
+
+
+def test_messages_stream_tool_use_from_gpt(gateway, up):
+    up.next(tool_call="lookup")
+    with ant(gateway, new_email("xl-mstool")).messages.stream(
+            model=GPT, max_tokens=50,
+            tools=[{"name": "lookup", "input_schema": {"type": "object"}}],
+            messages=[{"role": "user", "content": "look up"}]) as s:
+        final = s.get_final_message()
+    assert final.stop_reason == "tool_use"
+    use = [b for b in final.content if b.type == "tool_use"]
+    assert len(use) == 1 and use[0].name == "lookup"
+    assert use[0].input == {"text": "This is a fake reply."}
 
 
 def test_messages_tools_to_gpt(gateway, up):
@@ -301,7 +379,6 @@ def test_messages_untranslatable_refused(gateway, up):
     for extra, field in (({"thinking": {"type": "enabled", "budget_tokens": 1024}},
                           "thinking"),
                          ({"top_k": 5}, "top_k"),
-                         ({"stream": True}, "stream"),
                          ({"messages": [{"role": "user", "content": [
                              {"type": "text", "text": "x", "citations": [
                                  {"type": "char_location", "cited_text": "x",

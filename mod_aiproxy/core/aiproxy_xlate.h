@@ -33,4 +33,21 @@ char *aiproxy_xlate_answer(apr_pool_t *p, aiproxy_api_t client, int status,
                            const char *body, apr_size_t len,
                            apr_int64_t created, apr_size_t *out_len);
 
+/* A stream's translation (aiproxy_xlate_stream.c): the provider's events
+ * in, the client's out. client_usage: an OpenAI client asked for the usage
+ * chunk. Lives in p. */
+typedef struct aiproxy_xlate_stream aiproxy_xlate_stream_t;
+aiproxy_xlate_stream_t *aiproxy_xlate_stream_create(apr_pool_t *p,
+                                                    aiproxy_api_t client,
+                                                    int client_usage,
+                                                    apr_int64_t created);
+/* One provider event (its event name, "" when none, and data): the
+ * client's events it makes (const char *, whole SSE events), in p. */
+apr_array_header_t *aiproxy_xlate_stream_event(aiproxy_xlate_stream_t *x,
+                                               apr_pool_t *p, const char *name,
+                                               const char *data,
+                                               apr_size_t len);
+/* 1 once the client's stream has its last event. */
+int aiproxy_xlate_stream_done(const aiproxy_xlate_stream_t *x);
+
 #endif

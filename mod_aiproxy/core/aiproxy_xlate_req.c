@@ -458,15 +458,18 @@ static const char *to_messages(xl_t *x, const aiproxy_json_t *body,
             put_ref(md, "user_id", v);
             aiproxy_json_put(out, "metadata", md);
         }
+        else if (!strcmp(k, "stream") && aiproxy_json_bool(v) == 1) {
+            put_ref(out, k, v);
+        }
         else if ((!strcmp(k, "n") && aiproxy_json_int(v, &n) && n == 1) ||
                  (!strcmp(k, "stream") && aiproxy_json_bool(v) == 0) ||
                  (!strcmp(k, "store") && aiproxy_json_bool(v) == 0) ||
                  (!strcmp(k, "logprobs") && aiproxy_json_bool(v) == 0)) {
             /* The defaults, said aloud. */
         }
-        else if (!strcmp(k, "stream_options") &&
-                 aiproxy_json_bool(aiproxy_json_get(body, "stream")) != 1) {
-            /* Nothing streams: nothing to ask of it. */
+        else if (!strcmp(k, "stream_options")) {
+            /* Messages streams always tell their usage; the usage chunk
+             * is made for a client that asked (aiproxy_xlate_stream.c). */
         }
         else if (!strcmp(k, "response_format") &&
                  (err = aiproxy_json_string(aiproxy_json_get(v, "type"))) &&
@@ -846,6 +849,12 @@ static const char *to_chat(xl_t *x, const aiproxy_json_t *body,
                 put_ref(out, "user", u);
         }
         else if (!strcmp(k, "stream") && aiproxy_json_bool(v) == 0) {
+        }
+        else if (!strcmp(k, "stream") && aiproxy_json_bool(v) == 1) {
+            /* Its usage comes only when asked for: the charge needs it. */
+            aiproxy_json_put(out, "stream", aiproxy_json_new_bool(1));
+            aiproxy_json_set_nested_true(out, "stream_options",
+                                         "include_usage");
         }
         else {
             return refuse(x, k, NULL);
