@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import PRICES, make_token, usd
+from conftest import PRICES, Gateway, make_token, usd
 from helpers import auth, new_email, wait_docs
 
 CLAUDE = "claude-haiku-4-5"
@@ -408,3 +408,64 @@ def test_provider_error_in_anthropic_shape(gateway, up):
     assert e.value.body["type"] == "error"
     assert e.value.body["error"]["type"] == "invalid_request_error"
     assert e.value.body["error"]["message"]
+
+
+# ------------------------------------------------------ broken answers, failover
+
+@pytest.mark.parametrize("raw", ["not json at all", "[1, 2]", '{"content": 5}',
+                                 '{"choices": "x"}' + " " * 5000])
+def test_garbage_answer_is_502_never_a_crash(gateway, up, raw):
+    """A provider answer the translator cannot read: 502 in the client's
+    shape, the child alive (the next request is answered)."""
+    gateway.expect_log(r"AIP01208")
+    email = new_email("xl-garbage")
+    up.next(raw=raw)
+    r = httpx.post(gateway.url("/v1/chat/completions"), headers=auth(email),
+                   json={"model": CLAUDE, "messages": [{"role": "user", "content": "x"}]},
+                   timeout=10)
+    assert r.status_code == 502, r.text
+    assert r.json()["error"]["code"] == "upstream_answer_unheld"
+    c = oai(gateway, email).chat.completions.create(
+        model=CLAUDE, messages=[{"role": "user", "content": "x"}])
+    assert c.choices[0].message.content == "This is a fake reply."
+
+
+@pytest.fixture(scope="module")
+def mixed(store, upstream):
+    """xl-model served first by Anthropic (translated for a chat client),
+    then by OpenAI (native): the same fake upstream behind both, under
+    their own prefixes, so its records tell which one answered."""
+    base = upstream.base
+    conf = """
+AIProxyProvider xa "%(base)s/xa/v1" api=anthropic key=env:ANTHROPIC_API_KEY
+AIProxyProvider xo "%(base)s/xo/v1" api=openai key=env:OPENAI_API_KEY
+AIProxyPrice xl-model input=1.00 output=2.00 max_output=1000
+AIProxyModel xl-model xa xo
+""" % {"base": base}
+    with Gateway(store, upstream, extra_conf=conf) as g:
+        yield g
+
+
+def test_failover_from_translated_to_native(mixed, up):
+    mixed.expect_log(r"AIP01310", r"AIP01601")
+    email = new_email("xl-fo")
+    up.next(status=500, path="/xa/")
+    raw = oai(mixed, email).chat.completions.with_raw_response.create(
+        model="xl-model", messages=[{"role": "user", "content": "fail me over"}])
+    assert raw.parse().choices[0].message.content == "This is a fake reply."
+    paths = [r["path"] for r in up.requests()]
+    assert paths == ["/xa/v1/messages", "/xo/v1/chat/completions"]
+    doc = wait_docs(mixed, email)[0]
+    assert doc["provider"] == "xo"
+    assert doc["cost"] == 3 * 1_000_000 + 5 * 2_000_000      # charged once
+    assert raw.headers["cost"] == usd(doc["cost"])
+    # And the other way: for an Anthropic client xa is native; its key now
+    # rests, so the translated target serves.
+    up.reset()
+    email = new_email("xl-fo2")
+    m = ant(mixed, email).messages.create(
+        model="xl-model", max_tokens=20,
+        messages=[{"role": "user", "content": "fail me over"}])
+    assert m.content[0].text == "This is a fake reply."
+    assert [r["path"] for r in up.requests()] == ["/xo/v1/chat/completions"]
+    assert wait_docs(mixed, email)[0]["provider"] == "xo"
