@@ -111,6 +111,8 @@ static apr_array_header_t *targets_for(apr_pool_t *p, aiproxy_req_t *st,
     return out;
 }
 
+#define XLATE_TREE_FACTOR 3
+
 /* A request some target serves in the other API: its body translated
  * once, now, so that what cannot be translated is refused before anything
  * is held. The output limit is the reservation's. */
@@ -125,6 +127,18 @@ static int admit_translated(request_rec *r, aiproxy_req_t *st)
             other++;
     if (!other)
         return DECLINED;
+    /* The translated tree has new containers for every part (its leaves
+     * are shared): at most a few times the client's parse, counted
+     * against the child's memory like it. */
+    if (!aiproxy_body_take(r, XLATE_TREE_FACTOR * aiproxy_json_cost(
+                               st->body, st->body_out_len))) {
+        aiproxy_stat_inc(AIPROXY_STAT_BUSY);
+        apr_table_setn(r->err_headers_out, "Retry-After", "1");
+        return aiproxy_reply_error(r, st, HTTP_SERVICE_UNAVAILABLE,
+                                   "server_error", "server_busy", "The "
+                                   "gateway is holding as many large "
+                                   "requests as it may; retry in a moment.");
+    }
     /* Serialised per target model by the forwarder, which counts it. */
     if ((err = aiproxy_xlate_request(r->pool, st->api, st->info.root,
                                      st->out_tokens, &st->fwd.xlated)))
