@@ -83,6 +83,7 @@ def test_chat_to_claude_answer_usage_and_price(gateway, up):
     assert raw.headers["cost"] == usd(doc["cost"])
     # Recorded under the client's endpoint, served by anthropic, once.
     assert doc["provider"] == "anthropic" and doc["model"] == CLAUDE
+    assert doc["endpoint"] == "chat/completions"
     assert len(list(gateway.db().requests.find({"email": email}))) == 1
 
 
@@ -211,6 +212,16 @@ def test_provider_error_in_openai_shape(gateway, up):
     err = e.value.body
     assert isinstance(err, dict) and err["type"] == "invalid_request_error"
     assert err["message"] and "code" in err
+
+
+def test_provider_error_to_a_stream_in_openai_shape(gateway, up):
+    email = new_email("xl-serr")
+    up.next(status=400)
+    with pytest.raises(openai.BadRequestError) as e:
+        list(oai(gateway, email).chat.completions.create(
+            model=CLAUDE, stream=True, messages=[{"role": "user", "content": "x"}]))
+    assert e.value.body["type"] == "invalid_request_error" and "code" in e.value.body
+    assert spent(gateway, email)[0] == 0
 
 
 def test_cap_refuses_translated_as_native(gateway, up):
