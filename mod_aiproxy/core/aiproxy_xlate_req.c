@@ -410,6 +410,13 @@ static const char *chat_tool_choice(xl_t *x, aiproxy_json_t *tc,
     return NULL;
 }
 
+static int is_text_format(const aiproxy_json_t *type)
+{
+    const char *s = aiproxy_json_string(type);
+
+    return s && !strcmp(s, "text");
+}
+
 static const char *to_messages(xl_t *x, const aiproxy_json_t *body,
                                apr_int64_t max_output, aiproxy_json_t *out)
 {
@@ -472,8 +479,7 @@ static const char *to_messages(xl_t *x, const aiproxy_json_t *body,
              * is made for a client that asked (aiproxy_xlate_stream.c). */
         }
         else if (!strcmp(k, "response_format") &&
-                 (err = aiproxy_json_string(aiproxy_json_get(v, "type"))) &&
-                 !strcmp(err, "text")) {
+                 is_text_format(aiproxy_json_get(v, "type"))) {
         }
         else {
             return refuse(x, k, NULL);

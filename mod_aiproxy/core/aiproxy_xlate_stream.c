@@ -16,7 +16,7 @@ struct aiproxy_xlate_stream {
     apr_int64_t created;
     /* Anthropic -> chat */
     apr_int64_t in, cache_read, cache_write, out;
-    int block_tool[64];         /* content block index -> tool index + 1 */
+    apr_hash_t *block_tool;     /* content block index -> tool index */
     int tools;
     const char *finish;
     /* chat -> Anthropic */
@@ -38,6 +38,7 @@ aiproxy_xlate_stream_t *aiproxy_xlate_stream_create(apr_pool_t *p,
     x->client_usage = client_usage;
     x->created = created;
     x->tool_index = -1;
+    x->block_tool = apr_hash_make(p);
     return x;
 }
 
@@ -144,15 +145,24 @@ static void from_anthropic(aiproxy_xlate_stream_t *x, apr_pool_t *p,
         aiproxy_json_t *b = aiproxy_json_get(e, "content_block"), *tc, *fn, *a;
         const char *bt = aiproxy_json_string(aiproxy_json_get(b, "type"));
 
-        if (!bt || strcmp(bt, "tool_use") || index < 0 || index >= 64)
+        if (!bt || strcmp(bt, "tool_use") || index < 0 ||
+            !aiproxy_json_is_string(aiproxy_json_get(b, "id")) ||
+            !aiproxy_json_is_string(aiproxy_json_get(b, "name")))
             return;
-        x->block_tool[index] = ++x->tools;
+        {
+            apr_int64_t *k = apr_pmemdup(x->pool, &index, sizeof(index));
+
+            apr_hash_set(x->block_tool, k, sizeof(*k),
+                         apr_pmemdup(x->pool, &x->tools, sizeof(int)));
+            x->tools++;
+        }
         fn = aiproxy_json_new_object();
         aiproxy_json_put(fn, "name", aiproxy_json_ref(aiproxy_json_get(b,
                                                                     "name")));
         aiproxy_json_put(fn, "arguments", aiproxy_json_new_string(""));
         tc = aiproxy_json_new_object();
         aiproxy_json_put(tc, "index", aiproxy_json_new_int(x->tools - 1));
+
         aiproxy_json_put(tc, "id", aiproxy_json_ref(aiproxy_json_get(b, "id")));
         aiproxy_json_put(tc, "type", aiproxy_json_new_string("function"));
         aiproxy_json_put(tc, "function", fn);
@@ -167,6 +177,7 @@ static void from_anthropic(aiproxy_xlate_stream_t *x, apr_pool_t *p,
         const char *dt = aiproxy_json_string(aiproxy_json_get(delta, "type"));
         aiproxy_json_t *text = aiproxy_json_get(delta, "text");
         aiproxy_json_t *pj = aiproxy_json_get(delta, "partial_json");
+        const int *tool = apr_hash_get(x->block_tool, &index, sizeof(index));
 
         if (dt && !strcmp(dt, "text_delta") && aiproxy_json_is_string(text)) {
             d = aiproxy_json_new_object();
@@ -174,14 +185,12 @@ static void from_anthropic(aiproxy_xlate_stream_t *x, apr_pool_t *p,
             emit(p, out, NULL, chunk(x, d, NULL));
         }
         else if (dt && !strcmp(dt, "input_json_delta") &&
-                 aiproxy_json_is_string(pj) && index >= 0 && index < 64 &&
-                 x->block_tool[index]) {
+                 aiproxy_json_is_string(pj) && tool) {
             aiproxy_json_t *tc = aiproxy_json_new_object(), *fn, *a;
 
             fn = aiproxy_json_new_object();
             aiproxy_json_put(fn, "arguments", aiproxy_json_ref(pj));
-            aiproxy_json_put(tc, "index", aiproxy_json_new_int(
-                                 x->block_tool[index] - 1));
+            aiproxy_json_put(tc, "index", aiproxy_json_new_int(*tool));
             aiproxy_json_put(tc, "function", fn);
             a = aiproxy_json_new_array();
             aiproxy_json_push(a, tc);

@@ -221,8 +221,17 @@ static void test_streams(apr_pool_t *p)
     CHECK(strstr(s, "event: message_stop") != NULL);
     /* Garbage is skipped, never a crash. */
     x = aiproxy_xlate_stream_create(p, AIPROXY_API_OPENAI, 0, 5);
-    CHECK_STR(feed(p, x, "{\"type\":\"content_block_start\",\"index\":99999,"
+    CHECK_STR(feed(p, x, "{\"type\":\"content_block_start\",\"index\":3,"
                    "\"content_block\":{\"type\":\"tool_use\"}}"), "");
+    /* Any block index, as the provider numbers them. */
+    s = feed(p, x, "{\"type\":\"content_block_start\",\"index\":99999,"
+             "\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\","
+             "\"name\":\"f\"}}");
+    CHECK(strstr(s, "\"name\":\"f\"") != NULL);
+    s = feed(p, x, "{\"type\":\"content_block_delta\",\"index\":99999,"
+             "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"
+             "\"{}\"}}");
+    CHECK(strstr(s, "\"arguments\":\"{}\"") != NULL);
     CHECK_STR(feed(p, x, "not json"), "");
 }
 
