@@ -84,6 +84,9 @@ static const char *text_part(xl_t *x, aiproxy_json_t *part, const char *w,
                                  : NULL);
     if ((err = only_keys(x, part, w, part_keys)))
         return err;
+    /* Messages refuses empty text blocks; an empty text says nothing. */
+    if (!*aiproxy_json_string(aiproxy_json_get(part, "text")))
+        return NULL;
     return aiproxy_json_push(blocks, text_block(aiproxy_json_get(part, "text")))
            ? "" : NULL;
 }
@@ -96,7 +99,8 @@ static const char *text_blocks(xl_t *x, aiproxy_json_t *content,
     const char *err;
 
     if (aiproxy_json_is_string(content))
-        return aiproxy_json_push(blocks, text_block(content)) ? "" : NULL;
+        return !*aiproxy_json_string(content) ||
+               !aiproxy_json_push(blocks, text_block(content)) ? NULL : "";
     if (!aiproxy_json_is_array(content))
         return refuse(x, where, "(not text)");
     for (i = 0; i < aiproxy_json_array_size(content); i++)

@@ -74,6 +74,16 @@ static void test_chat_to_messages(apr_pool_t *p)
     CHECK_STR(at(o, "messages", "#2", "content", "#1", "content", "#0", "text",
                  NULL), "r2");
     CHECK(aiproxy_json_get(o, "user") == NULL);
+    /* An assistant's empty content beside its calls makes no text block. */
+    o = xlate(p, AIPROXY_API_OPENAI, "{\"model\":\"c\",\"messages\":["
+              "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{"
+              "\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":"
+              "\"f\",\"arguments\":\"{}\"}}]}]}", &err);
+    CHECK(err == NULL);
+    CHECK_INT(aiproxy_json_array_size(aiproxy_json_get(aiproxy_json_array_at(
+              aiproxy_json_get(o, "messages"), 0), "content")), 1);
+    CHECK_STR(at(o, "messages", "#0", "content", "#0", "type", NULL),
+              "tool_use");
 }
 
 static void test_refusals(apr_pool_t *p)
