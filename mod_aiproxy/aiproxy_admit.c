@@ -21,6 +21,7 @@
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
 #include "aiproxy_counters.h"
+#include "aiproxy_xlate.h"
 
 APLOG_USE_MODULE(aiproxy);
 
@@ -92,7 +93,11 @@ static apr_array_header_t *targets_for(apr_pool_t *p, aiproxy_req_t *st,
     for (i = 0; mapped && i < mapped->nelts; i++) {
         aiproxy_target_t *m = &APR_ARRAY_IDX(mapped, i, aiproxy_target_t);
 
-        if (pv ? m->provider == pv : m->provider->api == st->api)
+        /* Chat Completions and Messages serve each other's models,
+         * translated (aiproxy_xlate.h), on a route by model. */
+        if (pv ? m->provider == pv
+               : m->provider->api == st->api ||
+                 aiproxy_xlate_endpoint(st->api, st->endpoint))
             *(aiproxy_target_t *)apr_array_push(out) = *m;
         if (pv && out->nelts)
             return out;
@@ -104,6 +109,43 @@ static apr_array_header_t *targets_for(apr_pool_t *p, aiproxy_req_t *st,
         t->upstream_model = model;
     }
     return out;
+}
+
+#define XLATE_TREE_FACTOR 3
+
+/* A request some target serves in the other API: its body translated
+ * once, now, so that what cannot be translated is refused before anything
+ * is held. The output limit is the reservation's. */
+static int admit_translated(request_rec *r, aiproxy_req_t *st)
+{
+    apr_array_header_t *t = st->fwd.targets;
+    const char *err;
+    int i, other = 0;
+
+    for (i = 0; i < t->nelts; i++)
+        if (APR_ARRAY_IDX(t, i, aiproxy_target_t).provider->api != st->api)
+            other++;
+    if (!other)
+        return DECLINED;
+    /* The translated tree has new containers for every part (its leaves
+     * are shared): at most a few times the client's parse, counted
+     * against the child's memory like it. */
+    if (!aiproxy_body_take(r, XLATE_TREE_FACTOR * aiproxy_json_cost(
+                               st->body, st->body_out_len))) {
+        aiproxy_stat_inc(AIPROXY_STAT_BUSY);
+        apr_table_setn(r->err_headers_out, "Retry-After", "1");
+        return aiproxy_reply_error(r, st, HTTP_SERVICE_UNAVAILABLE,
+                                   "server_error", "server_busy", "The "
+                                   "gateway is holding as many large "
+                                   "requests as it may; retry in a moment.");
+    }
+    /* Serialised per target model by the forwarder, which counts it. */
+    if ((err = aiproxy_xlate_request(r->pool, st->api, st->info.root,
+                                     st->out_tokens, &st->fwd.xlated)))
+        return aiproxy_reply_error(r, st, HTTP_BAD_REQUEST,
+                                   "invalid_request_error", "untranslatable",
+                                   err);
+    return DECLINED;
 }
 
 static void set_rate_headers(request_rec *r, int limit, int remaining,
@@ -540,6 +582,8 @@ int aiproxy_admit(request_rec *r)
                                    apr_psprintf(r->pool, "No provider serves "
                                                 "%s on %s.", st->info.model,
                                                 st->endpoint));
+    if (admit_translated(r, st) != DECLINED)
+        return OK;
     st->id = aiproxy_next_request_id(r->pool);
     apr_table_setn(r->notes, "aiproxy-request-id", st->id);
     if (st->free_ep) {

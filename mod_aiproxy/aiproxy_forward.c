@@ -20,6 +20,7 @@
 #include "aiproxy_req.h"
 #include "aiproxy_counters.h"
 #include "aiproxy_route.h"
+#include "aiproxy_xlate.h"
 
 APLOG_USE_MODULE(aiproxy);
 
@@ -97,55 +98,79 @@ void aiproxy_forward_register_hooks(void)
                       APR_HOOK_REALLY_LAST);
 }
 
-/* The body for a provider that knows the model by another name: made
- * once per name, however many attempts use it, and counted against the
- * child's memory. */
-static void set_body(request_rec *r, aiproxy_req_t *st, const char *model)
+/* The body for a provider that knows the model by another name, or
+ * speaks the other API (translated at admission): made once per name and
+ * API, however many attempts use it, and counted against the child's
+ * memory. -1 when a translated body could not be made: the client's must
+ * never reach the other API. */
+static int set_body(request_rec *r, aiproxy_req_t *st, const char *model,
+                     int translated)
 {
     const char *body = st->body;
     apr_size_t len = st->body_out_len;
+    aiproxy_json_t *root = translated ? st->fwd.xlated : st->info.root;
+    const char *key = translated ? apr_pstrcat(r->pool, "\n", model, NULL)
+                                 : model;
     aiproxy_aliased_t *a;
 
     if (!st->body)
-        return;
+        return 0;
     /* A form (audio/transcriptions) is forwarded as sent: no alias. */
-    if (strcmp(model, st->info.model) && st->info.root) {
+    if ((translated || strcmp(model, st->info.model)) && st->info.root) {
         if (!st->fwd.aliased)
             st->fwd.aliased = apr_hash_make(r->pool);
-        if (!(a = apr_hash_get(st->fwd.aliased, model, APR_HASH_KEY_STRING))) {
+        if (!(a = apr_hash_get(st->fwd.aliased, key, APR_HASH_KEY_STRING))) {
             a = apr_pcalloc(r->pool, sizeof(*a));
-            if (aiproxy_json_set_string(st->info.root, "model", model) == 0 &&
-                (a->body = aiproxy_json_dump(r->pool, st->info.root,
-                                             &a->len)))
+            if (root && aiproxy_json_set_string(root, "model", model) == 0 &&
+                (a->body = aiproxy_json_dump(r->pool, root, &a->len)))
                 aiproxy_body_count(r, a->len);
-            apr_hash_set(st->fwd.aliased, model, APR_HASH_KEY_STRING, a);
+            apr_hash_set(st->fwd.aliased, key, APR_HASH_KEY_STRING, a);
         }
         if (a->body) {
             body = a->body;
             len = a->len;
         }
+        else if (translated) {
+            return -1;
+        }
     }
     aiproxy_body_replay(r, st->fwd.replay, body, len);
+    return 0;
 }
 
-static void set_attempt(request_rec *r, aiproxy_req_t *st,
+static int set_attempt(request_rec *r, aiproxy_req_t *st,
                         const aiproxy_attempt_t *a, apr_table_t *headers)
 {
     const char *key = APR_ARRAY_IDX(a->provider->auth, a->key, const char *);
+    int translated = a->provider->api != st->api && st->fwd.xlated;
+    const char *endpoint = translated
+        ? aiproxy_xlate_endpoint(st->api, st->endpoint) : st->endpoint;
 
     /* mod_proxy adds X-Forwarded-* and Via on every attempt: start clean. */
     r->headers_in = apr_table_copy(r->pool, headers);
     apr_table_setn(r->headers_in, aiproxy_api(a->provider->api)->key_header,
                    key);
-    set_body(r, st, a->model);
+    if (translated) {
+        /* Anthropic's version of the Messages API the translation speaks;
+         * no beta of the client's applies to a translated request. */
+        apr_table_unset(r->headers_in, "anthropic-beta");
+        if (a->provider->api == AIPROXY_API_ANTHROPIC)
+            apr_table_setn(r->headers_in, "anthropic-version",
+                           AIPROXY_XLATE_ANTHROPIC_VERSION);
+        else
+            apr_table_unset(r->headers_in, "anthropic-version");
+    }
+    if (set_body(r, st, a->model, translated) < 0)
+        return -1;
     st->fwd.provider = a->provider;
     /* A metered request's query string is no part of its price: it does
      * not go upstream, where it could ask for more. */
     r->filename = apr_pstrcat(r->pool, "proxy:", a->provider->base_url, "/",
-                              st->endpoint, r->args && !st->body ? "?" : "",
+                              endpoint, r->args && !st->body ? "?" : "",
                               r->args && !st->body ? r->args : "", NULL);
     r->proxyreq = PROXYREQ_REVERSE;
     r->handler = "proxy-server";
+    return 0;
 }
 
 int aiproxy_forward_handler(request_rec *r)
@@ -171,7 +196,13 @@ int aiproxy_forward_handler(request_rec *r)
         st->fwd.failed = 0;
         st->fwd.upstream_status = 0;
         st->fwd.answered_at = 0;
-        set_attempt(r, st, a, headers);
+        if (set_attempt(r, st, a, headers) < 0) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01603)
+                          "no translated body for %s: not sent",
+                          a->provider->name);
+            rc = HTTP_INTERNAL_SERVER_ERROR;
+            break;
+        }
         apr_table_unset(r->notes, "proxy_timedout");
         rc = ap_run_handler(r);
         /* mod_proxy_http answers a read timeout with 502 and this note. */

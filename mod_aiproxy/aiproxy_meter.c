@@ -17,6 +17,7 @@
 #include "aiproxy_lease.h"
 #include "aiproxy_meter.h"
 #include "aiproxy_meter_int.h"
+#include "aiproxy_xlate.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_req.h"
 #include "aiproxy_counters.h"
@@ -247,6 +248,15 @@ static aiproxy_meter_t *meter_init(ap_filter_t *f, aiproxy_req_t *st)
         m->sse = aiproxy_sse_create(r->pool, MAX_SSE_EVENT);
         m->out = apr_brigade_create(r->pool, f->c->bucket_alloc);
         m->ep = aiproxy_endpoint_kind(st->endpoint);
+        /* A translated stream is read in the provider's terms, then
+         * written in the client's. */
+        if (st->fwd.provider && st->fwd.provider->api != st->api) {
+            m->ep = aiproxy_endpoint_kind(aiproxy_xlate_endpoint(
+                                              st->api, st->endpoint));
+            m->xs = aiproxy_xlate_stream_create(
+                r->pool, st->api, st->info.include_usage,
+                apr_time_sec(r->request_time));
+        }
         apr_pool_create(&m->event_pool, r->pool);
         st->meter.stream.hide_usage = st->meter.asked_stream_usage;
         /* The final cost is known only at the end: the headers carry the

@@ -17,6 +17,7 @@
 #include "aiproxy_meter_int.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_usage_read.h"
+#include "aiproxy_xlate.h"
 
 APLOG_USE_MODULE(aiproxy);
 
@@ -234,7 +235,8 @@ static void held_usage(aiproxy_meter_t *m)
 
     if (text) {
         apr_pool_create(&sub, m->r->pool);
-        if (aiproxy_usage_from_value(sub, text, len, m->st->api,
+        /* In the serving provider's terms, whatever the client speaks. */
+        if (aiproxy_usage_from_value(sub, text, len, m->st->fwd.provider->api,
                                      &m->st->meter.usage))
             m->st->meter.usage_found = 1;
         apr_pool_destroy(sub);
@@ -260,6 +262,39 @@ static void replace_unheld(aiproxy_meter_t *m)
     APR_BRIGADE_INSERT_TAIL(m->held, apr_bucket_pool_create(
                                 body, strlen(body), r->pool,
                                 m->held->bucket_alloc));
+}
+
+/* A translated request's answer in the client's API (read after its
+ * usage, so it is charged whatever becomes of it): held in memory, or it
+ * is too large to translate; one that cannot be read answers 502. */
+static void translate_held(aiproxy_meter_t *m)
+{
+    request_rec *r = m->r;
+    char *body, *out = NULL;
+    apr_size_t len, out_len = 0;
+
+    if (!m->st->fwd.provider || m->st->fwd.provider->api == m->st->api ||
+        m->unheld)
+        return;
+    if (m->spill)
+        m->unheld = "is too large to translate";
+    else if (apr_brigade_pflatten(m->held, &body, &len, r->pool)
+             != APR_SUCCESS ||
+             !(out = aiproxy_xlate_answer(r->pool, m->st->api, r->status,
+                                          body, len,
+                                          apr_time_sec(r->request_time),
+                                          &out_len)))
+        m->unheld = "could not be translated";
+    if (m->unheld) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, AIPLOGNO(01208)
+                      "the provider's answer %s: answered 502", m->unheld);
+        return;
+    }
+    apr_brigade_cleanup(m->held);
+    ap_set_content_type(r, "application/json");
+    apr_table_unset(r->headers_out, "Content-Length");
+    APR_BRIGADE_INSERT_TAIL(m->held, apr_bucket_pool_create(
+                                out, out_len, r->pool, m->held->bucket_alloc));
 }
 
 /* Non-streamed responses: hold everything, then price, report, pass. */
@@ -301,6 +336,7 @@ apr_status_t aiproxy_meter_held(ap_filter_t *f, aiproxy_meter_t *m,
         held_usage(m);
         if (st->media_ep)
             aiproxy_meter_media_held(m);
+        translate_held(m);
         if (m->unheld)
             replace_unheld(m);
         else if (m->spill)

@@ -47,6 +47,7 @@ typedef struct {
     aiproxy_jscan_t *media_scan; /* a media answer's units (images' data,
                                     a transcription's duration) */
     int passed;             /* MODE_PASS: charged, headers set */
+    struct aiproxy_xlate_stream *xs; /* a translated stream's state */
 } aiproxy_meter_t;
 
 /* Charges the request once; later calls do nothing. */

@@ -15,6 +15,7 @@
 #include "aiproxy_meter_int.h"
 #include "aiproxy_reply.h"
 #include "aiproxy_usage_read.h"
+#include "aiproxy_xlate.h"
 
 APLOG_USE_MODULE(aiproxy);
 
@@ -56,8 +57,22 @@ static void on_event(void *baton, const aiproxy_sse_event_t *ev)
 
     if (ev->oversize)
         st->meter.oversize = 1;
-    out = aiproxy_api(st->api)->stream_event(&st->meter.stream, m->event_pool,
+    out = aiproxy_api(st->fwd.provider->api)->stream_event(&st->meter.stream, m->event_pool,
                                              m->ep, ev, &len);
+    if (m->xs) {
+        apr_array_header_t *evs = aiproxy_xlate_stream_event(
+            m->xs, m->event_pool, ev->name, ev->data, ev->data_len);
+        int i;
+
+        for (i = 0; i < evs->nelts; i++) {
+            const char *e = APR_ARRAY_IDX(evs, i, const char *);
+
+            APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(
+                                        e, strlen(e), NULL,
+                                        m->out->bucket_alloc));
+        }
+        out = NULL;
+    }
     if (st->meter.stream.ended)
         finish_stream(m);
     if (out)

@@ -25,7 +25,10 @@ typedef struct {
     int committed;                  /* the meter passed bytes to the client */
     int retries;
     aiproxy_replay_t *replay;
-    apr_hash_t *aliased;            /* model name -> aiproxy_aliased_t */
+    apr_hash_t *aliased;            /* model name -> aiproxy_aliased_t;
+                                       "\n" name: translated bodies */
+    aiproxy_json_t *xlated;         /* the body in the other API's format,
+                                       when a target speaks it */
     apr_time_t sent_at;             /* the first attempt; 0: not forwarded */
     apr_time_t answered_at;         /* an upstream's headers came: metrics */
 } aiproxy_fwd_t;

@@ -96,6 +96,8 @@ header values win over queued control values):
                                overrides the count reported and billed)
   X-Fake-Stream-Content-Type: V  SSE streams sent with Content-Type V instead of
                                text/event-stream (a mislabelling upstream)
+  X-Fake-Raw: text             answer 200 with exactly this body as application/json
+                               (a garbage answer; not billed, not recorded in /__billed)
   X-Fake-Usage-On-Choice: 1    chat stream with include_usage: usage rides on the
                                last chunk that has choices (the last finish chunk);
                                no usage-only chunk
@@ -177,7 +179,7 @@ CONTROL_KEYS = {
     "status", "retry_after", "delay_ms", "chunk_delay_ms", "split",
     "split_delay_ms", "crlf", "cut_after", "usage", "usage_position",
     "hang", "reply", "no_chunked", "want", "reasoning", "tool_call",
-    "stream_content_type", "usage_on_choice", "web_searches",
+    "stream_content_type", "usage_on_choice", "web_searches", "raw",
 }
 
 # Maximum output tokens per model, used when a request sets no limit.
@@ -897,6 +899,10 @@ class Handler(BaseHTTPRequestHandler):
             ("openai-organization", "org-fakeuniversity"), ("openai-project", "proj_fake123"),
             ("x-ratelimit-remaining-requests", "9999"),
             ("set-cookie", "__cf_bm=fake; path=/; HttpOnly")]
+
+        if "raw" in ctl:   # a broken provider: these bytes as a 200 JSON answer
+            return self.send_body(200, str(ctl["raw"]).encode("utf-8"),
+                                  headers=self.base_headers)
 
         cmd = "GET" if self.command == "HEAD" else self.command
         route = None  # (method, handler, plan kind or None)

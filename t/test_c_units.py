@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 FUZZERS = ("token", "request", "sse", "google", "directives", "path", "params", "jscan",
-           "multipart")
+           "multipart", "xlate")
 BINARIES = ["unit_tests"] + ["fuzz_replay_" + f for f in FUZZERS]
 
 # A sanitizer report fails the run: ASan aborts by itself, UBSan only when

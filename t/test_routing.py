@@ -274,10 +274,11 @@ def test_v1_unmapped_model_is_403(routed, ups):
 
 def test_v1_model_on_endpoint_of_another_api_is_403(routed, ups):
     """claude-haiku-4-5 is mapped only to an Anthropic provider: nobody
-    serves it on chat/completions."""
+    serves it on responses (chat/completions is translated, see
+    test_translation.py)."""
     first, second = ups
-    r = httpx.post(routed.url("/v1/chat/completions"), headers=auth(new_email("cross")),
-                   json={"model": "claude-haiku-4-5", "messages": MSG}, timeout=30)
+    r = httpx.post(routed.url("/v1/responses"), headers=auth(new_email("cross")),
+                   json={"model": "claude-haiku-4-5", "input": "hi"}, timeout=30)
     assert r.status_code == 403, r.text
     assert r.json()["error"]["code"] == "model_not_allowed"
     assert first.requests() == [] and second.requests() == []

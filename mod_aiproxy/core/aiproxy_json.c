@@ -197,6 +197,76 @@ int aiproxy_json_set_int(aiproxy_json_t *obj, const char *key, apr_int64_t v)
     return json_object_set_new(obj, key, json_integer((json_int_t)v));
 }
 
+aiproxy_json_t *aiproxy_json_new_object(void)
+{
+    return json_object();
+}
+
+aiproxy_json_t *aiproxy_json_new_array(void)
+{
+    return json_array();
+}
+
+aiproxy_json_t *aiproxy_json_new_string(const char *s)
+{
+    return s ? json_string(s) : NULL;
+}
+
+aiproxy_json_t *aiproxy_json_new_int(apr_int64_t v)
+{
+    return json_integer((json_int_t)v);
+}
+
+aiproxy_json_t *aiproxy_json_new_bool(int v)
+{
+    return json_boolean(v);
+}
+
+aiproxy_json_t *aiproxy_json_new_null(void)
+{
+    return json_null();
+}
+
+aiproxy_json_t *aiproxy_json_ref(aiproxy_json_t *v)
+{
+    return json_incref(v);
+}
+
+int aiproxy_json_put(aiproxy_json_t *obj, const char *key, aiproxy_json_t *v)
+{
+    if (!json_is_object(obj)) {
+        json_decref(v);
+        return -1;
+    }
+    return json_object_set_new(obj, key, v);
+}
+
+int aiproxy_json_push(aiproxy_json_t *arr, aiproxy_json_t *v)
+{
+    if (!json_is_array(arr)) {
+        json_decref(v);
+        return -1;
+    }
+    return json_array_append_new(arr, v);
+}
+
+aiproxy_json_t *aiproxy_json_own(apr_pool_t *p, aiproxy_json_t *v)
+{
+    if (v)
+        apr_pool_cleanup_register(p, v, json_release, apr_pool_cleanup_null);
+    return v;
+}
+
+int aiproxy_json_is_string(const aiproxy_json_t *v)
+{
+    return json_is_string(v);
+}
+
+int aiproxy_json_is_number(const aiproxy_json_t *v)
+{
+    return json_is_number(v);
+}
+
 apr_array_header_t *aiproxy_json_keys(apr_pool_t *p, const aiproxy_json_t *v)
 {
     apr_array_header_t *a = apr_array_make(p, 4, sizeof(const char *));

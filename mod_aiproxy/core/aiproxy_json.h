@@ -52,6 +52,23 @@ int aiproxy_json_set_string(aiproxy_json_t *obj, const char *key,
 int aiproxy_json_set_bool(aiproxy_json_t *obj, const char *key, int v);
 /* Sets obj[key] to an integer; 0 on success. */
 int aiproxy_json_set_int(aiproxy_json_t *obj, const char *key, apr_int64_t v);
+/* Building trees. A new value belongs to nobody until it is put into a
+ * container, which takes it, or given to a pool with aiproxy_json_own. */
+aiproxy_json_t *aiproxy_json_new_object(void);
+aiproxy_json_t *aiproxy_json_new_array(void);
+aiproxy_json_t *aiproxy_json_new_string(const char *s);
+aiproxy_json_t *aiproxy_json_new_int(apr_int64_t v);
+aiproxy_json_t *aiproxy_json_new_bool(int v);
+aiproxy_json_t *aiproxy_json_new_null(void);
+/* Another reference to v (shared, not copied), to put into a second tree. */
+aiproxy_json_t *aiproxy_json_ref(aiproxy_json_t *v);
+/* obj[key] = v and arr += v, taking v (released on failure); 0 on success. */
+int aiproxy_json_put(aiproxy_json_t *obj, const char *key, aiproxy_json_t *v);
+int aiproxy_json_push(aiproxy_json_t *arr, aiproxy_json_t *v);
+/* v, released when p is; NULL stays NULL. */
+aiproxy_json_t *aiproxy_json_own(apr_pool_t *p, aiproxy_json_t *v);
+int aiproxy_json_is_string(const aiproxy_json_t *v);
+int aiproxy_json_is_number(const aiproxy_json_t *v);
 /* Calls fn on v and every object and array nested in it, depth first, with
  * the key it is under in its parent object (NULL at the top and for array
  * elements). fn returns 0 to go on, -1 to skip what v holds, or another

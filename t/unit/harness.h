@@ -71,6 +71,6 @@ static inline aiproxy_usage_t usage_of(apr_pool_t *p, const char *body,
 extern const unit_test_t unit_token[], unit_secret[], unit_cost[],
     unit_inspect[], unit_json[], unit_sse[], unit_jscan[], unit_memo[], unit_oidc[],
     unit_google[], unit_route[], unit_api[], unit_roster[], unit_report[],
-    unit_media[];
+    unit_media[], unit_xlate[];
 
 #endif

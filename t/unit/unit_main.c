@@ -46,7 +46,7 @@ void check_int(apr_int64_t got, apr_int64_t want, const char *what,
 static const unit_test_t *const units[] = {
     unit_token, unit_secret, unit_cost, unit_inspect, unit_json, unit_sse,
     unit_jscan, unit_memo, unit_google, unit_route, unit_api, unit_roster,
-    unit_report, unit_media, unit_oidc,
+    unit_report, unit_media, unit_oidc, unit_xlate,
 };
 
 int main(void)
