@@ -120,6 +120,7 @@ static int admit_translated(request_rec *r, aiproxy_req_t *st)
 {
     apr_array_header_t *t = st->fwd.targets;
     const char *err;
+    apr_size_t cost;
     int i, other = 0;
 
     for (i = 0; i < t->nelts; i++)
@@ -130,8 +131,10 @@ static int admit_translated(request_rec *r, aiproxy_req_t *st)
     /* The translated tree has new containers for every part (its leaves
      * are shared): at most a few times the client's parse, counted
      * against the child's memory like it. */
-    if (!aiproxy_body_take(r, XLATE_TREE_FACTOR * aiproxy_json_cost(
-                               st->body, st->body_out_len))) {
+    /* Tool-call arguments parsed on the way may take as much again: they
+     * are strings in the client's tree. */
+    cost = aiproxy_json_cost(st->body, st->body_out_len);
+    if (!aiproxy_body_take(r, (XLATE_TREE_FACTOR + 1) * cost)) {
         aiproxy_stat_inc(AIPROXY_STAT_BUSY);
         apr_table_setn(r->err_headers_out, "Retry-After", "1");
         return aiproxy_reply_error(r, st, HTTP_SERVICE_UNAVAILABLE,
@@ -141,7 +144,7 @@ static int admit_translated(request_rec *r, aiproxy_req_t *st)
     }
     /* Serialised per target model by the forwarder, which counts it. */
     if ((err = aiproxy_xlate_request(r->pool, st->api, st->info.root,
-                                     st->out_tokens, &st->fwd.xlated)))
+                                     st->out_tokens, cost, &st->fwd.xlated)))
         return aiproxy_reply_error(r, st, HTTP_BAD_REQUEST,
                                    "invalid_request_error", "untranslatable",
                                    err);

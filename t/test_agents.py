@@ -206,7 +206,6 @@ def test_claude_code_over_cap(gw, up):
     assert month(gw, email)["spent"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="needs translation (i-xlate)")
 def test_claude_code_on_an_openai_model(gw, up):
     """claude -p --model gpt-4o-mini on the model-routed /v1: its Messages
     requests go to OpenAI as streamed chat completions with usage and its

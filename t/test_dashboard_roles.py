@@ -456,9 +456,13 @@ def test_phone_layout(tab, gw, google, who):
         row(page, STU).locator("button.email").click()
         expect(page.locator("#drill")).to_be_visible()
         # Table rows are labelled cards; actions wrap within the card.
-        cell = row(page, STU).locator("td[data-label=Spent]")
-        assert page.evaluate("e => getComputedStyle(e, '::before').content",
-                             cell.element_handle()) == '"Spent"'
+        # Read from the page as it is then: the table may be drawn anew
+        # meanwhile (a handle would name a detached cell).
+        expect(row(page, STU).locator("td[data-label=Spent]")).to_be_visible()
+        assert page.evaluate("s => getComputedStyle(document.querySelector(s), "
+                             "'::before').content",
+                             "#members-rows tr[data-who='%s'] td[data-label=Spent]"
+                             % STU) == '"Spent"'
     t.fits()
     heights = page.evaluate("[...document.querySelectorAll('main button')]"
                             ".filter(b => b.offsetParent && !b.closest('thead'))"

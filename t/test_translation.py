@@ -390,6 +390,11 @@ def test_messages_untranslatable_refused(gateway, up):
     for extra, field in (({"thinking": {"type": "enabled", "budget_tokens": 1024}},
                           "thinking"),
                          ({"top_k": 5}, "top_k"),
+                         ({"context_management": {"edits": [
+                             {"type": "clear_tool_uses_20250919"}]}},
+                          "context_management.edits"),
+                         ({"thinking": {"type": "adaptive", "budget_tokens": 9}},
+                          "thinking.budget_tokens"),
                          ({"messages": [{"role": "user", "content": [
                              {"type": "text", "text": "x", "citations": [
                                  {"type": "char_location", "cited_text": "x",

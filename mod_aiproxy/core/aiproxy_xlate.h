@@ -23,7 +23,8 @@ const char *aiproxy_xlate_endpoint(aiproxy_api_t client, const char *endpoint);
  * client's 400 that names what cannot be translated. */
 const char *aiproxy_xlate_request(apr_pool_t *p, aiproxy_api_t client,
                                   const aiproxy_json_t *body,
-                                  apr_int64_t max_output, aiproxy_json_t **out);
+                                  apr_int64_t max_output, apr_size_t budget,
+                                  aiproxy_json_t **out);
 
 /* Translates a provider's answer (of the other API than client's) with
  * HTTP status `status` into the client's shape: a 2xx into the client's

@@ -10,6 +10,10 @@
 typedef struct {
     apr_pool_t *p;
     const char *to;     /* the provider API's name, for messages */
+    /* What parsing tool-call arguments may still allocate: a string
+     * counted cheaply in the client's body can parse into a tree many
+     * times its size. */
+    apr_size_t budget;
 } xl_t;
 
 static const char *refuse(xl_t *x, const char *field, const char *what)
@@ -201,6 +205,14 @@ static const char *tool_use_blocks(xl_t *x, aiproxy_json_t *calls,
                              fn_keys)))
             return err;
         args = aiproxy_json_string(aiproxy_json_get(fn, "arguments"));
+        if (args) {
+            apr_size_t cost = aiproxy_json_cost(args, strlen(args));
+
+            if (cost > x->budget)
+                return refuse(x, apr_pstrcat(x->p, w, ".function.arguments",
+                                             NULL), "(too large to translate)");
+            x->budget -= cost;
+        }
         input = args ? aiproxy_json_parse(x->p, args, strlen(args), &err)
                      : NULL;
         if (!aiproxy_json_is_string(aiproxy_json_get(c, "id")) ||
@@ -646,6 +658,8 @@ static const char *msg_assistant(xl_t *x, aiproxy_json_t *content,
     const char *text = NULL;
     aiproxy_json_t *calls = aiproxy_json_own(x->p, aiproxy_json_new_array());
     aiproxy_json_t *m;
+    /* Joined once at the end: joining as they come is quadratic. */
+    apr_array_header_t *texts = apr_array_make(x->p, 4, sizeof(const char *));
     apr_size_t i;
 
     if (aiproxy_json_is_string(content))
@@ -666,8 +680,8 @@ static const char *msg_assistant(xl_t *x, aiproxy_json_t *content,
 
             if ((err = only_keys(x, b, bw, keys)))
                 return err;
-            text = apr_pstrcat(x->p, text ? text : "", aiproxy_json_string(
-                               aiproxy_json_get(b, "text")), NULL);
+            APR_ARRAY_PUSH(texts, const char *) =
+                aiproxy_json_string(aiproxy_json_get(b, "text"));
             continue;
         }
         if (!type || strcmp(type, "tool_use"))
@@ -690,6 +704,8 @@ static const char *msg_assistant(xl_t *x, aiproxy_json_t *content,
         aiproxy_json_put(c, "function", fn);
         aiproxy_json_push(calls, c);
     }
+    if (texts->nelts)
+        text = apr_array_pstrcat(x->p, texts, '\0');
     m = chat_message("assistant", text ? aiproxy_json_new_string(text) : NULL);
     if (!text)
         aiproxy_json_put(m, "content", aiproxy_json_new_string(""));
@@ -731,6 +747,16 @@ static const char *msg_messages(xl_t *x, const aiproxy_json_t *body,
         w = apr_pstrcat(x->p, w, ".content", NULL);
         if (role && !strcmp(role, "user"))
             err = msg_user(x, content, w, msgs);
+        else if (role && !strcmp(role, "system")) {
+            /* A system turn within the conversation (Claude Code's
+             * environment notes): a system message where it stands. */
+            aiproxy_json_t *parts = aiproxy_json_own(x->p,
+                                                     aiproxy_json_new_array());
+
+            if (!(err = msg_text_parts(x, content, w, parts)))
+                err = aiproxy_json_push(msgs, chat_message(
+                          "system", aiproxy_json_ref(parts))) ? "" : NULL;
+        }
         else if (role && !strcmp(role, "assistant"))
             err = msg_assistant(x, content, w, msgs);
         else
@@ -815,6 +841,51 @@ static const char *msg_tool_choice(xl_t *x, aiproxy_json_t *tc,
     return NULL;
 }
 
+/* What Claude Code sends every model and a Chat Completions model does
+ * anyway, so nothing is lost by not sending it: thinking left to the model
+ * (adaptive) or off, which a model without visible thinking honours; an
+ * effort level, which only bounds how much of the reserved output a
+ * Claude model spends; clearing thinking blocks from the context, of which
+ * a translated conversation has none. Anything else of these is refused. */
+static const char *msg_no_op(xl_t *x, const char *k, const aiproxy_json_t *v)
+{
+    static const char *const thinking_keys[] = { "type", "display", NULL };
+    static const char *const output_keys[] = { "effort", NULL };
+    static const char *const edit_keys[] = { "type", "keep", NULL };
+    static const char *const cm_keys[] = { "edits", NULL };
+    const char *type, *err;
+    apr_size_t i;
+
+    if (!strcmp(k, "thinking")) {
+        type = aiproxy_json_string(aiproxy_json_get(v, "type"));
+        if (!type || (strcmp(type, "adaptive") && strcmp(type, "disabled")))
+            return refuse(x, k, "(only adaptive or disabled)");
+        return only_keys(x, v, k, thinking_keys);
+    }
+    if (!strcmp(k, "output_config")) {
+        if ((err = only_keys(x, v, k, output_keys)))
+            return err;
+        return aiproxy_json_is_string(aiproxy_json_get(v, "effort")) ? NULL
+               : refuse(x, "output_config.effort", NULL);
+    }
+    if ((err = only_keys(x, v, k, cm_keys)))
+        return err;
+    v = aiproxy_json_get(v, "edits");
+    if (!aiproxy_json_is_array(v))
+        return refuse(x, "context_management.edits", NULL);
+    for (i = 0; i < aiproxy_json_array_size(v); i++) {
+        const aiproxy_json_t *e = aiproxy_json_array_at(v, i);
+
+        type = aiproxy_json_string(aiproxy_json_get(e, "type"));
+        if ((err = only_keys(x, e, "context_management.edits", edit_keys)))
+            return err;
+        if (!type || strncmp(type, "clear_thinking_", 15))
+            return refuse(x, "context_management.edits", type ? apr_psprintf(
+                              x->p, "of type '%s'", type) : NULL);
+    }
+    return NULL;
+}
+
 static const char *to_chat(xl_t *x, const aiproxy_json_t *body,
                            apr_int64_t max_output, const char *limit_field,
                            aiproxy_json_t *out)
@@ -858,6 +929,11 @@ static const char *to_chat(xl_t *x, const aiproxy_json_t *body,
             if (aiproxy_json_is_string(u))
                 put_ref(out, "user", u);
         }
+        else if (!strcmp(k, "thinking") || !strcmp(k, "output_config") ||
+                 !strcmp(k, "context_management")) {
+            if ((err = msg_no_op(x, k, v)))
+                return err;
+        }
         else if (!strcmp(k, "stream") && aiproxy_json_bool(v) == 0) {
         }
         else if (!strcmp(k, "stream") && aiproxy_json_bool(v) == 1) {
@@ -876,11 +952,13 @@ static const char *to_chat(xl_t *x, const aiproxy_json_t *body,
 
 const char *aiproxy_xlate_request(apr_pool_t *p, aiproxy_api_t client,
                                   const aiproxy_json_t *body,
-                                  apr_int64_t max_output, aiproxy_json_t **out)
+                                  apr_int64_t max_output, apr_size_t budget,
+                                  aiproxy_json_t **out)
 {
     xl_t x;
 
     x.p = p;
+    x.budget = budget;
     *out = aiproxy_json_own(p, aiproxy_json_new_object());
     if (!*out || !aiproxy_json_is_object(body))
         return "The request body cannot be translated.";

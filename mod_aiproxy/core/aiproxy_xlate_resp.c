@@ -105,6 +105,8 @@ static aiproxy_json_t *to_chat(apr_pool_t *p, const aiproxy_json_t *a,
     const char *fr = finish_reason(aiproxy_json_string(aiproxy_json_get(
                                        a, "stop_reason")));
     apr_size_t i, len;
+    /* Joined once at the end: joining as they come is quadratic. */
+    apr_array_header_t *texts = apr_array_make(p, 4, sizeof(const char *));
 
     if (!aiproxy_json_is_array(content))
         return NULL;
@@ -115,7 +117,7 @@ static aiproxy_json_t *to_chat(apr_pool_t *p, const aiproxy_json_t *a,
         const char *args;
 
         if (type && !strcmp(type, "text") && t) {
-            text = apr_pstrcat(p, text ? text : "", t, NULL);
+            APR_ARRAY_PUSH(texts, const char *) = t;
         }
         else if (type && !strcmp(type, "tool_use") &&
                  aiproxy_json_is_string(aiproxy_json_get(b, "id")) &&
@@ -136,6 +138,8 @@ static aiproxy_json_t *to_chat(apr_pool_t *p, const aiproxy_json_t *a,
             aiproxy_json_push(calls, c);
         }
     }
+    if (texts->nelts)
+        text = apr_array_pstrcat(p, texts, '\0');
     aiproxy_json_put(o, "id", str(id ? id : "msg"));
     aiproxy_json_put(o, "object", str("chat.completion"));
     aiproxy_json_put(o, "created", aiproxy_json_new_int(created));

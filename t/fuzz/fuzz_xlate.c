@@ -44,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     len = size - 1;
 
     if ((body = aiproxy_json_parse(p, in, len, &err)) &&
-        !aiproxy_xlate_request(p, api, body, 100, &out)) {
+        !aiproxy_xlate_request(p, api, body, 100,
+                               aiproxy_json_cost(in, len), &out)) {
         if (!(ans = aiproxy_json_dump(p, out, &n)))
             abort();
         must_parse(p, ans, n);

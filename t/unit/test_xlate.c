@@ -34,7 +34,7 @@ static aiproxy_json_t *xlate(apr_pool_t *p, aiproxy_api_t from,
 {
     aiproxy_json_t *out = NULL;
 
-    *err = aiproxy_xlate_request(p, from, parse(p, body), 77, &out);
+    *err = aiproxy_xlate_request(p, from, parse(p, body), 77, 1 << 20, &out);
     return out;
 }
 
@@ -245,7 +245,29 @@ static void test_streams(apr_pool_t *p)
     CHECK_STR(feed(p, x, "not json"), "");
 }
 
+/* Tool-call arguments are a string in the client's tree but parse into a
+ * tree of their own: bounded by what admission counted, then refused. */
+static void test_arguments_budget(apr_pool_t *p)
+{
+    static const char body[] =
+        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+        "{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"t1\",\"type\":"
+        "\"function\",\"function\":{\"name\":\"f\",\"arguments\":"
+        "\"{\\\"a\\\":[{},{},{},{},{},{},{},{}]}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"t1\",\"content\":\"ok\"}]}";
+    aiproxy_json_t *out = NULL;
+    const char *err;
+
+    err = aiproxy_xlate_request(p, AIPROXY_API_OPENAI, parse(p, body), 77, 16,
+                                &out);
+    CHECK_REJECT(err, "too large");
+    err = aiproxy_xlate_request(p, AIPROXY_API_OPENAI, parse(p, body), 77,
+                                1 << 20, &out);
+    CHECK(err == NULL);
+}
+
 const unit_test_t unit_xlate[] = {
+    { "xlate_arguments_budget", test_arguments_budget },
     { "xlate_chat_to_messages", test_chat_to_messages },
     { "xlate_refusals", test_refusals },
     { "xlate_messages_to_chat", test_messages_to_chat },
