@@ -137,6 +137,10 @@ apr_status_t aiproxy_meter_stream(ap_filter_t *f, aiproxy_meter_t *m,
 
             aiproxy_sse_end(m->sse, on_event, m);
             rest = aiproxy_sse_take_pending(m->sse, &n);
+            /* A translated stream's client speaks another API: the
+             * provider's unfinished bytes are nothing it could read. */
+            if (m->xs)
+                n = 0;
 
             if (n)
                 APR_BRIGADE_INSERT_TAIL(m->out, apr_bucket_heap_create(

@@ -188,6 +188,15 @@ def test_output_limit_is_the_reserved_one(gateway, up):
         {"type": "input_text", "text": "x"}]}]}, "messages[0].content[0]"),
     ({"messages": [{"role": "user", "content": "a"},
                    {"role": "system", "content": "late"}]}, "messages[1].content"),
+    # Never dropped unseen: a member of an object the translation carries.
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "https://example.com/a.png", "zoom": 2}}]}]},
+     "messages[0].content[0].image_url.zoom"),
+    ({"stream_options": {"include_usage": True, "extra": 1}}, "stream_options.extra"),
+    ({"response_format": {"type": "text", "strict": True}}, "response_format.strict"),
+    ({"parallel_tool_calls": "no"}, "parallel_tool_calls"),
+    ({"tool_choice": {"type": "function", "function": {"name": "f", "x": 1}}},
+     "tool_choice.function.x"),
 ])
 def test_untranslatable_fields_refused_and_free(gateway, up, extra, field):
     email = new_email("xl-refuse")

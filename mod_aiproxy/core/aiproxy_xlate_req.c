@@ -119,14 +119,19 @@ static const char *text_blocks(xl_t *x, aiproxy_json_t *content,
 static const char *image_block(xl_t *x, aiproxy_json_t *part, const char *w,
                                aiproxy_json_t *blocks)
 {
+    static const char *const iu_keys[] = { "url", "detail", NULL };
     aiproxy_json_t *iu = aiproxy_json_get(part, "image_url");
     const char *url = aiproxy_json_string(aiproxy_json_is_string(iu) ? iu
                                           : aiproxy_json_get(iu, "url"));
     aiproxy_json_t *b, *src;
-    const char *comma;
+    const char *comma, *err;
 
     if (!url)
         return refuse(x, apr_pstrcat(x->p, w, ".image_url", NULL), NULL);
+    if (aiproxy_json_is_object(iu) &&
+        (err = only_keys(x, iu, apr_pstrcat(x->p, w, ".image_url", NULL),
+                         iu_keys)))
+        return err;
     src = aiproxy_json_new_object();
     if (!strncmp(url, "data:", 5) && (comma = strchr(url, ',')) &&
         comma - url > 12 && !strncmp(comma - 7, ";base64", 7)) {
@@ -399,10 +404,22 @@ static const char *chat_tools(xl_t *x, aiproxy_json_t *tools,
 static const char *chat_tool_choice(xl_t *x, aiproxy_json_t *tc,
                                     int parallel, aiproxy_json_t *out)
 {
-    const char *s = aiproxy_json_string(tc);
+    static const char *const tc_keys[] = { "type", "function", NULL };
+    static const char *const fn_keys[] = { "name", NULL };
+    const char *s = aiproxy_json_string(tc), *err;
     const char *name = aiproxy_json_string(aiproxy_json_get(
                            aiproxy_json_get(tc, "function"), "name"));
     aiproxy_json_t *c;
+
+    if (aiproxy_json_is_object(tc) &&
+        ((err = only_keys(x, tc, "tool_choice", tc_keys)) ||
+         (err = only_keys(x, aiproxy_json_get(tc, "function"),
+                          "tool_choice.function", fn_keys))))
+        return err;
+    /* No tools, nothing to choose: Messages refuses a tool_choice alone. */
+    if (!aiproxy_json_array_size(aiproxy_json_get(out, "tools")) &&
+        (absent(tc) || (s && !strcmp(s, "none"))))
+        return NULL;
 
     if (absent(tc) && parallel)
         return NULL;
@@ -449,8 +466,13 @@ static const char *to_messages(xl_t *x, const aiproxy_json_t *body,
 
         if (absent(v) || !strcmp(k, "max_tokens") ||
             !strcmp(k, "max_completion_tokens") ||
-            !strcmp(k, "parallel_tool_calls") || !strcmp(k, "tool_choice"))
+            !strcmp(k, "tool_choice"))
             continue;
+        if (!strcmp(k, "parallel_tool_calls")) {
+            if (aiproxy_json_bool(v) < 0)
+                return refuse(x, k, "(not a boolean)");
+            continue;
+        }
         if (!strcmp(k, "model")) {
             put_ref(out, k, v);
         }
@@ -493,9 +515,17 @@ static const char *to_messages(xl_t *x, const aiproxy_json_t *body,
         else if (!strcmp(k, "stream_options")) {
             /* Messages streams always tell their usage; the usage chunk
              * is made for a client that asked (aiproxy_xlate_stream.c). */
+            static const char *const so_keys[] = { "include_usage", NULL };
+
+            if ((err = only_keys(x, v, k, so_keys)))
+                return err;
         }
         else if (!strcmp(k, "response_format") &&
                  is_text_format(aiproxy_json_get(v, "type"))) {
+            static const char *const rf_keys[] = { "type", NULL };
+
+            if ((err = only_keys(x, v, k, rf_keys)))
+                return err;
         }
         else {
             return refuse(x, k, NULL);
