@@ -9,6 +9,7 @@
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
 
+#include "aiproxy_params.h"
 #include "aiproxy_google.h"
 #include "aiproxy_json.h"
 #include "aiproxy_token.h"
@@ -32,20 +33,6 @@ const char *aiproxy_google_code(aiproxy_google_rc_t rc)
 }
 
 /* ---- Claims ---------------------------------------------------------- */
-
-static int valid_email(const char *e)
-{
-    const char *at = strchr(e, '@');
-    const char *c;
-
-    if (!at || at == e || !at[1] || strchr(at + 1, '@') || strlen(e) > 320)
-        return 0;
-    for (c = e; *c; c++)
-        if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' ||
-            *c == '|' || *c == '\\')
-            return 0;
-    return 1;
-}
 
 static int domain_allowed(const apr_array_header_t *domains, const char *d)
 {
@@ -128,7 +115,7 @@ aiproxy_google_rc_t aiproxy_google_check_claims(apr_pool_t *p,
         return AIPROXY_GOOGLE_NOT_YET_VALID;
     }
     email = aiproxy_json_string(aiproxy_json_get(c, "email"));
-    if (!email || !valid_email(email)) {
+    if (!email || !aiproxy_params_who(email, 0)) {
         *why = "the credential carries no email address (ask for the "
                "email scope)";
         return AIPROXY_GOOGLE_NO_EMAIL;

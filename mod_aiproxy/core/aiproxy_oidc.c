@@ -2,6 +2,7 @@
 #include <apr_lib.h>
 #include <apr_strings.h>
 
+#include "aiproxy_params.h"
 #include "aiproxy_oidc.h"
 
 static const char *const codes[] = {
@@ -27,22 +28,6 @@ int aiproxy_oidc_listed(const apr_array_header_t *list, const char *name)
     return 0;
 }
 
-/* One address, no spaces, quotes or control characters: it becomes a
- * ledger key and a log field. */
-static int valid_email(const char *e)
-{
-    const char *at = strchr(e, '@');
-    const char *c;
-
-    if (!at || at == e || !at[1] || strchr(at + 1, '@') || strlen(e) > 320)
-        return 0;
-    for (c = e; *c; c++)
-        if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' ||
-            *c == '|' || *c == '\\' || *c == ',' || *c == '<' || *c == '>')
-            return 0;
-    return 1;
-}
-
 aiproxy_oidc_rc_t aiproxy_oidc_check(apr_pool_t *p,
                                      const aiproxy_oidc_claims_t *c,
                                      const aiproxy_oidc_policy_t *pol,
@@ -54,7 +39,7 @@ aiproxy_oidc_rc_t aiproxy_oidc_check(apr_pool_t *p,
     int managed;
 
     *email = NULL;
-    if (!c->email || !valid_email(c->email)) {
+    if (!c->email || !aiproxy_params_who(c->email, 0)) {
         *why = "your identity provider sent no usable email address (the "
                "site must ask for the email scope)";
         return AIPROXY_OIDC_NO_EMAIL;

@@ -77,7 +77,8 @@ int aiproxy_params_who(const char *w, int domain_ok)
         return 0;
     for (c = w; *c; c++)
         if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' ||
-            *c == '|' || *c == '\\' || *c == '$')
+            *c == '|' || *c == '\\' || *c == '$' || *c == ',' ||
+            *c == '<' || *c == '>')
             return 0;
     return 1;
 }

@@ -17,7 +17,10 @@ int aiproxy_params_month(const char *m);
 
 /* An email (one '@', something after it), or "@domain" when domain_ok;
  * at most 320 bytes, none of them blank, control, '"', '|', '\', '$'
- * (the store's keys and operators). */
+ * (the store's keys and operators), ',', '<', '>' (a CSV cell, a chat
+ * message's markup); not beginning with '#' (the ledger accounts of
+ * courses). The one check of every email the gateway takes: tokens,
+ * sign-ins, admin calls. */
 int aiproxy_params_who(const char *w, int domain_ok);
 
 /* s in lower case (ASCII). */

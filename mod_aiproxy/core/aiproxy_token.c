@@ -4,6 +4,7 @@
 #include <jwt.h>
 #include <apr_strings.h>
 
+#include "aiproxy_params.h"
 #include "aiproxy_token.h"
 #include "aiproxy_course.h"
 
@@ -57,22 +58,6 @@ static int numeric_claim(jwt_t *jwt, const char *name, apr_int64_t *out)
     }
     free(raw);
     return rc;
-}
-
-static int valid_email(const char *e)
-{
-    const char *at = strchr(e, '@');
-    apr_size_t n = strlen(e);
-    const char *c;
-
-    /* '#' begins the ledger accounts of courses, never a person's. */
-    if (!at || at == e || *e == '#' || !at[1] || strchr(at + 1, '@') ||
-        n > 320)
-        return 0;
-    for (c = e; *c; c++)
-        if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' || *c == '|')
-            return 0;
-    return 1;
 }
 
 const char *aiproxy_token_check_time(const aiproxy_claims_t *c,
@@ -131,7 +116,7 @@ const char *aiproxy_token_verify(apr_pool_t *p, const char *token,
     if (!out->has_iat)
         out->iat = 0;
     email = jwt_get_grant(jwt, "email");
-    if (!email || !valid_email(email)) {
+    if (!email || !aiproxy_params_who(email, 0)) {
         why = "token has no valid email claim";
         goto done;
     }
