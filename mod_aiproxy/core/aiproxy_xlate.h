@@ -34,6 +34,11 @@ char *aiproxy_xlate_answer(apr_pool_t *p, aiproxy_api_t client, int status,
                            const char *body, apr_size_t len,
                            apr_int64_t created, apr_size_t *out_len);
 
+/* Messages stop reasons as Chat Completions finish reasons and back (one
+ * table for answers and streams); NULL for NULL. */
+const char *aiproxy_xlate_finish_reason(const char *stop);
+const char *aiproxy_xlate_stop_reason(const char *finish);
+
 /* A stream's translation (aiproxy_xlate_stream.c): the provider's events
  * in, the client's out. client_usage: an OpenAI client asked for the usage
  * chunk. Lives in p. */

@@ -19,8 +19,7 @@ static aiproxy_json_t *str(const char *s)
     return aiproxy_json_new_string(s);
 }
 
-/* Messages stop reasons as Chat Completions finish reasons. */
-static const char *finish_reason(const char *stop)
+const char *aiproxy_xlate_finish_reason(const char *stop)
 {
     if (!stop)
         return NULL;
@@ -34,7 +33,7 @@ static const char *finish_reason(const char *stop)
     return "stop";          /* end_turn, stop_sequence, pause_turn */
 }
 
-static const char *stop_reason(const char *finish)
+const char *aiproxy_xlate_stop_reason(const char *finish)
 {
     if (!finish)
         return NULL;
@@ -102,8 +101,8 @@ static aiproxy_json_t *to_chat(apr_pool_t *p, const aiproxy_json_t *a,
     aiproxy_json_t *msg, *choice, *choices, *calls = NULL, *v;
     const char *text = NULL, *id = aiproxy_json_string(aiproxy_json_get(a,
                                                                     "id"));
-    const char *fr = finish_reason(aiproxy_json_string(aiproxy_json_get(
-                                       a, "stop_reason")));
+    const char *fr = aiproxy_xlate_finish_reason(aiproxy_json_string(
+                         aiproxy_json_get(a, "stop_reason")));
     apr_size_t i, len;
     /* Joined once at the end: joining as they come is quadratic. */
     apr_array_header_t *texts = apr_array_make(p, 4, sizeof(const char *));
@@ -174,8 +173,8 @@ static aiproxy_json_t *to_messages(apr_pool_t *p, const aiproxy_json_t *c)
     const char *text = aiproxy_json_string(aiproxy_json_get(msg, "content"));
     const char *refusal = aiproxy_json_string(aiproxy_json_get(msg,
                                                                "refusal"));
-    const char *sr = stop_reason(aiproxy_json_string(aiproxy_json_get(
-                                     choice, "finish_reason")));
+    const char *sr = aiproxy_xlate_stop_reason(aiproxy_json_string(
+                         aiproxy_json_get(choice, "finish_reason")));
     apr_size_t i;
 
     if (!aiproxy_json_is_object(msg))

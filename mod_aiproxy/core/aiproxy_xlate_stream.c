@@ -105,18 +105,19 @@ static void read_anthropic_usage(aiproxy_xlate_stream_t *x,
         x->out = int_or_0(aiproxy_json_get(u, "output_tokens"));
 }
 
-static const char *finish_of(const char *stop)
+/* A chat chunk of one tool call's part: tc (its id and type, when first)
+ * at index with its function part fn. */
+static void emit_tool_call(aiproxy_xlate_stream_t *x, apr_pool_t *p,
+                           apr_array_header_t *out, aiproxy_json_t *tc,
+                           int index, aiproxy_json_t *fn)
 {
-    if (!stop)
-        return "stop";
-    if (!strcmp(stop, "max_tokens") ||
-        !strcmp(stop, "model_context_window_exceeded"))
-        return "length";
-    if (!strcmp(stop, "tool_use"))
-        return "tool_calls";
-    if (!strcmp(stop, "refusal"))
-        return "content_filter";
-    return "stop";
+    aiproxy_json_t *a = aiproxy_json_new_array(), *d = aiproxy_json_new_object();
+
+    aiproxy_json_put(tc, "index", aiproxy_json_new_int(index));
+    aiproxy_json_put(tc, "function", fn);
+    aiproxy_json_push(a, tc);
+    aiproxy_json_put(d, "tool_calls", a);
+    emit(p, out, NULL, chunk(x, d, NULL));
 }
 
 static void from_anthropic(aiproxy_xlate_stream_t *x, apr_pool_t *p,
@@ -142,7 +143,7 @@ static void from_anthropic(aiproxy_xlate_stream_t *x, apr_pool_t *p,
         emit(p, out, NULL, chunk(x, d, NULL));
     }
     else if (!strcmp(type, "content_block_start")) {
-        aiproxy_json_t *b = aiproxy_json_get(e, "content_block"), *tc, *fn, *a;
+        aiproxy_json_t *b = aiproxy_json_get(e, "content_block"), *tc, *fn;
         const char *bt = aiproxy_json_string(aiproxy_json_get(b, "type"));
 
         if (!bt || strcmp(bt, "tool_use") || index < 0 ||
@@ -161,16 +162,9 @@ static void from_anthropic(aiproxy_xlate_stream_t *x, apr_pool_t *p,
                                                                     "name")));
         aiproxy_json_put(fn, "arguments", aiproxy_json_new_string(""));
         tc = aiproxy_json_new_object();
-        aiproxy_json_put(tc, "index", aiproxy_json_new_int(x->tools - 1));
-
         aiproxy_json_put(tc, "id", aiproxy_json_ref(aiproxy_json_get(b, "id")));
         aiproxy_json_put(tc, "type", aiproxy_json_new_string("function"));
-        aiproxy_json_put(tc, "function", fn);
-        a = aiproxy_json_new_array();
-        aiproxy_json_push(a, tc);
-        d = aiproxy_json_new_object();
-        aiproxy_json_put(d, "tool_calls", a);
-        emit(p, out, NULL, chunk(x, d, NULL));
+        emit_tool_call(x, p, out, tc, x->tools - 1, fn);
     }
     else if (!strcmp(type, "content_block_delta")) {
         aiproxy_json_t *delta = aiproxy_json_get(e, "delta");
@@ -186,17 +180,10 @@ static void from_anthropic(aiproxy_xlate_stream_t *x, apr_pool_t *p,
         }
         else if (dt && !strcmp(dt, "input_json_delta") &&
                  aiproxy_json_is_string(pj) && tool) {
-            aiproxy_json_t *tc = aiproxy_json_new_object(), *fn, *a;
+            aiproxy_json_t *fn = aiproxy_json_new_object();
 
-            fn = aiproxy_json_new_object();
             aiproxy_json_put(fn, "arguments", aiproxy_json_ref(pj));
-            aiproxy_json_put(tc, "index", aiproxy_json_new_int(*tool));
-            aiproxy_json_put(tc, "function", fn);
-            a = aiproxy_json_new_array();
-            aiproxy_json_push(a, tc);
-            d = aiproxy_json_new_object();
-            aiproxy_json_put(d, "tool_calls", a);
-            emit(p, out, NULL, chunk(x, d, NULL));
+            emit_tool_call(x, p, out, aiproxy_json_new_object(), *tool, fn);
         }
         /* thinking and signature deltas have no place in a chat chunk */
     }
@@ -205,7 +192,9 @@ static void from_anthropic(aiproxy_xlate_stream_t *x, apr_pool_t *p,
                             aiproxy_json_get(e, "delta"), "stop_reason"));
 
         read_anthropic_usage(x, aiproxy_json_get(e, "usage"));
-        x->finish = finish_of(s);
+        x->finish = aiproxy_xlate_finish_reason(s);
+        if (!x->finish)
+            x->finish = "stop";
         emit(p, out, NULL, chunk(x, aiproxy_json_new_object(), x->finish));
     }
     else if (!strcmp(type, "message_stop")) {
@@ -317,31 +306,20 @@ static void block_delta(aiproxy_xlate_stream_t *x, apr_pool_t *p,
     emit(p, out, "content_block_delta", e);
 }
 
-static const char *stop_of(const char *finish)
-{
-    if (!finish)
-        return "end_turn";
-    if (!strcmp(finish, "length"))
-        return "max_tokens";
-    if (!strcmp(finish, "tool_calls") || !strcmp(finish, "function_call"))
-        return "tool_use";
-    if (!strcmp(finish, "content_filter"))
-        return "refusal";
-    return "end_turn";
-}
-
 static void finish_message(aiproxy_xlate_stream_t *x, apr_pool_t *p,
                            apr_array_header_t *out)
 {
     aiproxy_json_t *e = aiproxy_json_new_object(), *d, *u;
     apr_int64_t cached = x->cached > x->prompt ? x->prompt : x->cached;
+    const char *stop;
 
     if (!x->started)
         start_message(x, p, out);
     close_block(x, p, out);
     d = aiproxy_json_new_object();
-    aiproxy_json_put(d, "stop_reason", aiproxy_json_new_string(stop_of(
-                         x->stop)));
+    stop = aiproxy_xlate_stop_reason(x->stop);
+    aiproxy_json_put(d, "stop_reason",
+                     aiproxy_json_new_string(stop ? stop : "end_turn"));
     aiproxy_json_put(d, "stop_sequence", aiproxy_json_new_null());
     u = aiproxy_json_new_object();
     aiproxy_json_put(u, "input_tokens", aiproxy_json_new_int(x->prompt -
