@@ -81,6 +81,17 @@ static int admit_images(request_rec *r, aiproxy_req_t *st)
                       aiproxy_image_prices(r->pool, st->price)));
     st->media_each = ip->each;
     st->reserved = aiproxy_money_times(n, ip->each);
+    /* What was priced is what is asked: left out, the provider would pick
+     * its own default (OpenAI's quality "auto" may be a dearer one). */
+    if ((aiproxy_json_string(aiproxy_json_get(root, "size")) == NULL ||
+         aiproxy_json_string(aiproxy_json_get(root, "quality")) == NULL) &&
+        (aiproxy_json_set_string(st->info.root, "size", size) != 0 ||
+         aiproxy_json_set_string(st->info.root, "quality", quality) != 0 ||
+         !(st->body = aiproxy_json_dump(r->pool, st->info.root,
+                                        &st->body_out_len))))
+        return aiproxy_reply_error(r, st, HTTP_INTERNAL_SERVER_ERROR,
+                                   "server_error", "server_error", "The "
+                                   "request could not be prepared.");
     return DECLINED;
 }
 
@@ -114,12 +125,16 @@ int aiproxy_admit_media(request_rec *r, aiproxy_req_t *st, char *body)
                       st->endpoint));
     if ((rc = priced(r, st, ep)) != DECLINED)
         return rc;
+    st->body = NULL;
     rc = ep == AIPROXY_EP_IMAGES ? admit_images(r, st) : admit_speech(r, st);
     if (rc != DECLINED)
         return rc;
-    /* Forwarded as sent: nothing in it needs bounding by the gateway. */
-    st->body = body;
-    st->body_out_len = st->body_len;
+    /* Forwarded as sent (but an image's size and quality, named when
+     * left out): nothing else in it needs bounding by the gateway. */
+    if (!st->body) {
+        st->body = body;
+        st->body_out_len = st->body_len;
+    }
     return DECLINED;
 }
 

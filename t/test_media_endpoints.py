@@ -207,6 +207,13 @@ def test_images_charged_per_image_by_size_and_quality(media, up, kw, each):
     m = month(media, who)
     assert m["spent"] == each and m["reserved"] == 0
     assert records(media, who) == [("images/generations", "dall-e-3", each, 200)]
+    # What was priced is what the provider is asked for: a size or quality
+    # left out is named, never left to the provider's own (maybe dearer)
+    # default; one given goes as given.
+    body = json.loads(up.requests()[-1]["body"])
+    assert (body["size"], body["quality"]) == (kw.get("size", "1024x1024"),
+                                               kw.get("quality", "standard"))
+    assert body["prompt"] == "a lighthouse" and body["model"] == "dall-e-3"
 
 
 def test_images_n_and_fewer_returned_pay_fewer(media, up):
